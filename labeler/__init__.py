@@ -1,0 +1,1 @@
+"""The batch-labeling web tool and the folder importer."""

@@ -1,0 +1,3 @@
+"""Everything TensorFlow: preprocessing, the frozen backbone, the head, training
+and serving. Submodules import TensorFlow lazily so that `model.errors` and
+`model.images` stay cheap to import."""

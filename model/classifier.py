@@ -1,0 +1,82 @@
+"""Serving: the live model version, loaded once and reused by the demo, the
+labeler and `python -m model.predict`."""
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.errors import NoLiveModel
+from model.images import preprocess
+
+TOP_K = 3
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    version: dict
+    run: object
+
+
+class Classifier:
+    """Classifies images with whatever version is live, switching atomically
+    when another process or thread makes a new version live."""
+
+    def __init__(self, store):
+        self.store = store
+        self._lock = threading.Lock()
+        self._loaded = None
+        self.refresh()
+
+    def refresh(self):
+        """Load the live version if it changed. Cheap when it did not (one query)."""
+        live_id = self.store.live_version_id()
+        if live_id is None:
+            raise NoLiveModel("No model has been trained yet: label some images and run "
+                              "python -m model.train (or press Retrain).")
+        if self._loaded is not None and self._loaded.version["id"] == live_id:
+            return self._loaded.version
+        with self._lock:
+            if self._loaded is None or self._loaded.version["id"] != live_id:
+                self._loaded = _load(self.store.model_version(live_id))
+        return self._loaded.version
+
+    @property
+    def version(self):
+        return self._loaded.version
+
+    def probabilities(self, arrays):
+        """(version, probabilities (N, classes)) for preprocessed uint8 arrays."""
+        loaded = self._loaded
+        return loaded.version, loaded.run(np.asarray(arrays, dtype=np.float32)).numpy()
+
+    def classify(self, image, k=TOP_K):
+        """Any image -> {"label", "confidence", "top": [[label, p], ...], "version"}.
+
+        Raises BlankSketch for an image without ink and BadImage for one that
+        cannot be read."""
+        self.refresh()
+        size = self._loaded.version["config"]["input_size"]
+        version, probabilities = self.probabilities(preprocess(image, size)[None])
+        return describe(probabilities[0], version["classes"], version["id"], k)
+
+
+def describe(probabilities, classes, version, k=TOP_K):
+    order = np.argsort(probabilities)[::-1][:k]
+    top = [[classes[i], round(float(probabilities[i]), 6)] for i in order]
+    return {"label": top[0][0], "confidence": top[0][1], "top": top, "version": version}
+
+
+def _load(version):
+    import tensorflow as tf
+    from model.backbone import feature_dim, load_backbone
+    from model.head import head_from_bytes
+    config = version["config"]
+    alpha, size = config["alpha"], config["input_size"]
+    backbone = load_backbone(alpha, size)
+    head = head_from_bytes(version["head"], feature_dim(alpha), len(version["classes"]), config)
+    spec = tf.TensorSpec([None, size, size, 3], tf.float32)
+    run = tf.function(lambda x: head(backbone(x, training=False), training=False),
+                      input_signature=[spec])
+    # Trace and warm up now, not on the first user's request.
+    run(np.full((1, size, size, 3), 255, np.float32))
+    return _Loaded(version=version, run=run)

@@ -1,0 +1,50 @@
+"""The one block of training defaults. A model version saves the full config it
+was trained with; an option not listed here is an error, never ignored."""
+from model.errors import UnknownOption
+
+DEFAULTS = {
+    # Backbone: Keras MobileNet v1, ImageNet weights, frozen, global-average pooled.
+    "alpha": 1.0,           # width multiplier 0.25 / 0.5 / 0.75 / 1.0 (1.0 as in the article)
+    "input_size": 224,      # 128 / 160 / 192 / 224 pixels a side
+    # Feature cache: view 0 is the plain image, views 1.. are augmented copies.
+    "views": 3,
+    # Head: dense layers (ReLU, dropout) then softmax, as the article's, but
+    # narrower: on cached features a 1024-1024-512 head costs ~6x the time
+    # for no accuracy (bench.head_widths).
+    "head_units": [256, 128, 64],
+    "dropout": 0.2,
+    "epochs": 60,           # an upper bound: early stopping usually ends sooner
+    "patience": 6,          # epochs without validation improvement before stopping
+    "batch_size": 64,
+    "learning_rate": 0.002,
+    "validation_fraction": 0.1,
+    "seed": 0,
+}
+
+ALPHAS = (0.25, 0.5, 0.75, 1.0)
+INPUT_SIZES = (128, 160, 192, 224)
+
+
+def make_config(base=None, **overrides):
+    """DEFAULTS, then `base` (e.g. a saved config), then the overrides, checked."""
+    config = dict(DEFAULTS)
+    for layer in (base or {}, overrides):
+        unknown = sorted(set(layer) - set(DEFAULTS))
+        if unknown:
+            raise UnknownOption(f"Unknown option(s): {', '.join(unknown)}. "
+                                f"Known: {', '.join(sorted(DEFAULTS))}.")
+        config.update({k: v for k, v in layer.items() if v is not None})
+    config["alpha"] = float(config["alpha"])
+    config["head_units"] = [int(u) for u in config["head_units"]]
+    if config["alpha"] not in ALPHAS:
+        raise UnknownOption(f"alpha must be one of {ALPHAS}, not {config['alpha']}.")
+    if config["input_size"] not in INPUT_SIZES:
+        raise UnknownOption(f"input_size must be one of {INPUT_SIZES}, not {config['input_size']}.")
+    if config["views"] < 1:
+        raise UnknownOption("views must be at least 1 (the plain image).")
+    return config
+
+
+def backbone_name(alpha, input_size):
+    """The key under which features of this backbone are cached."""
+    return f"mobilenet_v1_{alpha:g}_{input_size}"

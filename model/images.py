@@ -1,0 +1,177 @@
+"""Decoding, normalizing and preprocessing images: Pillow and NumPy, no TensorFlow.
+
+`normalize` is what the database stores (upright RGB, alpha flattened onto
+white, at most STORED_MAX_SIDE pixels a side, re-encoded as PNG).
+`preprocess` is the one function that turns any image into backbone input,
+for training and for serving alike.
+"""
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
+
+from model.errors import BadImage, BlankSketch
+
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_IMAGE_PIXELS = 50_000_000
+STORED_MAX_SIDE = 512
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "MPO")
+# A pixel is ink when it is this much darker than the paper around it.
+INK_CONTRAST = 64
+# Fewer ink pixels than this fraction of the image is a blank canvas.
+MIN_INK_FRACTION = 0.0005
+DEFAULT_MARGIN = 0.1
+
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+def decode(data):
+    """Bytes of an uploaded file -> an upright PIL image, or BadImage saying why."""
+    if not data:
+        raise BadImage("The file is empty.")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise BadImage(f"The file is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB.")
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            _check_size(image.size)
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImage(f"The image has more than {MAX_IMAGE_PIXELS:,} pixels.") from None
+    except BadImage:
+        raise
+    except Exception as error:
+        raise BadImage(f"Not a readable image ({', '.join(ALLOWED_FORMATS[:-1])}): "
+                       f"{type(error).__name__}.") from None
+    return ImageOps.exif_transpose(image)
+
+
+def _check_size(size):
+    width, height = size
+    if width < 1 or height < 1:
+        raise BadImage("The image has no pixels.")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise BadImage(f"The image has more than {MAX_IMAGE_PIXELS:,} pixels.")
+
+
+def to_rgb(image):
+    """Any mode (RGBA, LA, P with transparency, 16-bit, CMYK, ...) -> RGB on white."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(_to_uint8(image))
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if array.max() > 255 else 255.0
+        image = Image.fromarray((array / peak * 255).round().astype(np.uint8))
+    if image.mode == "F":
+        image = Image.fromarray(_to_uint8(np.asarray(image)))
+    if image.mode == "P" or image.mode == "PA":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "La", "RGBa"):
+        image = image.convert("RGBA")
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def _to_uint8(array):
+    array = np.asarray(array)
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind == "f" and array.max(initial=0) <= 1.0:
+        array = array * 255
+    return np.clip(array, 0, 255).round().astype(np.uint8)
+
+
+def normalize(image):
+    """The form every stored image takes: upright RGB on white, bounded size."""
+    image = to_rgb(image)
+    if max(image.size) > STORED_MAX_SIDE:
+        image = image.copy()
+        image.thumbnail((STORED_MAX_SIDE, STORED_MAX_SIDE), Image.Resampling.LANCZOS)
+    return image
+
+
+def encode_png(image):
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=False)
+    return out.getvalue()
+
+
+def stored_form(image):
+    """-> (PNG bytes, width, height) as the database keeps an image."""
+    image = normalize(image)
+    return encode_png(image), image.width, image.height
+
+
+def preprocess(image, size, margin=DEFAULT_MARGIN):
+    """Any image -> uint8 array (size, size, 3), the backbone's input.
+
+    Flattens alpha onto white, finds the ink (pixels clearly darker than the
+    paper), crops to its bounding box plus `margin` on each side, pads to a
+    square with the paper colour so the aspect ratio is kept, and resizes.
+    Raises BlankSketch when there is no ink to classify.
+    """
+    rgb = to_rgb(image)
+    gray = np.asarray(rgb.convert("L"), dtype=np.int16)
+    paper = int(np.percentile(gray, 90))
+    ink = gray < paper - INK_CONTRAST
+    if ink.sum() < max(1, MIN_INK_FRACTION * ink.size):
+        raise BlankSketch("The image is blank: draw something first.")
+    rows = np.flatnonzero(ink.any(axis=1))
+    cols = np.flatnonzero(ink.any(axis=0))
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    side = max(bottom - top, right - left)
+    side = int(round(side * (1 + 2 * margin))) or 1
+    cy, cx = (top + bottom) / 2, (left + right) / 2
+    box = (int(round(cx - side / 2)), int(round(cy - side / 2)))
+    square = Image.new("RGB", (side, side), (paper, paper, paper))
+    square.paste(rgb.crop((box[0], box[1], box[0] + side, box[1] + side)), (0, 0))
+    # crop() fills outside the image with black: repaint those parts as paper.
+    _paint_outside(square, box, rgb.size, paper)
+    resample = Image.Resampling.BOX if side > 2 * size else Image.Resampling.BILINEAR
+    return np.asarray(square.resize((size, size), resample), dtype=np.uint8)
+
+
+def _paint_outside(square, box, image_size, paper):
+    side = square.width
+    x0, y0 = box
+    inside = (max(0, -x0), max(0, -y0),
+              min(side, image_size[0] - x0), min(side, image_size[1] - y0))
+    mask = Image.new("L", (side, side), 255)
+    mask.paste(0, inside)
+    square.paste((paper, paper, paper), (0, 0), mask)
+
+
+def augment(array, seed):
+    """A randomly shifted, rotated, scaled and re-stroked copy of a preprocessed image.
+
+    Deterministic in `seed`, so a cached feature view can be recomputed exactly.
+    """
+    rng = np.random.default_rng(seed)
+    size = array.shape[0]
+    image = Image.fromarray(array)
+    paper = tuple(int(c) for c in np.percentile(array.reshape(-1, 3), 90, axis=0))
+    stroke = rng.integers(-1, 2)
+    if stroke > 0:
+        image = image.filter(ImageFilter.MinFilter(3))
+    elif stroke < 0:
+        image = image.filter(ImageFilter.MaxFilter(3)) if _ink_fraction(array) > 0.08 else image
+    scale = rng.uniform(0.85, 1.1)
+    angle = rng.uniform(-12, 12)
+    shift = rng.uniform(-0.06, 0.06, size=2) * size
+    image = image.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=paper)
+    scaled = max(1, int(round(size * scale)))
+    image = image.resize((scaled, scaled), Image.Resampling.BILINEAR)
+    canvas = Image.new("RGB", (size, size), paper)
+    offset = (int(round((size - scaled) / 2 + shift[0])), int(round((size - scaled) / 2 + shift[1])))
+    canvas.paste(image, offset)
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def _ink_fraction(array):
+    gray = array.mean(axis=2)
+    return float((gray < np.percentile(gray, 90) - INK_CONTRAST).mean())
+

@@ -1,0 +1,41 @@
+"""python -m model.predict IMAGE...: classify image files with the live model.
+
+Prints one JSON line per image: {"path", "label", "confidence", "top", "version"},
+or {"path", "error"} for an image that cannot be classified (exit status 1)."""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from db import Store, default_path
+from model.errors import SketchError
+from model.images import decode
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m model.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument("--db", default=None,
+                        help=f"SQLite file (default: $SKETCHLAB_DB or {default_path()})")
+    parser.add_argument("--top", type=int, default=3, help="classes to list (default: 3)")
+    args = parser.parse_args(argv)
+    try:
+        from model.classifier import Classifier
+        classifier = Classifier(Store(args.db))
+    except SketchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    status = 0
+    for path in args.images:
+        try:
+            result = classifier.classify(decode(Path(path).read_bytes()), k=args.top)
+            print(json.dumps({"path": path, **result}), flush=True)
+        except (SketchError, OSError) as error:
+            print(json.dumps({"path": path, "error": str(error)}), flush=True)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""python -m model.train: retrain the head on every labeled train image.
+
+Features come from the cache (only images that lack them go through the
+backbone). The new version is evaluated on the test split, or on a stable
+stratified holdout when there is none, and goes live only if it is not worse
+than the live version on that same evaluation set (--force overrides).
+"""
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from db import Store, default_path
+from model.config import DEFAULTS, backbone_name, make_config
+from model.errors import NotEnoughData, SketchError
+from model.features import ensure_features, load_features
+
+HOLDOUT_FRACTION = 0.2
+MIN_IMAGES_PER_CLASS = 2
+
+
+def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
+    """Train, evaluate, record a model version. Returns the result summary.
+
+    `on_progress(stage, done, total)` is called as features are computed
+    ("features") and epochs end ("training").
+    """
+    started = time.perf_counter()
+    live = store.model_version()
+    base = {k: live["config"][k] for k in ("alpha", "input_size")} if live else {}
+    config = make_config(base, **(options or {}))
+    alpha, size = config["alpha"], config["input_size"]
+    train_rows, eval_rows, eval_source = _split(store.labeled_images("train"),
+                                                store.labeled_images("test"))
+    train_rows, classes, dropped = _usable(train_rows)
+    report = _reporter(on_progress, show_bar)
+
+    computed, skipped = ensure_features(
+        store, alpha, size, [i for i, _ in train_rows], config["views"],
+        lambda done, total: report("features", done, total))
+    more, skipped_eval = ensure_features(store, alpha, size, [i for i, _ in eval_rows], 1)
+    computed += more
+    skipped = set(skipped) | set(skipped_eval)
+    train_rows = [r for r in train_rows if r[0] not in skipped]
+    eval_rows = [r for r in eval_rows if r[0] not in skipped]
+
+    x, y, groups = _training_arrays(store, config, train_rows, classes)
+    fit_index, val_index = _validation_split(y, groups, config["validation_fraction"])
+    validation = (x[val_index], y[val_index]) if len(val_index) else None
+    from model.head import head_to_bytes, train_head
+    head, history = train_head(
+        x[fit_index], y[fit_index], len(classes), config, validation,
+        lambda epoch, logs: report("training", epoch + 1, config["epochs"]))
+    report("done", 1, 1)
+
+    eval_ids = [i for i, _ in eval_rows]
+    eval_labels = [label for _, label in eval_rows]
+    probabilities, _ = _head_probabilities(head, store, alpha, size, eval_ids)
+    metrics = evaluate(probabilities, classes, eval_labels)
+    metrics.update(eval_source=eval_source, history=history,
+                   epochs_run=len(history.get("loss", [])), skipped_images=sorted(skipped),
+                   dropped_classes=dropped)
+    live_accuracy = None
+    if live is not None:
+        live_accuracy = version_accuracy(store, live, eval_ids, eval_labels)
+        metrics["live_accuracy_before"] = live_accuracy
+    # Without evaluation images nothing can be shown worse, so the newer data wins.
+    goes_live = (force or live is None or live_accuracy is None or metrics["accuracy"] is None
+                 or metrics["accuracy"] >= live_accuracy)
+    seconds = time.perf_counter() - started
+    metrics["seconds"] = seconds
+    metrics["train_images"] = len(train_rows)
+    version = store.add_model_version(backbone_name(alpha, size), classes, config, metrics,
+                                      head_to_bytes(head), live=goes_live)
+    return {"version": version, "classes": classes, "train_images": len(train_rows),
+            "test_images": len(eval_rows), "eval_source": eval_source,
+            "test_accuracy": metrics["accuracy"], "live_accuracy_before": live_accuracy,
+            "features_computed": computed, "epochs_run": metrics["epochs_run"],
+            "seconds": round(seconds, 3), "live": goes_live,
+            "live_version": version if goes_live else live["id"]}
+
+
+def _split(train_rows, test_rows):
+    """Evaluate on the test split; without one, hold out a stable stratified part
+    of train (an image's membership depends only on its id, so it stays out
+    of training from one retrain to the next)."""
+    if test_rows:
+        return train_rows, test_rows, "test"
+    if not train_rows:
+        return [], [], "none"
+    by_class = {}
+    for row in train_rows:
+        by_class.setdefault(row[1], []).append(row)
+    held = set()
+    for rows in by_class.values():
+        if len(rows) <= MIN_IMAGES_PER_CLASS:
+            continue
+        ranked = sorted(rows, key=lambda r: _stable_fraction(r[0]))
+        count = max(1, int(round(len(rows) * HOLDOUT_FRACTION)))
+        held.update(r[0] for r in ranked[:count])
+    return ([r for r in train_rows if r[0] not in held],
+            [r for r in train_rows if r[0] in held], "holdout")
+
+
+def _stable_fraction(image_id):
+    return (image_id * 2654435761) % 2**32 / 2**32
+
+
+def _usable(train_rows):
+    counts = {}
+    for _, label in train_rows:
+        counts[label] = counts.get(label, 0) + 1
+    classes = sorted(c for c, n in counts.items() if n >= MIN_IMAGES_PER_CLASS)
+    dropped = sorted(set(counts) - set(classes))
+    if len(classes) < 2:
+        raise NotEnoughData(
+            f"Training needs at least 2 classes with {MIN_IMAGES_PER_CLASS} or more labeled "
+            f"train images each; found {len(classes)} ({len(train_rows)} labeled images).")
+    kept = set(classes)
+    return [r for r in train_rows if r[1] in kept], classes, dropped
+
+
+def _training_arrays(store, config, rows, classes):
+    index = {c: i for i, c in enumerate(classes)}
+    ids = [i for i, _ in rows]
+    vectors = load_features(store, config["alpha"], config["input_size"], ids, config["views"])
+    x, y, groups = [], [], []
+    for image_id, label in rows:
+        for view in range(config["views"]):
+            vector = vectors.get((image_id, view))
+            if vector is not None:
+                x.append(vector)
+                y.append(index[label])
+                groups.append(image_id)
+    return np.stack(x), np.asarray(y, dtype=np.int64), np.asarray(groups)
+
+
+def _validation_split(y, groups, fraction):
+    """Indices for fitting and for early stopping; every view of an image stays
+    on one side so validation never sees an augmented copy of a training image."""
+    validation = np.zeros(len(y), dtype=bool)
+    for label in np.unique(y):
+        images = np.unique(groups[y == label])
+        if len(images) < 5:
+            continue
+        ranked = sorted(images, key=lambda i: _stable_fraction(int(i) + 7919))
+        held = ranked[:max(1, int(round(len(images) * fraction)))]
+        validation |= np.isin(groups, held)
+    return np.flatnonzero(~validation), np.flatnonzero(validation)
+
+
+def _head_probabilities(head, store, alpha, size, image_ids):
+    """(probabilities, ids) for the images among `image_ids` with cached features."""
+    vectors = load_features(store, alpha, size, image_ids, 1)
+    known = [i for i in image_ids if (i, 0) in vectors]
+    if not known:
+        return np.zeros((0, head.output_shape[-1]), np.float32), known
+    return np.asarray(head(np.stack([vectors[(i, 0)] for i in known]), training=False)), known
+
+
+def version_accuracy(store, version, image_ids, labels):
+    """Accuracy of a stored model version on these labeled images."""
+    if not image_ids:
+        return None
+    from model.backbone import feature_dim
+    from model.head import head_from_bytes
+    config = version["config"]
+    alpha, size = config["alpha"], config["input_size"]
+    ensure_features(store, alpha, size, image_ids, 1)
+    head = head_from_bytes(version["head"], feature_dim(alpha), len(version["classes"]), config)
+    probabilities, known = _head_probabilities(head, store, alpha, size, image_ids)
+    truth = dict(zip(image_ids, labels))
+    return evaluate(probabilities, version["classes"], [truth[i] for i in known])["accuracy"]
+
+
+def evaluate(probabilities, classes, labels):
+    """Accuracy, per-class accuracy and a confusion matrix (rows: truth)."""
+    names = list(classes) + sorted(set(labels) - set(classes))
+    index = {c: i for i, c in enumerate(names)}
+    matrix = np.zeros((len(names), len(names)), dtype=np.int64)
+    predicted = np.argmax(probabilities, axis=1) if len(labels) else []
+    for truth, guess in zip(labels, predicted):
+        matrix[index[truth], guess] += 1
+    totals = matrix.sum(axis=1)
+    per_class = {name: (float(matrix[i, i] / totals[i]) if totals[i] else None)
+                 for i, name in enumerate(names)}
+    accuracy = float(np.trace(matrix) / totals.sum()) if totals.sum() else None
+    return {"accuracy": accuracy, "per_class": per_class,
+            "confusion": {"labels": names, "matrix": matrix.tolist()},
+            "eval_images": int(totals.sum())}
+
+
+def _reporter(on_progress, show_bar):
+    bars = {}
+
+    def report(stage, done, total):
+        if on_progress:
+            on_progress(stage, done, total)
+        if not show_bar:
+            return
+        if stage == "done":
+            for bar in bars.values():
+                bar.close()
+            return
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="img" if stage == "features"
+                                     else "epoch", file=sys.stderr, leave=False)
+        bar.n = done
+        bar.refresh()
+    return report
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m model.train", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", default=None, help=f"SQLite file (default: $SKETCHLAB_DB or "
+                        f"{default_path()})")
+    parser.add_argument("--force", action="store_true",
+                        help="make the new version live even if it is worse")
+    for key, value in DEFAULTS.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, list):
+            parser.add_argument(flag, type=lambda s: [int(p) for p in s.split(",")],
+                                help=f"comma-separated (default: {','.join(map(str, value))})")
+        else:
+            parser.add_argument(flag, type=type(value), help=f"(default: {value}"
+                                + (", or the live version's" if key in ("alpha", "input_size")
+                                   else "") + ")")
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    options = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
+    try:
+        result = retrain(Store(args.db), options, force=args.force, show_bar=True)
+    except SketchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
