@@ -1,15 +1,31 @@
-"""The frozen ImageNet MobileNet v1 that turns images into feature vectors."""
+"""The frozen ImageNet MobileNet v1 that turns images into feature vectors.
+
+Keras builds it from the ordinary cached ImageNet weights. For speed it runs
+as a LiteRT (TFLite) interpreter with XNNPACK: on 2 cores that is ~6x faster
+than a compiled TensorFlow call and ~20x faster than `model.predict()`
+(bench.latency). The converted file is cached beside the weights; each load
+checks it against Keras on probe images, and falls back to the compiled
+TensorFlow call if the interpreter is missing or disagrees.
+"""
+import contextlib
 import functools
+import hashlib
+import io
+import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from model.errors import WeightsMissing
 
 _ALPHA_TEXT = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}
+# Interpreter threads: both cores of the target machines.
+LITERT_THREADS = 2
+# Largest difference allowed between LiteRT and Keras features on the probes.
+FEATURE_TOLERANCE = 1e-3
 _lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 def weights_filename(alpha, input_size):
@@ -30,9 +46,13 @@ def weights_help(alpha, input_size):
             f"{weights_filename(0.25, input_size)}).")
 
 
+def feature_dim(alpha):
+    return int(1024 * alpha)
+
+
 @functools.lru_cache(maxsize=4)
 def load_backbone(alpha, input_size):
-    """uint8-range images (N, S, S, 3) -> pooled features, frozen. Cached per process."""
+    """Keras model: uint8-range images (N, S, S, 3) -> pooled features. Frozen."""
     import keras
     with _lock:
         try:
@@ -53,36 +73,101 @@ def load_backbone(alpha, input_size):
 
 @functools.lru_cache(maxsize=4)
 def compiled(alpha, input_size):
-    """A traced call of the backbone: ~5x cheaper per call than model.predict()."""
+    """The Keras backbone as a traced TensorFlow call (~5x cheaper than predict())."""
     import tensorflow as tf
     model = load_backbone(alpha, input_size)
-    spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
-    return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, input_size, input_size, 3], tf.float32)])
+    def run(images):
+        return model(images, training=False)
+    return run
 
 
-def extract(alpha, input_size, arrays, batch_size=64):
-    """Features (N, D) float32 of a sequence of preprocessed uint8 arrays."""
-    run = compiled(alpha, input_size)
-    out = [run(np.asarray(arrays[i:i + batch_size], dtype=np.float32)).numpy()
-           for i in range(0, len(arrays), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, feature_dim(alpha)), np.float32)
+def probe_images(input_size):
+    """Fixed inputs on which LiteRT must reproduce Keras: paper, noise, a ring."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:input_size, :input_size]
+    ring = np.abs(np.hypot(yy - input_size / 2, xx - input_size / 2) - input_size / 3) < 4
+    sketch = np.where(ring[..., None], 0, 255).repeat(3, axis=2)
+    noise = rng.integers(0, 256, (input_size, input_size, 3))
+    return np.stack([np.full_like(sketch, 255), noise, sketch]).astype(np.float32)
 
 
-def extract_stream(alpha, input_size, batches):
-    """Features for an iterable of (keys, arrays) batches; the next batch is
-    prepared in a worker thread while the current one runs through the network."""
-    run = compiled(alpha, input_size)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        iterator = iter(batches)
-        pending = pool.submit(next, iterator, None)
-        while True:
-            batch = pending.result()
-            if batch is None:
-                return
-            pending = pool.submit(next, iterator, None)
-            keys, arrays = batch
-            yield keys, run(np.asarray(arrays, dtype=np.float32)).numpy()
+class FeatureExtractor:
+    """Callable: uint8-range arrays (N, S, S, 3) -> float32 features (N, D).
+
+    One instance per backbone per process; calls are serialized by a lock
+    (an interpreter is not thread-safe, and it already uses both cores)."""
+
+    def __init__(self, alpha, input_size):
+        self.alpha, self.input_size = alpha, input_size
+        self._lock = threading.Lock()
+        self._interpreter = None
+        self.engine = "tensorflow"
+        self._tf = compiled(alpha, input_size)
+        try:
+            self._interpreter = _interpreter(_litert_model(alpha, input_size))
+            self.engine = "litert"
+        except Exception as error:  # no LiteRT on this platform, or conversion failed
+            log.warning("LiteRT unavailable (%s); using TensorFlow", error)
+            return
+        probes = probe_images(input_size)
+        difference = np.abs(self._litert(probes) - self._tf(probes).numpy()).max()
+        if not difference <= FEATURE_TOLERANCE:
+            log.warning("LiteRT features differ from Keras by %g; using TensorFlow", difference)
+            self._interpreter, self.engine = None, "tensorflow"
+
+    def __call__(self, arrays):
+        arrays = np.asarray(arrays, dtype=np.float32)
+        if self._interpreter is None:
+            return self._tf(arrays).numpy()
+        return self._litert(arrays)
+
+    def _litert(self, arrays):
+        with self._lock:
+            interpreter = self._interpreter
+            inp = interpreter.get_input_details()[0]
+            out = []
+            # One image an invoke: XNNPACK is fastest here at batch 1 (bench.features).
+            for image in arrays:
+                interpreter.set_tensor(inp["index"], image[None])
+                interpreter.invoke()
+                out.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0])
+            return np.stack(out) if out else np.zeros((0, feature_dim(self.alpha)), np.float32)
 
 
-def feature_dim(alpha):
-    return int(1024 * alpha)
+@functools.lru_cache(maxsize=4)
+def extractor(alpha, input_size):
+    return FeatureExtractor(alpha, input_size)
+
+
+def _interpreter(model_bytes):
+    from ai_edge_litert.interpreter import Interpreter
+    interpreter = Interpreter(model_content=model_bytes, num_threads=LITERT_THREADS)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _litert_model(alpha, input_size):
+    """The backbone as LiteRT bytes, converted once and cached beside the weights
+    under a name tied to the weights' content."""
+    import tensorflow as tf
+    weights = os.path.join(keras_models_dir(), weights_filename(alpha, input_size))
+    model = load_backbone(alpha, input_size)  # downloads the weights if needed
+    digest = hashlib.sha256(open(weights, "rb").read()).hexdigest()[:16]
+    cached = os.path.join(keras_models_dir(), f"sketchlab-{weights_filename(alpha, input_size)[:-3]}"
+                                              f"-{digest}.tflite")
+    if os.path.exists(cached):
+        with open(cached, "rb") as f:
+            return f.read()
+    # from_keras_model: converting the traced concrete function gave NaN features.
+    with contextlib.redirect_stdout(io.StringIO()):
+        data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    temporary = f"{cached}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "wb") as f:
+            f.write(data)
+        os.replace(temporary, cached)  # atomic: concurrent processes never read half a file
+    except OSError as error:
+        log.warning("cannot cache %s: %s", cached, error)
+    return data

@@ -47,7 +47,7 @@ class Classifier:
     def probabilities(self, arrays):
         """(version, probabilities (N, classes)) for preprocessed uint8 arrays."""
         loaded = self._loaded
-        return loaded.version, loaded.run(np.asarray(arrays, dtype=np.float32)).numpy()
+        return loaded.version, loaded.run(arrays)
 
     def classify(self, image, k=TOP_K):
         """Any image -> {"label", "confidence", "top": [[label, p], ...], "version"}.
@@ -67,16 +67,14 @@ def describe(probabilities, classes, version, k=TOP_K):
 
 
 def _load(version):
-    import tensorflow as tf
-    from model.backbone import feature_dim, load_backbone
-    from model.head import head_from_bytes
+    from model.backbone import extractor
+    from model.head import NumpyHead
     config = version["config"]
-    alpha, size = config["alpha"], config["input_size"]
-    backbone = load_backbone(alpha, size)
-    head = head_from_bytes(version["head"], feature_dim(alpha), len(version["classes"]), config)
-    spec = tf.TensorSpec([None, size, size, 3], tf.float32)
-    run = tf.function(lambda x: head(backbone(x, training=False), training=False),
-                      input_signature=[spec])
-    # Trace and warm up now, not on the first user's request.
-    run(np.full((1, size, size, 3), 255, np.float32))
+    features = extractor(config["alpha"], config["input_size"])
+    head = NumpyHead(version["head"])
+
+    def run(arrays):
+        return head(features(arrays))
+    # Load and warm up now, not on the first user's request.
+    run(np.full((1, config["input_size"], config["input_size"], 3), 255, np.float32))
     return _Loaded(version=version, run=run)

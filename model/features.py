@@ -1,5 +1,6 @@
 """Computing backbone features once per image and view, and reading them back."""
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -11,13 +12,13 @@ from model.images import augment, decode, preprocess
 FEATURE_BATCH = 128
 
 
-def view_array(data, view, input_size):
-    """Stored PNG bytes -> the backbone input of one view (0 = plain, else augmented)."""
+def views_of(data, views, input_size):
+    """Stored PNG bytes -> backbone inputs of the requested views (0 = plain,
+    others augmented). The image is decoded and preprocessed once for all."""
     array = preprocess(decode(data), input_size)
-    if view == 0:
-        return array
     # Seeded by content, so a lost view is recomputed identically.
-    return augment(array, seed=[view, int.from_bytes(hashlib.sha256(data).digest()[:8], "little")])
+    seed = int.from_bytes(hashlib.sha256(data).digest()[:8], "little")
+    return [array if view == 0 else augment(array, seed=[view, seed]) for view in views]
 
 
 def ensure_features(store, alpha, input_size, image_ids, views, on_progress=None):
@@ -30,7 +31,7 @@ def ensure_features(store, alpha, input_size, image_ids, views, on_progress=None
     missing = store.missing_features(image_ids, name, views)
     skipped = []
     done = 0
-    for keys, vectors in backbones.extract_stream(
+    for keys, vectors in extract_stream(
             alpha, input_size, _batches(store, missing, input_size, skipped)):
         store.put_features(name, [(i, v, vec.astype(np.float16).tobytes())
                                   for (i, v), vec in zip(keys, vectors)])
@@ -40,18 +41,39 @@ def ensure_features(store, alpha, input_size, image_ids, views, on_progress=None
     return done, skipped
 
 
+def extract_stream(alpha, input_size, batches):
+    """Features for an iterable of (keys, arrays) batches. The next batch is
+    decoded and preprocessed in a worker thread while the current one runs
+    through the network."""
+    run = backbones.extractor(alpha, input_size)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        iterator = iter(batches)
+        pending = pool.submit(next, iterator, None)
+        while True:
+            batch = pending.result()
+            if batch is None:
+                return
+            pending = pool.submit(next, iterator, None)
+            keys, arrays = batch
+            yield keys, run(arrays)
+
+
 def _batches(store, missing, input_size, skipped):
-    for start in range(0, len(missing), FEATURE_BATCH):
-        chunk = missing[start:start + FEATURE_BATCH]
-        data = dict(store.image_data(sorted({i for i, _ in chunk})))
+    by_image = {}
+    for image_id, view in missing:
+        by_image.setdefault(image_id, []).append(view)
+    images = list(by_image)
+    per_batch = max(1, FEATURE_BATCH // max(len(v) for v in by_image.values())) if images else 1
+    for start in range(0, len(images), per_batch):
+        chunk = images[start:start + per_batch]
         keys, arrays = [], []
-        for image_id, view in chunk:
+        for image_id, data in store.image_data(chunk):
             try:
-                arrays.append(view_array(data[image_id], view, input_size))
-            except (SketchError, KeyError):
+                arrays += views_of(data, by_image[image_id], input_size)
+            except SketchError:
                 skipped.append(image_id)
                 continue
-            keys.append((image_id, view))
+            keys += [(image_id, view) for view in by_image[image_id]]
         if keys:
             yield keys, np.stack(arrays)
 

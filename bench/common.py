@@ -1,0 +1,65 @@
+"""Shared set-up of the benchmarks: the genuine alpha 0.25 weights in a
+temporary KERAS_HOME and the Quick, Draw! dev set in a fresh SQLite file,
+split the same way in every report (first 300 of each class to train, last
+300 to test)."""
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+DATASET = SHARED / "data" / "quickdraw-dev.npz"
+WEIGHTS = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+ALPHA = 0.25
+TRAIN_PER_CLASS = 300
+TEST_PER_CLASS = 300
+
+
+def setup():
+    """Point Keras at a temporary cache holding the shared weights (before Keras is imported)."""
+    for path in (DATASET, WEIGHTS):
+        if not path.exists():
+            sys.exit(f"benchmark needs {path} (the project's shared data); not found")
+    home = Path(tempfile.mkdtemp(prefix="sketchlab-bench-keras-"))
+    (home / "models").mkdir()
+    shutil.copy(WEIGHTS, home / "models" / WEIGHTS.name)
+    os.environ["KERAS_HOME"] = str(home)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return home
+
+
+def quickdraw(train_per_class=TRAIN_PER_CLASS, test_per_class=TEST_PER_CLASS):
+    """[(class, split, black-on-white uint8 28x28)] with the fixed split rule."""
+    data = np.load(DATASET)
+    x, y, classes = data["x"], data["y"], [str(c) for c in data["classes"]]
+    rows = []
+    for index, name in enumerate(classes):
+        drawings = x[y == index]
+        rows += [(name, "train", 255 - d) for d in drawings[:train_per_class]]
+        rows += [(name, "test", 255 - d) for d in drawings[len(drawings) - test_per_class:]]
+    return rows
+
+
+def fill_store(store, rows, source="import"):
+    """Store the drawings as the importer would, in batches; returns their ids."""
+    from PIL import Image
+    from model.images import stored_form
+    ids = []
+    for start in range(0, len(rows), 500):
+        items = []
+        for label, split, pixels in rows[start:start + 500]:
+            data, width, height = stored_form(Image.fromarray(pixels))
+            items.append({"data": data, "width": width, "height": height, "source": source,
+                          "split": split, "label": label})
+        ids += [image_id for image_id, _ in store.add_images(items)]
+    return ids
+
+
+def machine():
+    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version()}

@@ -1,0 +1,154 @@
+"""A real browser (Debian's Chromium, driven by Playwright) on the launched demo.
+
+Skips when /usr/bin/chromium is missing, except under CI (env CI set), where
+that is a failure. Screenshots are kept in the artifacts folder.
+"""
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.test_demo_support import (CHROMIUM, CHROMIUM_ARGS, artifact, copy_db, draw_shape,
+                                     launched, require_chromium, serve, starter_template)
+
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def server(backbone, tmp_path_factory):
+    import demo
+    require_chromium()
+    db = copy_db(starter_template(), tmp_path_factory.mktemp("browser") / "demo.db")
+    app = serve(db)
+    with launched() as url:
+        yield url, app
+    demo.app.configure()
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        yield p
+
+
+def open_browser(playwright, *extra):
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                      args=CHROMIUM_ARGS + list(extra))
+
+
+def stroke(page, points):
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(x, y, steps=3)
+    page.mouse.up()
+
+
+def test_drawing_a_circle_shows_circle_and_a_correction_is_saved(server, playwright):
+    url, app = server
+    browser = open_browser(playwright)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url)
+        canvas = page.locator("#sketchpad canvas").first
+        canvas.wait_for(timeout=TIMEOUT_MS)
+        # Drawing starts with the brush: the page selects it on load.
+        page.wait_for_selector("#sketchpad button[aria-label='Brush']", timeout=TIMEOUT_MS)
+        page.wait_for_timeout(500)
+        box = canvas.bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        r = min(box["width"], box["height"]) * 0.3
+        # A slightly wobbly hand-drawn circle, in two strokes.
+        wobble = np.random.default_rng(1).normal(0, r * 0.02, size=(61, 2))
+        ring = [(cx + r * math.cos(2 * math.pi * i / 60) + wobble[i, 0],
+                 cy + 0.92 * r * math.sin(2 * math.pi * i / 60) + wobble[i, 1])
+                for i in range(61)]
+        stroke(page, ring[:32])
+        stroke(page, ring[31:])
+        # Live prediction on change, without pressing Classify.
+        verdict = page.locator("#sketch-verdict")
+        verdict.filter(has_text="circle").wait_for(timeout=TIMEOUT_MS)
+        assert "It's a circle" in verdict.inner_text()
+        label = page.locator("#sketch-label").inner_text()
+        assert label.split("\n")[1].strip() == "circle"  # first row of the top 3
+        page.screenshot(path=str(artifact("demo-browser-drawn-circle.png")), full_page=True)
+
+        # "Wrong? It is a ...": type a new class and save.
+        page.locator("#sketch-correct-new textarea, #sketch-correct-new input").first.fill("moon")
+        page.locator("#sketch-correct-send").click()
+        saved = page.locator("#sketch-correct-saved")
+        saved.filter(has_text="Saved").wait_for(timeout=TIMEOUT_MS)
+        assert "moon" in saved.inner_text() and "pending" in saved.inner_text()
+        page.screenshot(path=str(artifact("demo-browser-correction.png")), full_page=True)
+    finally:
+        browser.close()
+    [row] = [c for c in app.store.corrections() if c["label"] == "moon"]
+    assert (row["status"], row["source"], row["predicted_label"]) == ("pending", "sketch",
+                                                                       "circle")
+    stored = Image.open(__import__("io").BytesIO(app.store.image(row["image_id"])["data"]))
+    assert stored.mode == "RGB"  # normalized: flattened onto white
+
+
+def test_clearing_the_canvas_goes_back_to_draw_something(server, playwright):
+    url, _ = server
+    browser = open_browser(playwright)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url)
+        canvas = page.locator("#sketchpad canvas").first
+        canvas.wait_for(timeout=TIMEOUT_MS)
+        page.wait_for_timeout(500)
+        box = canvas.bounding_box()
+        x0, y0 = box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.3
+        side = min(box["width"], box["height"]) * 0.4
+        square = [(x0, y0), (x0 + side, y0), (x0 + side, y0 + side), (x0, y0 + side), (x0, y0)]
+        stroke(page, square)
+        verdict = page.locator("#sketch-verdict")
+        verdict.filter(has_text="square").wait_for(timeout=TIMEOUT_MS)
+        page.locator("#sketchpad button[aria-label='Clear canvas']").click()
+        verdict.filter(has_text="Draw something").wait_for(timeout=TIMEOUT_MS)
+    finally:
+        browser.close()
+
+
+def write_y4m(path, image, frames=20, size=(640, 480)):
+    """A still video (YUV4MPEG2, 4:2:0) of `image` on grey-white paper, for Chromium's fake camera."""
+    width, height = size
+    paper = Image.new("RGB", size, (236, 236, 230))
+    side = min(size) * 3 // 4
+    paper.paste(image.resize((side, side)), ((width - side) // 2, (height - side) // 2))
+    ycc = np.asarray(paper.convert("YCbCr"))
+    planes = [ycc[:, :, 0], ycc[::2, ::2, 1], ycc[::2, ::2, 2]]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            f.write(b"FRAME\n")
+            for plane in planes:
+                f.write(np.ascontiguousarray(plane).tobytes())
+
+
+def test_fake_webcam_showing_a_triangle_gets_a_live_prediction_and_a_snapshot(
+        server, playwright, tmp_path):
+    url, _ = server
+    video = tmp_path / "triangle.y4m"
+    write_y4m(video, draw_shape("triangle", seed=3, size=360))
+    browser = open_browser(playwright, "--use-fake-device-for-media-stream",
+                           "--use-fake-ui-for-media-stream",
+                           f"--use-file-for-fake-video-capture={video}")
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url)
+        page.get_by_role("tab", name="Webcam / upload").click()
+        page.locator("#webcam button", has_text="Click to Access Webcam").click()
+        page.locator("#webcam button[aria-label='capture photo']").click(timeout=TIMEOUT_MS)
+        verdict = page.locator("#webcam-verdict")
+        verdict.filter(has_text="triangle").wait_for(timeout=TIMEOUT_MS)
+        assert "It's a triangle" in verdict.inner_text()
+        page.locator("#snapshot").click()
+        page.locator("#kept-verdict").filter(has_text="triangle").wait_for(timeout=TIMEOUT_MS)
+        page.screenshot(path=str(artifact("demo-browser-webcam.png")), full_page=True)
+    finally:
+        browser.close()

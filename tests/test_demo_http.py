@@ -1,0 +1,150 @@
+"""The launched demo called through gradio_client over HTTP on 127.0.0.1."""
+import sqlite3
+
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from tests.conftest import TEST_ALPHA
+from tests.test_demo_support import (DemoProcess, client_sketch, copy_db, draw_shape, launched,
+                                     predict_when_ready, serve, starter_template, top_label)
+
+
+@pytest.fixture(scope="module")
+def server(backbone, tmp_path_factory):
+    """The module-level `demo`, launched in this process on a copy of the starter database."""
+    import demo
+    db = copy_db(starter_template(), tmp_path_factory.mktemp("http") / "demo.db")
+    app = serve(db)
+    with launched() as url:
+        yield url, app
+    demo.app.configure()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server[0], verbose=False)
+
+
+def test_api_has_exactly_the_three_named_endpoints(client):
+    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert names == {"/classify_sketch", "/classify_photo", "/correct"}
+
+
+def test_http_classify_sketch_returns_a_top3_label_for_a_drawn_star(client, tmp_path):
+    path = tmp_path / "star.png"
+    draw_shape("star", seed=404).save(path)
+    value = client.predict(client_sketch(path), api_name="/classify_sketch")
+    assert top_label(value) == "star"
+    assert [c["label"] for c in value["confidences"]][0] == "star"
+    assert len(value["confidences"]) == 3
+
+
+def test_http_blank_sketch_answers_draw_something(client, tmp_path):
+    path = tmp_path / "blank.png"
+    Image.new("RGB", (400, 400), "white").save(path)
+    value = client.predict(client_sketch(path), api_name="/classify_sketch")
+    assert value["label"] == "draw something" and not value.get("confidences")
+
+
+def test_http_classify_photo_accepts_one_uploaded_image(client, tmp_path):
+    path = tmp_path / "frame.jpg"
+    draw_shape("square", seed=405, size=480).save(path, quality=85)
+    value = client.predict(handle_file(str(path)), api_name="/classify_photo")
+    assert top_label(value) == "square"
+
+
+def test_http_classify_then_correct_leaves_a_pending_row_in_sqlite(client, server, tmp_path):
+    from db import Store
+    _, app = server
+    path = tmp_path / "circle.png"
+    draw_shape("circle", seed=406).save(path)
+    assert top_label(client.predict(client_sketch(path), api_name="/classify_sketch")) == "circle"
+    saved = client.predict(handle_file(str(path)), "ring", "sketch", api_name="/correct")
+    assert saved["status"] == "pending" and saved["label"] == "ring"
+    # A fresh connection to the file: the row is committed.
+    store = Store(app.db_path)
+    [row] = [c for c in store.corrections() if c["id"] == saved["correction"]]
+    assert (row["label"], row["status"], row["source"], row["predicted_label"]) == \
+        ("ring", "pending", "sketch", "circle")
+    live = store.live_version_id()
+    store.close()
+    # Checked from outside the Store, as any SQLite reader sees the file.
+    with sqlite3.connect(app.db_path) as conn:
+        version, label = conn.execute("SELECT model_version, label FROM predictions WHERE id = ?",
+                                      [row["prediction_id"]]).fetchone()
+    assert (version, label) == (live, "circle")
+
+
+def test_http_correct_source_is_optional_and_defaults_to_upload(client, tmp_path):
+    path = tmp_path / "tri.png"
+    draw_shape("triangle", seed=407).save(path)
+    saved = client.predict(handle_file(str(path)), "pyramid", api_name="/correct")
+    assert saved["status"] == "pending"
+    from db import Store
+    import demo
+    store = Store(demo.app.db_path)
+    assert [c["source"] for c in store.corrections() if c["id"] == saved["correction"]] == \
+        ["upload"]
+    store.close()
+
+
+def test_http_invalid_label_comes_back_as_a_readable_error(client, tmp_path):
+    from gradio_client.exceptions import AppError
+    path = tmp_path / "tri.png"
+    draw_shape("triangle", seed=408).save(path)
+    with pytest.raises(AppError, match="cannot be empty"):
+        client.predict(handle_file(str(path)), "  ", api_name="/correct")
+
+
+def test_queue_has_a_concurrency_limit_and_a_bounded_size():
+    import demo
+    assert demo.demo._queue.max_size == demo.QUEUE_MAX_SIZE
+    limits = {fn.api_name: fn.concurrency_limit for fn in demo.demo.fns.values()
+              if fn.api_name in ("classify_sketch", "classify_photo", "correct")}
+    assert limits == {"classify_sketch": demo.CLASSIFY_CONCURRENCY,
+                      "classify_photo": demo.CLASSIFY_CONCURRENCY, "correct": 4}
+
+
+def test_command_line_first_run_with_auth_trains_serves_and_accepts_owner_corrections(
+        backbone, tmp_path):
+    """`python demo.py` on a fresh file: seeds, trains, serves; --auth makes the owner."""
+    from db import Store
+    db = tmp_path / "fresh.db"
+    proc = DemoProcess("--db", str(db), "--alpha", str(TEST_ALPHA), "--auth", "owner:s3cret")
+    try:
+        proc.wait_for("SketchLab demo on", timeout=240)
+        with pytest.raises(Exception):
+            Client(proc.url, verbose=False)  # no password: no access
+        client = Client(proc.url, auth=("owner", "s3cret"), verbose=False)
+        path = tmp_path / "star.png"
+        draw_shape("star", seed=409).save(path)
+        # The first model trains in the background while the page is already served.
+        value = predict_when_ready(client, client_sketch(path), api_name="/classify_sketch")
+        assert top_label(value) == "star"
+        saved = client.predict(handle_file(str(path)), "asterisk", "sketch", api_name="/correct")
+        assert saved["status"] == "accepted" and saved["sender"] == "owner"
+        store = Store(db)
+        assert (saved["image"], "asterisk") in store.labeled_images("train")
+        assert store.count_images() == 161  # the 160 starter sketches and the correction
+        store.close()
+    finally:
+        proc.stop()
+
+
+def test_share_without_internet_says_so_and_keeps_serving_locally(backbone, tmp_path):
+    db = copy_db(starter_template(), tmp_path / "share.db")
+    # An unreachable share server: no link can be made, online or not.
+    proc = DemoProcess("--db", str(db), "--share",
+                       env={"GRADIO_SHARE_SERVER_ADDRESS": "127.0.0.1:9"})
+    try:
+        out = proc.wait_for("SketchLab demo on", timeout=240)
+        assert "no public share link could be made" in out
+        assert "adding examples and retraining are disabled" in out
+        client = Client(proc.url, verbose=False)
+        path = tmp_path / "sq.png"
+        draw_shape("square", seed=410).save(path)
+        value = predict_when_ready(client, client_sketch(path), api_name="/classify_sketch")
+        assert top_label(value) == "square"
+    finally:
+        proc.stop()

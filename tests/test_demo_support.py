@@ -1,0 +1,181 @@
+"""Helpers shared by the demo tests (no tests here).
+
+The starter database is trained once per test process (real alpha 0.25
+backbone, real SQLite file) and every test gets its own copy of the file.
+"""
+import contextlib
+import math
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.conftest import ARTIFACTS, ROOT, TEST_ALPHA
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+_template = {}
+_template_lock = threading.Lock()
+
+
+def starter_template():
+    """Path of a database seeded and trained by model.starter, made once per process."""
+    with _template_lock:
+        if "path" not in _template:
+            from db import Store
+            from model.starter import ensure_first_model
+            folder = Path(tempfile.mkdtemp(prefix="sketchlab-starter-"))
+            store = Store(folder / "starter.db")
+            started = time.perf_counter()
+            _template["result"] = ensure_first_model(store, alpha=TEST_ALPHA)
+            _template["seconds"] = time.perf_counter() - started
+            store.close()
+            _template["path"] = folder / "starter.db"
+        return _template["path"]
+
+
+def copy_db(source, target):
+    """A consistent copy of a SQLite file (WAL included), via SQLite's backup API."""
+    src = sqlite3.connect(source)
+    dst = sqlite3.connect(target)
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return Path(target)
+
+
+def serve(db_path, **settings):
+    """Point the demo's App at `db_path` and load its live model."""
+    import demo
+    demo.app.configure(db=db_path, alpha=TEST_ALPHA, **settings)
+    demo.app.start(wait=True)
+    assert demo.app.phase == "ready", demo.status()
+    return demo.app
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def launched(auth=None):
+    """The module-level `demo` launched on 127.0.0.1 (in this process); yields its URL."""
+    import demo
+    demo.demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                     quiet=True, ssr_mode=False, auth=auth, max_file_size=demo.MAX_FILE_SIZE)
+    try:
+        yield demo.demo.local_url
+    finally:
+        demo.demo.close()
+
+
+def sketch_value(image):
+    """What a Sketchpad sends: a dict whose `composite` is the drawing."""
+    return {"background": None, "layers": [], "composite": image}
+
+
+def client_sketch(path):
+    from gradio_client import handle_file
+    return {"background": None, "layers": [], "composite": handle_file(str(path))}
+
+
+def draw_shape(shape, seed, size=256):
+    from model.sketches import draw
+    return draw(shape, np.random.default_rng(seed), size=size)
+
+
+def draw_cross(rng, size=256):
+    """An 'X' with jitter: a class the starter set does not have."""
+    image = Image.new("RGB", (size, size), "white")
+    pen = ImageDraw.Draw(image)
+    c = rng.uniform(0.4, 0.6, size=2) * size
+    r = rng.uniform(0.22, 0.38) * size
+    width = int(rng.integers(3, 9))
+    for angle in (math.pi / 4, 3 * math.pi / 4):
+        angle += rng.uniform(-0.15, 0.15)
+        dx, dy = r * math.cos(angle), r * math.sin(angle)
+        pen.line([(c[0] - dx, c[1] - dy), (c[0] + dx, c[1] + dy)], fill="black", width=width)
+    return image
+
+
+def predict_when_ready(client, *args, timeout=180, **kwargs):
+    """client.predict, retried while the demo says its model is still being prepared."""
+    from gradio_client.exceptions import AppError
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.predict(*args, **kwargs)
+        except AppError as error:
+            if "still being trained" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def top_label(value):
+    """The top class of a gr.Label value as gradio_client returns it."""
+    return value["label"]
+
+
+def require_chromium():
+    """Skip (with the reason) without Chromium, except under CI where it must be there."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing but CI is set: .ci/run installs it.")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); "
+                    "set CI=1 to make this a failure.")
+
+
+def artifact(name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS / name
+
+
+class DemoProcess:
+    """`python demo.py ...` in a subprocess, with its output collected."""
+
+    def __init__(self, *args, env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="demo-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [sys.executable, "demo.py", "--port", str(self.port), *args], cwd=ROOT,
+            stdout=self.log, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+    def output(self):
+        return Path(self.log.name).read_text(errors="replace")
+
+    def wait_for(self, text, timeout=180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.output()
+            if text in out:
+                return out
+            if self.proc.poll() is not None:
+                raise AssertionError(f"demo.py exited {self.proc.returncode}:\n{out[-3000:]}")
+            time.sleep(0.3)
+        raise AssertionError(f"{text!r} not seen in {timeout} s:\n{self.output()[-3000:]}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()

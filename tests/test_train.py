@@ -1,0 +1,246 @@
+"""Retraining with the real frozen MobileNet (alpha 0.25) on generated sketches:
+results, the feature cache, the frozen backbone, promotion rules, holdout
+evaluation and the serving Classifier following the live version.
+
+One database is trained once per module; tests that change it work on a copy
+(SQLite's backup API), so the cached features are shared and only heads are
+retrained."""
+import sqlite3
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from db import Store
+from model.backbone import feature_dim, load_backbone
+from model.config import backbone_name
+from model.errors import BlankSketch, NoLiveModel, NotEnoughData, UnknownOption
+from model.images import decode, preprocess
+from model.train import retrain
+
+from tests.conftest import TEST_ALPHA, add_sketches
+
+VIEWS = 2
+OPTIONS = {"alpha": TEST_ALPHA, "views": VIEWS, "epochs": 15}
+BACKBONE = backbone_name(TEST_ALPHA, 224)
+ACCURACY_FLOOR = 0.8
+RESULT_KEYS = {"version", "classes", "train_images", "test_images", "eval_source",
+               "test_accuracy", "live_accuracy_before", "features_computed", "epochs_run",
+               "seconds", "live", "live_version"}
+
+
+@pytest.fixture(scope="module")
+def trained(backbone, tmp_path_factory):
+    path = tmp_path_factory.mktemp("trained") / "sketches.db"
+    store = Store(path)
+    train_ids = add_sketches(store, 12, seed=1)
+    test_ids = add_sketches(store, 6, seed=2, split="test")
+    result = retrain(store, OPTIONS)
+    store.close()
+    return SimpleNamespace(path=path, result=result, train_ids=train_ids, test_ids=test_ids)
+
+
+@pytest.fixture
+def copy(trained, tmp_path):
+    """A Store on a private copy of the trained database."""
+    path = tmp_path / "copy.db"
+    source, target = sqlite3.connect(trained.path), sqlite3.connect(path)
+    source.backup(target)
+    source.close()
+    target.close()
+    store = Store(path)
+    yield store
+    store.close()
+
+
+def feature_keys(store):
+    return set(store.db.execute("SELECT image_id, view FROM features").fetchall())
+
+
+# -- the first version ------------------------------------------------------------
+
+
+def test_first_retrain_returns_documented_keys_and_goes_live_as_version_1(trained):
+    result = trained.result
+    assert RESULT_KEYS <= set(result)
+    assert result["version"] == 1 and result["live"] is True and result["live_version"] == 1
+    assert result["classes"] == ["circle", "square", "star", "triangle"]
+    assert (result["train_images"], result["test_images"]) == (48, 24)
+    assert result["eval_source"] == "test" and result["live_accuracy_before"] is None
+    # Every train image in every view, the test images in the plain view only.
+    assert result["features_computed"] == 48 * VIEWS + 24
+    assert 1 <= result["epochs_run"] <= OPTIONS["epochs"]
+    store = Store(trained.path)
+    version = store.model_version()
+    store.close()
+    assert version["id"] == 1 and version["backbone"] == BACKBONE
+    assert version["config"]["alpha"] == TEST_ALPHA and version["config"]["views"] == VIEWS
+    assert version["metrics"]["eval_images"] == 24
+
+
+def test_first_version_classifies_unseen_generated_sketches_accurately(trained):
+    from model.classifier import Classifier
+    assert trained.result["test_accuracy"] >= ACCURACY_FLOOR
+    # Recount through the serving path rather than trusting retrain's own number.
+    store = Store(trained.path)
+    classifier = Classifier(store)
+    truth = dict(store.labeled_images("test"))
+    hits = [classifier.classify(decode(data))["label"] == truth[image_id]
+            for image_id, data in store.image_data(trained.test_ids)]
+    store.close()
+    assert len(hits) == 24
+    assert np.mean(hits) >= ACCURACY_FLOOR
+    assert np.mean(hits) == pytest.approx(trained.result["test_accuracy"], abs=1 / 24)
+
+
+# -- the feature cache --------------------------------------------------------------
+
+
+def test_retrain_reuses_cached_features_and_computes_only_new_images(copy, trained):
+    store = copy
+    before = feature_keys(store)
+    assert len(before) == 48 * VIEWS + 24
+    # Plant a marker in the cache: recomputing that image would overwrite it.
+    marked = trained.train_ids[0]
+    marker = np.full(feature_dim(TEST_ALPHA), 0.5, np.float16).tobytes()
+    store.put_features(BACKBONE, [(marked, 1, marker)])
+
+    again = retrain(store, OPTIONS)
+    assert again["features_computed"] == 0
+    assert feature_keys(store) == before
+    assert store.features([marked], BACKBONE, VIEWS)[(marked, 1)] == marker
+
+    new_ids = add_sketches(store, 1, seed=3)
+    assert len(new_ids) == 4
+    third = retrain(store, OPTIONS)
+    assert third["features_computed"] == 4 * VIEWS
+    assert third["train_images"] == 52
+    assert feature_keys(store) - before == {(i, v) for i in new_ids for v in range(VIEWS)}
+    assert store.features([marked], BACKBONE, VIEWS)[(marked, 1)] == marker
+
+
+def test_cached_features_equal_what_the_keras_backbone_computes(trained, backbone):
+    # The cache is only valid if whatever filled it matches the frozen network.
+    store = Store(trained.path)
+    ids = trained.test_ids[:4]
+    cached = store.features(ids, BACKBONE, 1)
+    arrays = [preprocess(decode(data), 224) for _, data in store.image_data(ids)]
+    store.close()
+    fresh = backbone(np.asarray(arrays, np.float32), training=False).numpy()
+    for image_id, vector in zip(ids, fresh):
+        stored = np.frombuffer(cached[(image_id, 0)], np.float16).astype(np.float32)
+        assert np.allclose(stored, vector, rtol=2e-3, atol=2e-3)
+
+
+# -- the frozen backbone ------------------------------------------------------------
+
+
+def test_backbone_weights_are_bit_identical_after_training(copy, backbone):
+    assert backbone.trainable_weights == []
+    before = [np.array(w, copy=True) for w in backbone.get_weights()]
+    assert len(before) > 50
+    # A third view makes this retrain run images through the backbone, not only the head.
+    result = retrain(copy, {**OPTIONS, "views": VIEWS + 1})
+    assert result["features_computed"] == 48
+    after = load_backbone(TEST_ALPHA, 224).get_weights()
+    assert len(after) == len(before)
+    assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(before, after))
+
+
+# -- promotion rules ----------------------------------------------------------------
+
+
+def test_worse_model_is_recorded_but_does_not_go_live_unless_forced(copy):
+    store = copy
+    rows = store.labeled_images("train")
+    classes = sorted({label for _, label in rows})
+    # Every train image labeled as the next class: a confidently wrong model.
+    for index, label in enumerate(classes):
+        store.set_label([i for i, name in rows if name == label],
+                        classes[(index + 1) % len(classes)], "saboteur")
+
+    worse = retrain(store, OPTIONS)
+    assert worse["live"] is False and worse["live_version"] == 1
+    assert worse["test_accuracy"] < ACCURACY_FLOOR <= worse["live_accuracy_before"]
+    assert store.live_version_id() == 1
+    assert store.model_version(worse["version"])["live"] is False
+
+    # No --alpha: the live version's backbone is kept, so the cache still serves.
+    forced = retrain(store, {"views": VIEWS, "epochs": 15}, force=True)
+    assert forced["live"] is True and forced["live_version"] == forced["version"] == 3
+    assert forced["features_computed"] == 0
+    assert store.model_version()["config"]["alpha"] == TEST_ALPHA
+    assert [v["live"] for v in store.model_versions()] == [True, False, False]
+
+
+def test_fewer_than_two_usable_classes_is_not_enough_data(store):
+    add_sketches(store, 3, seed=1, shapes=("circle",))
+    add_sketches(store, 1, seed=2, shapes=("square",))  # one image: not a usable class
+    with pytest.raises(NotEnoughData, match="at least 2 classes"):
+        retrain(store, OPTIONS)
+    assert store.model_versions() == [] and store.count_features() == 0
+
+
+def test_unknown_training_option_is_refused_not_ignored(store):
+    add_sketches(store, 3, seed=1)
+    with pytest.raises(UnknownOption, match="epoch"):
+        retrain(store, {"alpha": TEST_ALPHA, "epoch": 1})
+    with pytest.raises(UnknownOption, match="alpha"):
+        retrain(store, {"alpha": 0.3})
+    assert store.model_versions() == []
+
+
+def test_without_a_test_split_a_stratified_holdout_is_evaluated(copy, trained):
+    copy.set_split(trained.test_ids, "train")
+    result = retrain(copy, OPTIONS)
+    assert result["eval_source"] == "holdout"
+    # 18 images per class, 20% of each held out: 4 per class, kept out of training.
+    assert result["test_images"] == 16 and result["train_images"] == 72 - 16
+    assert result["test_accuracy"] is not None
+
+
+# -- serving -------------------------------------------------------------------------
+
+
+def test_classifier_switches_to_a_newly_live_version_without_being_rebuilt(copy, trained):
+    from model.classifier import Classifier
+    store = copy
+    classifier = Classifier(store)
+    live = store.model_version()
+    circle_id = next(i for i, label in store.labeled_images("test") if label == "circle")
+    image = decode(store.image_data([circle_id])[0][1])
+    first = classifier.classify(image)
+    assert (first["version"], first["label"]) == (1, "circle")
+
+    # Same head, classes listed in reverse: predictions must change name when live.
+    renamed = list(reversed(live["classes"]))
+    version = store.add_model_version(live["backbone"], renamed, live["config"],
+                                      live["metrics"], live["head"], live=False)
+    assert classifier.classify(image)["version"] == 1
+    other = Store(store.path)  # as another process would
+    other.set_live(version)
+    other.close()
+    second = classifier.classify(image)
+    assert second["version"] == version and classifier.version["id"] == version
+    assert second["label"] == renamed[live["classes"].index("circle")]
+    assert second["confidence"] == first["confidence"]
+    assert [name for name, _ in second["top"]] == [
+        renamed[live["classes"].index(name)] for name, _ in first["top"]]
+
+
+def test_classify_refuses_a_blank_canvas(trained):
+    from model.classifier import Classifier
+    store = Store(trained.path)
+    classifier = Classifier(store)
+    with pytest.raises(BlankSketch):
+        classifier.classify(Image.new("RGBA", (400, 300), (0, 0, 0, 0)))
+    with pytest.raises(BlankSketch):
+        classifier.classify(Image.new("RGB", (400, 300), "white"))
+    store.close()
+
+
+def test_classifier_without_a_trained_model_says_so(store):
+    from model.classifier import Classifier
+    with pytest.raises(NoLiveModel, match="model.train"):
+        Classifier(store)
