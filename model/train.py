@@ -75,9 +75,7 @@ def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
     if live is not None:
         live_accuracy = version_accuracy(store, live, eval_ids, eval_labels)
         metrics["live_accuracy_before"] = live_accuracy
-    # Without evaluation images nothing can be shown worse, so the newer data wins.
-    goes_live = (force or live is None or live_accuracy is None or metrics["accuracy"] is None
-                 or metrics["accuracy"] >= live_accuracy - PROMOTION_TOLERANCE)
+    goes_live = force or promotes(metrics["accuracy"], live_accuracy)
     seconds = time.perf_counter() - started
     metrics["seconds"] = seconds
     metrics["train_images"] = len(train_rows)
@@ -90,6 +88,15 @@ def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
             "views": config["views"], "epochs_run": metrics["epochs_run"],
             "seconds": round(seconds, 3), "live": goes_live,
             "live_version": version if goes_live else live["id"]}
+
+
+def promotes(accuracy, live_accuracy):
+    """Whether a new version may replace the live one on this evidence."""
+    # Without a live version or evaluation images nothing can be shown worse,
+    # so the newer data wins.
+    if live_accuracy is None or accuracy is None:
+        return True
+    return accuracy >= live_accuracy - PROMOTION_TOLERANCE
 
 
 def _split(train_rows, test_rows):
