@@ -18,6 +18,7 @@ DEFAULTS = {
     "batch_size": 64,
     "learning_rate": 0.002,
     "validation_fraction": 0.1,
+    "warm_start": True,     # start from the live head when classes and shape match
     "seed": 0,
 }
 

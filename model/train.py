@@ -58,9 +58,10 @@ def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
     fit_index, val_index = _validation_split(y, groups, config["validation_fraction"])
     validation = (x[val_index], y[val_index]) if len(val_index) else None
     from model.head import NumpyHead, head_to_bytes, train_head
+    init = _warm_start(live, config, classes, x.shape[1])
     params, history = train_head(
         x[fit_index], y[fit_index], len(classes), config, validation,
-        lambda epoch, logs: report("training", epoch + 1, config["epochs"]))
+        lambda epoch, logs: report("training", epoch + 1, config["epochs"]), init=init)
     report("done", 1, 1)
     head_blob = head_to_bytes(params)
 
@@ -68,7 +69,7 @@ def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
     eval_labels = [label for _, label in eval_rows]
     probabilities, _ = _head_probabilities(NumpyHead(head_blob), store, alpha, size, eval_ids)
     metrics = evaluate(probabilities, classes, eval_labels)
-    metrics.update(eval_source=eval_source, history=history,
+    metrics.update(eval_source=eval_source, history=history, warm_started=init is not None,
                    epochs_run=len(history.get("loss", [])), skipped_images=sorted(skipped),
                    dropped_classes=dropped)
     live_accuracy = None
@@ -86,6 +87,7 @@ def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
             "test_accuracy": metrics["accuracy"], "live_accuracy_before": live_accuracy,
             "features_computed": computed, "feature_seconds": round(feature_seconds, 3),
             "views": config["views"], "epochs_run": metrics["epochs_run"],
+            "warm_started": init is not None,
             "seconds": round(seconds, 3), "live": goes_live,
             "live_version": version if goes_live else live["id"]}
 
@@ -97,6 +99,21 @@ def promotes(accuracy, live_accuracy):
     if live_accuracy is None or accuracy is None:
         return True
     return accuracy >= live_accuracy - PROMOTION_TOLERANCE
+
+
+def _warm_start(live, config, classes, feature_dim):
+    """The live head's weights when the new head has the very same shape and
+    classes: a few epochs from there replace a training from scratch."""
+    if not config["warm_start"] or live is None or live["classes"] != classes:
+        return None
+    same = (live["config"]["head_units"] == config["head_units"]
+            and backbone_name(live["config"]["alpha"], live["config"]["input_size"])
+            == backbone_name(config["alpha"], config["input_size"]))
+    if not same:
+        return None
+    from model.head import head_from_bytes
+    params = head_from_bytes(live["head"])
+    return params if params[0].shape[0] == feature_dim else None
 
 
 def _split(train_rows, test_rows):
