@@ -209,6 +209,13 @@ class Store:
                 " created_at = excluded.created_at",
                 [image_id, class_id, labeled_by, stamp])
 
+    def remove_labels(self, image_ids):
+        """Make images unlabeled again (they stay stored, with their features)."""
+        with self.transaction() as db:
+            for chunk in _chunks(list(image_ids), 500):
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"DELETE FROM labels WHERE image_id IN ({marks})", chunk)
+
     def classes(self):
         """Every class with its count of live labeled images, by name."""
         return list(self.db.query(

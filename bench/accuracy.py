@@ -1,0 +1,104 @@
+"""python -m bench.accuracy: test accuracy against examples per class.
+
+Quick, Draw! dev set, alpha 0.25, the fixed test split (last 300 of each
+class); training uses the first 10, 30, 100 and 300 drawings of each class,
+through the same `model.train.retrain` as the product (features cached once,
+no warm start, so each point is an independent training). Also compares a
+head trained on float32 features with one on the same features rounded to
+float16, as the cache stores them. Writes a learning
+curve plot (docs/accuracy.png) and prints, as its last line, one JSON object."""
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import ALPHA, ROOT, fill_store, machine, quickdraw, setup
+
+PER_CLASS = (300, 100, 30, 10)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__)
+    parser.add_argument("--views", type=int, default=3, help="feature views per train image")
+    parser.add_argument("--plot", default=str(ROOT / "docs" / "accuracy.png"))
+    args = parser.parse_args(argv)
+    setup()
+    from db import Store
+    from model.train import retrain
+
+    rows = quickdraw()
+    store = Store(Path(tempfile.mkdtemp(prefix="sketchlab-bench-")) / "bench.db")
+    ids = fill_store(store, rows)
+    options = {"alpha": ALPHA, "views": args.views, "warm_start": False}
+    accuracy = {}
+    for per_class in PER_CLASS:
+        rank, drop = {}, []
+        for image_id, (label, split, _) in zip(ids, rows):
+            if split == "train":
+                rank[label] = rank.get(label, 0) + 1
+                if rank[label] > per_class:
+                    drop.append(image_id)
+        store.remove_labels(drop)
+        result = retrain(store, options, force=True)
+        accuracy[per_class] = round(result["test_accuracy"], 4)
+        print(f"{per_class:>4} per class: accuracy {accuracy[per_class]:.4f} "
+              f"({result['train_images']} train images, {result['seconds']:.1f} s)", flush=True)
+    precision = _float16_check(rows)
+    _plot(accuracy, args.plot)
+    print(json.dumps({"accuracy": {str(k): v for k, v in sorted(accuracy.items())},
+                      "float16_vs_float32_at_100": precision, "views": args.views,
+                      "alpha": ALPHA, "plot": args.plot, "machine": machine()}))
+
+
+def _float16_check(rows, per_class=100):
+    """Accuracy of one head trained and tested on float32 features and on the
+    same features rounded to float16, as the feature cache stores them."""
+    from PIL import Image
+    from model.backbone import extractor
+    from model.config import make_config
+    from model.head import forward, train_head
+    from model.images import preprocess
+    classes = sorted({label for label, _, _ in rows})
+    seen, picked = {}, {"train": [], "test": []}
+    for label, split, pixels in rows:
+        seen[(label, split)] = seen.get((label, split), 0) + 1
+        if split == "test" or seen[(label, split)] <= per_class:
+            picked[split].append((classes.index(label), preprocess(Image.fromarray(pixels), 224)))
+    run = extractor(ALPHA, 224)
+    data = {split: (run(np.stack([a for _, a in items])), np.asarray([c for c, _ in items]))
+            for split, items in picked.items()}
+    results = {}
+    for dtype in ("float32", "float16"):
+        x, y = (data["train"][0].astype(dtype).astype(np.float32), data["train"][1])
+        xt, yt = (data["test"][0].astype(dtype).astype(np.float32), data["test"][1])
+        params, _ = train_head(x, y, len(classes), make_config())
+        results[dtype] = round(float((forward(params, xt)[0].argmax(1) == yt).mean()), 4)
+    return results
+
+
+def _plot(accuracy, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    sizes = sorted(accuracy)
+    figure, axes = plt.subplots(figsize=(5, 3.2), dpi=120)
+    axes.plot(sizes, [accuracy[s] for s in sizes], marker="o")
+    for s in sizes:
+        axes.annotate(f"{accuracy[s]:.3f}", (s, accuracy[s]), textcoords="offset points",
+                      xytext=(0, -14), ha="center", fontsize=8)
+    axes.set_xscale("log")
+    axes.set_xticks(sizes, [str(s) for s in sizes])
+    axes.set_xlabel("training drawings per class")
+    axes.set_ylabel("test accuracy (8 classes)")
+    axes.set_ylim(0.5, 1.0)
+    axes.grid(alpha=0.3)
+    axes.set_title("Quick, Draw! dev set, MobileNet alpha 0.25")
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""python -m bench.retrain: retrain time of this project against the reference
+article's pipeline, in one run, on the Quick, Draw! dev set (alpha 0.25).
+
+cold: `model.train.retrain` on a fresh database: decoding, preprocessing,
+3 feature views per training image (as many backbone passes per image as
+the reference's 3 epochs), training and evaluation.
+warm: after 20 new labeled images arrive, in-process (imports excluded).
+reference: the article's style: one Keras model of the frozen backbone and a
+1024-1024-512 head, random augmentation layers in front, `fit` for 3 epochs at
+batch 12, running the backbone on every image every epoch (images already
+decoded and preprocessed in memory, which favours the reference).
+Prints a table and, as its last line, one JSON object."""
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import ALPHA, fill_store, machine, quickdraw, setup
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.retrain", description=__doc__)
+    parser.add_argument("--skip-reference", action="store_true",
+                        help="only time this project's retrains")
+    args = parser.parse_args(argv)
+    setup()
+    from db import Store
+    from model.backbone import extractor
+    from model.train import retrain
+
+    rows = quickdraw()
+    store = Store(Path(tempfile.mkdtemp(prefix="sketchlab-bench-")) / "bench.db")
+    fill_store(store, rows)
+    extractor(ALPHA, 224)  # the one-off conversion is not part of a retrain
+    cold = retrain(store, {"alpha": ALPHA, "views": 3})
+    late = [(label, "train", pixels) for label, split, pixels in quickdraw(303, 0)
+            if split == "train"]
+    new = [row for i, row in enumerate(late) if i % 303 >= 300][:20]
+    fill_store(store, new, source="sketch")
+    warm = retrain(store, {"alpha": ALPHA, "views": 3})
+    result = {"images": len(rows), "cold_s": cold["seconds"], "warm_s": warm["seconds"],
+              "cold_accuracy": round(cold["test_accuracy"], 4),
+              "warm_accuracy": round(warm["test_accuracy"], 4),
+              "warm_started": warm["warm_started"], "warm_epochs": warm["epochs_run"]}
+    if not args.skip_reference:
+        reference_s, reference_accuracy = reference(rows)
+        result.update(reference_s=round(reference_s, 2),
+                      reference_accuracy=round(reference_accuracy, 4),
+                      cold_speedup=round(reference_s / cold["seconds"], 1),
+                      warm_speedup=round(reference_s / warm["seconds"], 1))
+    result.update(alpha=ALPHA, machine=machine())
+    for key, value in result.items():
+        print(f"{key:>20}: {value}")
+    print(json.dumps(result))
+
+
+def reference(rows):
+    """(fit seconds, test accuracy) of the article-style end-to-end pipeline."""
+    import keras
+    from PIL import Image
+    from model.backbone import load_backbone
+    from model.images import preprocess
+    classes = sorted({label for label, _, _ in rows})
+    arrays = {split: [] for split in ("train", "test")}
+    labels = {split: [] for split in ("train", "test")}
+    for label, split, pixels in rows:
+        arrays[split].append(preprocess(Image.fromarray(pixels), 224))
+        labels[split].append(classes.index(label))
+    x = {s: np.stack(a).astype(np.float32) for s, a in arrays.items()}
+    y = {s: np.asarray(v) for s, v in labels.items()}
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((224, 224, 3))
+    h = keras.layers.RandomFlip("horizontal")(inputs)
+    h = keras.layers.RandomRotation(0.05, fill_value=255.0, fill_mode="constant")(h)
+    h = keras.layers.RandomZoom(0.1, fill_value=255.0, fill_mode="constant")(h)
+    h = load_backbone(ALPHA, 224)(h)
+    for width in (1024, 1024, 512):
+        h = keras.layers.Dense(width, activation="relu")(h)
+    model = keras.Model(inputs, keras.layers.Dense(len(classes), activation="softmax")(h))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    started = time.perf_counter()
+    model.fit(x["train"], y["train"], epochs=3, batch_size=12, shuffle=True, verbose=0)
+    seconds = time.perf_counter() - started
+    accuracy = model.evaluate(x["test"], y["test"], batch_size=64, verbose=0)[1]
+    return seconds, float(accuracy)
+
+
+if __name__ == "__main__":
+    main()
