@@ -19,7 +19,7 @@ from pathlib import Path
 import sqlite_utils
 
 from db.schema import MIGRATIONS, SCHEMA_VERSION, statements
-from model.errors import InvalidLabel, SketchError
+from model.errors import InvalidLabel, SketchError, StorageError
 
 DEFAULT_PATH = "data/sketches.db"
 BUSY_TIMEOUT_MS = 15_000
@@ -68,12 +68,15 @@ class Store:
     def db(self):
         db = getattr(self._local, "db", None)
         if db is None:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
-                                   isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
+            try:
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                       isolation_level=None, check_same_thread=False)
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            except sqlite3.OperationalError as error:
+                raise self._storage_error(error) from error
             db = self._local.db = sqlite_utils.Database(conn)
         return db
 
@@ -87,13 +90,32 @@ class Store:
         if db.conn.in_transaction:
             yield db
             return
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.conn.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            if db.conn.in_transaction:
+                db.execute("ROLLBACK")
+            raise self._storage_error(error) from error
+
+    def _storage_error(self, error):
+        text = str(error)
+        if "readonly" in text or "read-only" in text:
+            return StorageError(f"The database {self.path} is read-only: nothing was saved. "
+                                "Check the file's and folder's permissions.")
+        if "full" in text:
+            return StorageError(f"The database {self.path} cannot grow (disk full): nothing "
+                                "was saved. Free some space and try again.")
+        if "locked" in text or "busy" in text:
+            return StorageError("The database is busy with another writer: nothing was saved. "
+                                "Try again in a moment.")
+        return StorageError(f"Database error on {self.path}: {text}. Nothing was saved.")
 
     def close(self):
         db = getattr(self._local, "db", None)

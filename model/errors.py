@@ -31,5 +31,9 @@ class NotEnoughData(SketchError):
     """Training needs more labeled images than the database holds."""
 
 
+class StorageError(SketchError):
+    """The database cannot be written: read-only, disk full, or busy too long."""
+
+
 class UnknownOption(SketchError):
     """A config option that does not exist (a typo must not be silently ignored)."""

@@ -1,0 +1,137 @@
+"""Faults lose nothing: killed retrains, full disks, read-only files, backups under load."""
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from db import Store
+from db.backup import backup
+from model.errors import StorageError
+from tests.conftest import ROOT, TEST_ALPHA, add_sketches, run_cli
+from model.images import stored_form
+from model.sketches import dataset
+
+
+def _items(count, seed):
+    items = []
+    for shape, image in dataset(count, seed=seed)[:count]:
+        data, width, height = stored_form(image)
+        items.append({"data": data, "width": width, "height": height, "source": "sketch",
+                      "label": shape})
+    return items
+
+
+def test_backup_while_another_thread_writes_is_consistent(tmp_path):
+    store = Store(tmp_path / "live.db")
+    store.add_images(_items(20, seed=1))
+    stop = threading.Event()
+
+    def write():
+        writer = Store(tmp_path / "live.db")
+        seed = 100
+        while not stop.is_set():
+            writer.add_images(_items(4, seed=seed))
+            seed += 1
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        for _ in range(3):
+            assert backup(str(tmp_path / "live.db"), str(tmp_path / "copy.db")) == "ok"
+    finally:
+        stop.set()
+        thread.join()
+    copy = sqlite3.connect(tmp_path / "copy.db")
+    assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert copy.execute("SELECT COUNT(*) FROM images").fetchone()[0] >= 20
+    assert Store(tmp_path / "copy.db").count_images() >= 20
+
+
+def test_backup_cli_copies_and_refuses_a_missing_source(tmp_path):
+    Store(tmp_path / "a.db").add_images(_items(4, seed=2))
+    run_cli("-m", "db.backup", "--db", str(tmp_path / "a.db"), str(tmp_path / "b.db"))
+    assert Store(tmp_path / "b.db").count_images() == 4
+    missing = run_cli("-m", "db.backup", "--db", str(tmp_path / "nope.db"),
+                      str(tmp_path / "c.db"), check=False)
+    assert missing.returncode == 2 and "no database" in missing.stderr
+    assert not (tmp_path / "c.db").exists()
+
+
+def test_full_disk_is_a_clear_error_and_writes_nothing(store):
+    store.add_images(_items(2, seed=3))
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    # SQLite answers "database or disk is full" once it may not grow past this.
+    store.db.execute(f"PRAGMA max_page_count = {pages + 1}")
+    with pytest.raises(StorageError, match="disk full"):
+        store.add_images(_items(40, seed=4))
+    assert store.count_images() == 2
+    assert store.integrity_check() == "ok"
+
+
+def test_read_only_database_is_a_clear_error(store):
+    store.add_images(_items(2, seed=5))
+    store.db.execute("PRAGMA query_only = ON")
+    with pytest.raises(StorageError, match="read-only"):
+        store.set_label([1], "circle", "test")
+    store.db.execute("PRAGMA query_only = OFF")
+    assert store.count_images() == 2
+
+
+def _kill_when(args, pattern):
+    """Start `python -m model.train ...`, SIGKILL it as soon as its stderr (the
+    progress bars) matches `pattern`; returns whether it matched."""
+    process = subprocess.Popen([sys.executable, "-m", "model.train", *args], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=dict(os.environ))
+    seen = b""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        chunk = os.read(process.stderr.fileno(), 4096)
+        if not chunk:
+            break
+        seen += chunk
+        if re.search(pattern.encode(), seen):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    process.stderr.close()
+    return re.search(pattern.encode(), seen) is not None
+
+
+# A features bar past 0% means at least one batch was committed; a training
+# bar means every feature was.
+@pytest.mark.parametrize("phase", [r"features:\s+[1-9]\d?%", r"training:"])
+def test_retrain_killed_midway_keeps_the_live_model_and_the_features(tmp_path, backbone, phase):
+    path = tmp_path / "sketches.db"
+    store = Store(path)
+    add_sketches(store, 10, seed=1)
+    add_sketches(store, 4, seed=2, split="test")
+    args = ["--db", str(path), "--alpha", str(TEST_ALPHA), "--views", "2", "--epochs", "40",
+            "--patience", "40"]
+    run_cli("-m", "model.train", *args)
+    live = store.live_version_id()
+    versions = len(store.model_versions())
+    add_sketches(store, 60, seed=3)
+    before = store.count_features()
+
+    assert _kill_when(args, phase), f"never saw {phase!r} on stderr"
+    check = Store(path)
+    assert check.integrity_check() == "ok"
+    assert check.live_version_id() == live
+    assert len(check.model_versions()) == versions
+    kept = check.count_features() - before
+    if phase.startswith("training"):
+        assert kept == 60 * 4 * 2
+    else:
+        assert 0 < kept < 60 * 4 * 2
+
+    rerun = json.loads(run_cli("-m", "model.train", *args).stdout)
+    assert rerun["features_computed"] == 60 * 4 * 2 - kept
+    assert Store(path).integrity_check() == "ok"
