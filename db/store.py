@@ -50,9 +50,21 @@ def clean_label(text):
         raise InvalidLabel("A class name cannot be empty.")
     if len(name) > MAX_LABEL_LENGTH:
         raise InvalidLabel(f"A class name can have at most {MAX_LABEL_LENGTH} characters.")
-    if any(unicodedata.category(c).startswith("C") for c in name):
-        raise InvalidLabel("A class name cannot contain control characters.")
+    if any(_invisible(c) for c in name):
+        raise InvalidLabel("A class name cannot contain control or invisible formatting characters.")
     return name
+
+
+# Zero-width (non-)joiners build emoji sequences and Persian or Indic words.
+_JOINERS = {"\u200c", "\u200d"}
+
+
+def _invisible(char):
+    """Controls, surrogates and format characters (bidi overrides that reorder
+    text on screen, zero-width spaces) except the joiners words need.
+    Unassigned code points pass: newer emoji are unassigned to older Pythons."""
+    category = unicodedata.category(char)
+    return category in ("Cc", "Cs") or (category == "Cf" and char not in _JOINERS)
 
 
 class Store:

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from db import Store, clean_label, default_path
 from model.errors import SketchError
-from model.images import decode, stored_form
+from model.images import read_file, stored_form
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
 IMPORT_BATCH = 200
@@ -43,7 +43,7 @@ def import_tree(store, root, source="import", show_bar=False):
     for path, label, split in tqdm(files, desc="import", unit="img", file=sys.stderr,
                                    disable=not show_bar):
         try:
-            data, width, height = stored_form(decode(path.read_bytes()))
+            data, width, height = stored_form(read_file(path))
             batch.append({"data": data, "width": width, "height": height, "source": source,
                           "split": split, "label": clean_label(label), "labeled_by": source})
         except (SketchError, OSError) as error:

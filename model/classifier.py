@@ -61,7 +61,7 @@ class Classifier:
 
 
 def describe(probabilities, classes, version, k=TOP_K):
-    order = np.argsort(probabilities)[::-1][:k]
+    order = np.argsort(probabilities)[::-1][:max(1, k)]
     top = [[classes[i], round(float(probabilities[i]), 6)] for i in order]
     return {"label": top[0][0], "confidence": top[0][1], "top": top, "version": version}
 

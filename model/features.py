@@ -7,7 +7,7 @@ import numpy as np
 from model import backbone as backbones
 from model.config import backbone_name
 from model.errors import SketchError
-from model.images import augment, decode, preprocess
+from model.images import PREPROCESSING_VERSION, augment, decode, preprocess
 
 FEATURE_BATCH = 128
 
@@ -21,14 +21,21 @@ def views_of(data, views, input_size):
     return [array if view == 0 else augment(array, seed=[view, seed]) for view in views]
 
 
+def feature_key(alpha, input_size):
+    """What cached features are filed under: the network and the preprocessing."""
+    return f"{backbone_name(alpha, input_size)}/p{PREPROCESSING_VERSION}"
+
+
 def ensure_features(store, alpha, input_size, image_ids, views, on_progress=None):
     """Compute and cache the features missing for `image_ids` x range(views).
 
     Each batch is committed on its own, so an interrupted run keeps what it
     computed. Returns (computed count, ids of images that could not be used).
     """
-    name = backbone_name(alpha, input_size)
+    name = feature_key(alpha, input_size)
     missing = store.missing_features(image_ids, name, views)
+    if not missing:
+        return 0, []
     skipped = []
     done = 0
     for keys, vectors in extract_stream(
@@ -80,6 +87,6 @@ def _batches(store, missing, input_size, skipped):
 
 def load_features(store, alpha, input_size, image_ids, views):
     """{(image_id, view): float32 vector} of the cached features."""
-    cached = store.features(image_ids, backbone_name(alpha, input_size), views)
+    cached = store.features(image_ids, feature_key(alpha, input_size), views)
     return {key: np.frombuffer(blob, dtype=np.float16).astype(np.float32)
             for key, blob in cached.items()}

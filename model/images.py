@@ -6,6 +6,7 @@ white, at most STORED_MAX_SIDE pixels a side, re-encoded as PNG).
 for training and for serving alike.
 """
 import io
+import os
 import warnings
 
 import numpy as np
@@ -22,10 +23,22 @@ INK_CONTRAST = 64
 # Fewer ink pixels than this fraction of the image is a blank canvas.
 MIN_INK_FRACTION = 0.0005
 DEFAULT_MARGIN = 0.1
+# Part of the feature cache's key: bump it whenever preprocess() or augment()
+# changes what they produce, so that stale cached features are recomputed.
+PREPROCESSING_VERSION = 2
 # Augmentation thins strokes only where ink covers more than this fraction.
 THIN_STROKES_ABOVE = 0.08
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+def read_file(path):
+    """An image file -> upright PIL image. An oversize file is refused before
+    it is read into memory."""
+    if os.path.getsize(path) > MAX_IMAGE_BYTES:
+        raise BadImage(f"The file is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB.")
+    with open(path, "rb") as f:
+        return decode(f.read(MAX_IMAGE_BYTES + 1))
 
 
 def decode(data):

@@ -5,11 +5,17 @@ or {"path", "error"} for an image that cannot be classified (exit status 1)."""
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from db import Store, default_path
 from model.errors import SketchError
-from model.images import decode
+from model.images import read_file
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def main(argv=None):
@@ -18,7 +24,7 @@ def main(argv=None):
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--db", default=None,
                         help=f"SQLite file (default: $SKETCHLAB_DB or {default_path()})")
-    parser.add_argument("--top", type=int, default=3, help="classes to list (default: 3)")
+    parser.add_argument("--top", type=_positive, default=3, help="classes to list (default: 3)")
     args = parser.parse_args(argv)
     try:
         from model.classifier import Classifier
@@ -29,7 +35,7 @@ def main(argv=None):
     status = 0
     for path in args.images:
         try:
-            result = classifier.classify(decode(Path(path).read_bytes()), k=args.top)
+            result = classifier.classify(read_file(path), k=args.top)
             print(json.dumps({"path": path, **result}), flush=True)
         except (SketchError, OSError) as error:
             print(json.dumps({"path": path, "error": str(error)}), flush=True)

@@ -118,8 +118,8 @@ def _warm_start(live, config, classes, feature_dim):
 
 def _split(train_rows, test_rows):
     """Evaluate on the test split; without one, hold out a stable stratified part
-    of train (an image's membership depends only on its id, so it stays out
-    of training from one retrain to the next)."""
+    of train: an image is held out when its id hashes below HOLDOUT_FRACTION,
+    so it stays out of training from one retrain to the next."""
     if test_rows:
         return train_rows, test_rows, "test"
     if not train_rows:
@@ -131,9 +131,9 @@ def _split(train_rows, test_rows):
     for rows in by_class.values():
         if len(rows) <= MIN_IMAGES_PER_CLASS:
             continue
-        ranked = sorted(rows, key=lambda r: _stable_fraction(r[0]))
-        count = max(1, int(round(len(rows) * HOLDOUT_FRACTION)))
-        held.update(r[0] for r in ranked[:count])
+        chosen = {r[0] for r in rows if _stable_fraction(r[0]) < HOLDOUT_FRACTION}
+        # A class whose ids all hash high still needs one evaluation image.
+        held |= chosen or {min(rows, key=lambda r: _stable_fraction(r[0]))[0]}
     return ([r for r in train_rows if r[0] not in held],
             [r for r in train_rows if r[0] in held], "holdout")
 

@@ -1,6 +1,5 @@
 """The three command-line tools, run as real subprocesses on real files:
 the folder importer, the retrain job and the predict CLI."""
-import io
 import json
 
 import numpy as np
@@ -141,24 +140,35 @@ def test_train_cli_prints_one_json_summary_line(trained_db):
     assert (config["alpha"], config["views"], config["epochs"]) == (TEST_ALPHA, 1, 10)
 
 
-def test_train_cli_without_weights_names_the_file_the_folder_and_alpha(flat_tree, tmp_path):
-    root, _, _ = flat_tree
-    db = tmp_path / "sketches.db"
-    import_tree(root, db)
+def run_without_weights(tmp_path, *args):
     empty_home = tmp_path / "empty-keras-home"
     empty_home.mkdir()
-    result = run_cli("-m", "model.train", "--db", str(db), "--alpha", str(TEST_ALPHA),
-                     "--views", "1", "--epochs", "1", env={"KERAS_HOME": str(empty_home)},
-                     check=False)
+    result = run_cli(*args, env={"KERAS_HOME": str(empty_home)}, check=False)
     assert result.returncode != 0
     assert WEIGHTS in result.stderr
     assert str(empty_home / "models") in result.stderr
     assert "--alpha" in result.stderr
-    # Keras may announce its download attempt on stdout; no summary may follow it.
+    # Keras may announce its download attempt on stdout; no result may follow it.
     assert "Traceback" not in result.stderr and "{" not in result.stdout
+    return result
+
+
+def test_train_cli_without_weights_names_the_file_the_folder_and_alpha(flat_tree, tmp_path):
+    root, _, _ = flat_tree
+    db = tmp_path / "sketches.db"
+    import_tree(root, db)
+    run_without_weights(tmp_path, "-m", "model.train", "--db", str(db), "--alpha",
+                        str(TEST_ALPHA), "--views", "1", "--epochs", "1")
     store = Store(db)
-    assert store.model_versions() == []
+    assert store.model_versions() == [] and store.count_features() == 0
     store.close()
+
+
+def test_predict_cli_without_weights_says_which_file_is_missing(trained_db, tmp_path):
+    db, _ = trained_db
+    path = tmp_path / "circle.png"
+    draw("circle", np.random.default_rng(1)).save(path)
+    run_without_weights(tmp_path, "-m", "model.predict", "--db", str(db), str(path))
 
 
 # -- predict -------------------------------------------------------------------
@@ -239,9 +249,6 @@ def test_unknown_option_is_an_error_not_ignored(module, tmp_path):
     assert not (tmp_path / "sketches.db").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: model.predict accepts --top 0; classifier.describe then indexes top[0] "
-    "of an empty list and the CLI dies with an uncaught IndexError"))
 def test_predict_top_zero_is_a_usage_error_not_a_crash(trained_db, tmp_path, capsys):
     from model import predict
     db, _ = trained_db

@@ -229,7 +229,9 @@ def test_ink_at_the_image_edge_is_padded_with_paper_not_black():
 def test_preprocess_is_pure_same_input_same_output_input_untouched():
     sketch = draw("triangle", np.random.default_rng(7))
     before = sketch.tobytes()
-    layer = np.asarray(square_outline("RGBA", paper=(0, 0, 0, 0), ink=(0, 0, 0, 255))).copy()
+    # Coloured ink on transparent white: no channel is 0 or 255 everywhere, so
+    # any write into the caller's array shows.
+    layer = np.array(square_outline("RGBA", paper=(250, 250, 250, 0), ink=(30, 60, 200, 255)))
     layer_before = layer.copy()
     first, second = preprocess(sketch, SIZE), preprocess(sketch, SIZE)
     assert np.array_equal(first, second)
@@ -283,6 +285,7 @@ def test_max_image_pixels_is_the_largest_accepted_area():
 
 
 def test_stored_max_side_bounds_stored_images_and_keeps_aspect():
+    assert STORED_MAX_SIDE == 512  # as the README promises
     exact = Image.new("RGB", (STORED_MAX_SIDE, 100), "white")
     assert stored_form(exact)[1:] == (STORED_MAX_SIDE, 100)
     one_over = Image.new("RGB", (STORED_MAX_SIDE + 1, 100), "white")
@@ -306,3 +309,14 @@ def test_min_ink_fraction_separates_a_dot_from_a_blank_canvas():
     with pytest.raises(BlankSketch):
         preprocess(canvas(needed - 1), SIZE)
     assert preprocess(canvas(needed), SIZE).shape == (SIZE, SIZE, 3)
+
+
+def test_oversize_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from model import images
+    path = tmp_path / "big.png"
+    path.write_bytes(b"\x89PNG" + b"\0" * (images.MAX_IMAGE_BYTES + 1))
+    opened = []
+    monkeypatch.setattr("builtins.open", lambda *a, **k: opened.append(a) or (_ for _ in ()).throw(AssertionError("read")))
+    with pytest.raises(images.BadImage, match="larger than"):
+        images.read_file(path)
+    assert opened == []
