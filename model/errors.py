@@ -35,5 +35,13 @@ class StorageError(SketchError):
     """The database cannot be written: read-only, disk full, or busy too long."""
 
 
+class NotFound(SketchError):
+    """A class, image, correction or version that does not exist."""
+
+
+class ClassConflict(SketchError):
+    """A class operation that the current classes do not allow (e.g. a rename onto an existing name)."""
+
+
 class UnknownOption(SketchError):
     """A config option that does not exist (a typo must not be silently ignored)."""

@@ -14,6 +14,7 @@ import numpy as np
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPSILON = 1e-7  # Keras's default
+MIN_EPOCHS = 3
 
 
 def init_params(dims, rng):
@@ -83,9 +84,10 @@ def train_head(x, y, n_classes, config, validation=None, on_epoch=None, init=Non
     history = {"loss": [], "accuracy": []}
     best, best_loss, waited, step = None, np.inf, 0, 0
     beta1, beta2 = ADAM_BETAS
+    epochs = max_epochs(config, len(y))
     # Small matrices: BLAS threads only wait on each other (10x slower on 2 busy cores).
     with threadpool_limits(1, user_api="blas"):
-        for epoch in range(config["epochs"]):
+        for epoch in range(epochs):
             order = rng.permutation(len(y))
             loss_sum = correct = 0.0
             for start in range(0, len(y), config["batch_size"]):
@@ -119,6 +121,12 @@ def train_head(x, y, n_classes, config, validation=None, on_epoch=None, init=Non
             if waited >= config["patience"]:
                 break
     return (best if best is not None else params), history
+
+
+def max_epochs(config, samples):
+    """`epochs`, lowered for large data so a training shows at most
+    `max_samples` samples (but never fewer than MIN_EPOCHS epochs)."""
+    return min(config["epochs"], max(MIN_EPOCHS, -(-config["max_samples"] // max(samples, 1))))
 
 
 def evaluate_head(params, x, y):

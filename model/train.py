@@ -38,7 +38,7 @@ def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
     base = {k: live["config"][k] for k in ("alpha", "input_size")} if live else {}
     config = make_config(base, **(options or {}))
     alpha, size = config["alpha"], config["input_size"]
-    train_rows, eval_rows, eval_source = _split(store.labeled_images("train"),
+    train_rows, eval_rows, eval_source = evaluation_split(store.labeled_images("train"),
                                                 store.labeled_images("test"))
     train_rows, classes, dropped = _usable(train_rows)
     report = _reporter(on_progress, show_bar)
@@ -116,7 +116,7 @@ def _warm_start(live, config, classes, feature_dim):
     return params if params[0].shape[0] == feature_dim else None
 
 
-def _split(train_rows, test_rows):
+def evaluation_split(train_rows, test_rows):
     """Evaluate on the test split; without one, hold out a stable stratified part
     of train: an image is held out when its id hashes below HOLDOUT_FRACTION,
     so it stays out of training from one retrain to the next."""

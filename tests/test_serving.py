@@ -123,3 +123,13 @@ def test_converted_backbone_is_cached_beside_the_weights(backbone):
     stamp = os.stat(cached[0]).st_mtime_ns
     assert _litert_model(0.25, 224) == first
     assert os.stat(cached[0]).st_mtime_ns == stamp
+
+
+def test_epochs_shrink_for_large_data_so_training_time_stays_linear():
+    from model.head import MIN_EPOCHS, max_epochs
+    config = make_config(epochs=60, max_samples=300_000)
+    assert max_epochs(config, 1_000) == 60
+    assert max_epochs(config, 30_000) == 10
+    assert max_epochs(config, 300_000) == MIN_EPOCHS
+    samples = [n * max_epochs(config, n) for n in (100_000, 200_000, 400_000)]
+    assert samples[2] / samples[0] == 4  # linear once the budget binds

@@ -215,12 +215,12 @@ def test_blank_stored_image_is_skipped_and_reported_not_fatal(copy):
 
 
 def test_holdout_membership_of_an_image_survives_its_class_growing():
-    from model.train import _split
+    from model.train import evaluation_split
     rows = [(i, "a") for i in range(1, 11)] + [(i, "b") for i in range(101, 111)]
-    held_before = {i for i, _ in _split(rows, [])[1]}
+    held_before = {i for i, _ in evaluation_split(rows, [])[1]}
     for new in range(11, 40):
         rows.append((new, "a"))
-        held_now = {i for i, _ in _split(rows, [])[1]}
+        held_now = {i for i, _ in evaluation_split(rows, [])[1]}
         assert held_now - {new} == held_before, f"after adding image {new}"
         held_before = held_now
 

@@ -1,0 +1,397 @@
+"""The labeler's queries: the paginated grid, batch edits, classes, the review
+queue, stored predictions and the dataset export. Every function takes a
+Store; every multi-row write runs in one transaction.
+
+Predictions: the labeler stores one row per image per model version (the
+full probability list, most likely first, in `top`). The demo stores rows in
+the same table when someone sends a correction, so a reader always takes the
+newest row of an (image, version) pair.
+"""
+import json
+
+from db.store import SOURCES, SPLITS, _chunks, clean_label, now
+from model.errors import ClassConflict, NotFound, SketchError
+
+GRID_SORTS = ("newest", "oldest", "least-confident", "top-losses")
+GRID_STATUSES = ("all", "labeled", "unlabeled", "misclassified", "deleted")
+UNLABELED = "none"
+# Probabilities kept per prediction row: enough for the true class of any image
+# in projects of this size; a true class beyond them counts as probability 0.
+MAX_STORED_PROBABILITIES = 100
+
+
+# -- the grid ------------------------------------------------------------------
+
+def _prediction_join(version):
+    if version is None:
+        return "LEFT JOIN predictions p ON 0", []
+    return ("LEFT JOIN predictions p ON p.id = (SELECT MAX(q.id) FROM predictions q"
+            " WHERE q.image_id = i.id AND q.model_version = ?)", [version])
+
+
+def _grid_where(filters):
+    """WHERE clause and arguments for the grid filters (all optional)."""
+    where, args = [], []
+    status = filters.get("status") or "all"
+    where.append("i.deleted_at IS NOT NULL" if status == "deleted" else "i.deleted_at IS NULL")
+    if status in ("labeled", "misclassified"):
+        where.append("l.class_id IS NOT NULL")
+    elif status == "unlabeled":
+        where.append("l.class_id IS NULL")
+    if status == "misclassified":
+        where.append("p.label IS NOT NULL AND p.label != c.name")
+    label = filters.get("label")
+    if label == UNLABELED:
+        where.append("l.class_id IS NULL")
+    elif label:
+        where.append("l.class_id = ?")
+        args.append(int(label))
+    if filters.get("predicted"):
+        where.append("p.label = ?")
+        args.append(filters["predicted"])
+    if filters.get("source"):
+        where.append("i.source = ?")
+        args.append(filters["source"])
+    if filters.get("split"):
+        where.append("i.split = ?")
+        args.append(filters["split"])
+    return " AND ".join(where), args
+
+
+# The probability the live model gives an image's true class.
+_TRUE_PROBABILITY = ("COALESCE((SELECT json_extract(t.value, '$[1]') FROM json_each(p.top) t"
+                     " WHERE json_extract(t.value, '$[0]') = c.name), 0)")
+
+
+def grid(store, filters, sort, offset, limit, version):
+    """One page of the grid and the total count: (rows, total).
+
+    Filters: label (class id or UNLABELED), predicted (class name), source,
+    split, status (GRID_STATUSES). Sorts: GRID_SORTS; "least-confident" puts
+    images without a prediction last, "top-losses" lists only labeled images
+    with a prediction, the ones whose true class got the least probability first.
+
+    The page is chosen on ids alone (joining predictions only when a filter or
+    the sort needs them), then its rows are read by id: OFFSET skips bare ids.
+    """
+    if sort not in GRID_SORTS:
+        raise SketchError(f"Unknown sort {sort!r}; expected one of {', '.join(GRID_SORTS)}.")
+    needs_prediction = bool(sort in ("least-confident", "top-losses") or filters.get("predicted")
+                            or filters.get("status") == "misclassified")
+    join, join_args = _prediction_join(version) if needs_prediction else ("", [])
+    where, args = _grid_where(filters)
+    if sort == "top-losses":
+        where += " AND l.class_id IS NOT NULL AND p.id IS NOT NULL"
+    order = {"newest": "i.id DESC", "oldest": "i.id ASC",
+             "least-confident": "p.confidence IS NULL, p.confidence ASC, i.id DESC",
+             "top-losses": f"{_TRUE_PROBABILITY} ASC, i.id DESC"}[sort]
+    status = filters.get("status")
+    needs_class = status == "misclassified" or sort == "top-losses"
+    needs_label = needs_class or bool(filters.get("label")) or status in ("labeled", "unlabeled")
+    labels = " LEFT JOIN labels l ON l.image_id = i.id" if needs_label else ""
+    classes = " LEFT JOIN classes c ON c.id = l.class_id" if needs_class else ""
+    base = f" FROM images i{labels}{classes} {join} WHERE {where}"
+    # The prediction join never adds or drops rows (at most one match, LEFT),
+    # so the count skips it unless a condition reads the prediction.
+    filtered = filters.get("predicted") or filters.get("status") == "misclassified" \
+        or sort == "top-losses"
+    count_base = base if filtered else base.replace(join, "")
+    total = store.db.execute(f"SELECT COUNT(*) {count_base}",
+                             [*(join_args if filtered else []), *args]).fetchone()[0]
+    ids = [r[0] for r in store.db.execute(f"SELECT i.id {base} ORDER BY {order} LIMIT ? OFFSET ?",
+                                          [*join_args, *args, limit, offset])]
+    return images_by_id(store, ids, version), total
+
+
+def _true_probability(row):
+    if row["label"] is None or not row["top"]:
+        return None
+    return next((p for name, p in row["top"] if name == row["label"]), 0.0)
+
+
+def images_by_id(store, image_ids, version):
+    """Grid rows for the given ids (deleted ones included), in the given order."""
+    join, join_args = _prediction_join(version)
+    found = {}
+    for chunk in _chunks(list(image_ids), 500):
+        marks = ",".join("?" * len(chunk))
+        for row in store.db.query(
+                f"SELECT i.id, i.source, i.split, i.width, i.height, i.deleted_at, l.class_id,"
+                f" c.name AS label, p.label AS predicted, p.confidence, p.top FROM images i"
+                f" LEFT JOIN labels l ON l.image_id = i.id LEFT JOIN classes c ON c.id = l.class_id"
+                f" {join} WHERE i.id IN ({marks})", [*join_args, *chunk]):
+            row["top"] = json.loads(row["top"]) if row["top"] else []
+            row["true_probability"] = _true_probability(row)
+            found[row["id"]] = row
+    return [found[i] for i in image_ids if i in found]
+
+
+def version_classes(store, version):
+    """The class names a version was trained on (what it can predict)."""
+    if version is None:
+        return []
+    row = store.db.execute("SELECT classes FROM model_versions WHERE id = ?", [version]).fetchone()
+    return sorted(json.loads(row[0])) if row else []
+
+
+def image_row(store, image_id):
+    """id, source, split, deleted_at, label of one image (no pixels), or NotFound."""
+    rows = list(store.db.query(
+        "SELECT i.id, i.sha256, i.source, i.split, i.width, i.height, i.created_at,"
+        " i.deleted_at, c.name AS label, l.labeled_by FROM images i"
+        " LEFT JOIN labels l ON l.image_id = i.id LEFT JOIN classes c ON c.id = l.class_id"
+        " WHERE i.id = ?", [image_id]))
+    if not rows:
+        raise NotFound(f"There is no image {image_id}.")
+    return rows[0]
+
+
+def image_png(store, image_id):
+    """(sha256, PNG bytes) of a stored image, or NotFound."""
+    row = store.db.execute("SELECT sha256, data FROM images WHERE id = ?", [image_id]).fetchone()
+    if row is None:
+        raise NotFound(f"There is no image {image_id}.")
+    return row[0], row[1]
+
+
+# -- batch edits -----------------------------------------------------------------
+
+def _existing(db, image_ids, deleted=False):
+    found = []
+    state = "IS NOT NULL" if deleted else "IS NULL"
+    for chunk in _chunks(sorted(set(image_ids)), 500):
+        marks = ",".join("?" * len(chunk))
+        found += [r[0] for r in db.execute(
+            f"SELECT id FROM images WHERE deleted_at {state} AND id IN ({marks})", chunk)]
+    return found
+
+
+def label_images(store, image_ids, label, labeled_by):
+    """Label the live images among `image_ids` with `label` (created when new),
+    all in one transaction. Returns how many were labeled."""
+    name = clean_label(label)
+    with store.transaction() as db:
+        ids = _existing(db, image_ids)
+        if not ids:
+            return 0
+        class_id = store.ensure_class(name)
+        stamp = now()
+        db.conn.executemany(
+            "INSERT INTO labels (image_id, class_id, labeled_by, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(image_id) DO UPDATE SET class_id = excluded.class_id,"
+            " labeled_by = excluded.labeled_by, created_at = excluded.created_at",
+            [(i, class_id, labeled_by, stamp) for i in ids])
+    return len(ids)
+
+
+def unlabel_images(store, image_ids):
+    with store.transaction() as db:
+        count = 0
+        for chunk in _chunks(sorted(set(image_ids)), 500):
+            marks = ",".join("?" * len(chunk))
+            count += db.execute(f"DELETE FROM labels WHERE image_id IN ({marks})", chunk).rowcount
+    return count
+
+
+def move_to_split(store, image_ids, split):
+    if split not in SPLITS:
+        raise SketchError(f"Unknown split {split!r}; expected train or test.")
+    with store.transaction() as db:
+        ids = _existing(db, image_ids)
+        store.set_split(ids, split)
+    return len(ids)
+
+
+def delete_images(store, image_ids):
+    """Soft delete: the images leave every view and training until restored."""
+    stamp = now()
+    with store.transaction() as db:
+        ids = _existing(db, image_ids)
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            db.execute(f"UPDATE images SET deleted_at = ? WHERE id IN ({marks})", [stamp, *chunk])
+    return ids
+
+
+def restore_images(store, image_ids):
+    with store.transaction() as db:
+        ids = _existing(db, image_ids, deleted=True)
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            db.execute(f"UPDATE images SET deleted_at = NULL WHERE id IN ({marks})", chunk)
+    return ids
+
+
+def live_image_ids(store):
+    return [r[0] for r in store.db.execute(
+        "SELECT id FROM images WHERE deleted_at IS NULL ORDER BY id")]
+
+
+def counts(store):
+    """Totals of live images: all, labeled, in the test split, and deleted ones."""
+    row = store.db.execute(
+        "SELECT COUNT(*), SUM(l.image_id IS NOT NULL), SUM(i.split = 'test')"
+        " FROM images i LEFT JOIN labels l ON l.image_id = i.id WHERE i.deleted_at IS NULL"
+    ).fetchone()
+    deleted = store.db.execute(
+        "SELECT COUNT(*) FROM images WHERE deleted_at IS NOT NULL").fetchone()[0]
+    return {"images": row[0], "labeled": row[1] or 0, "test": row[2] or 0, "deleted": deleted}
+
+
+def pending_count(store):
+    """Pending corrections (shown on every page: an index lookup)."""
+    return store.db.execute(
+        "SELECT COUNT(*) FROM corrections WHERE status = 'pending'").fetchone()[0]
+
+
+def class_names(store):
+    """[{id, name}] of every class by name, without counting images."""
+    return list(store.db.query("SELECT id, name FROM classes ORDER BY name"))
+
+
+# -- classes --------------------------------------------------------------------------
+
+def class_summary(store):
+    """Every class with live train/test counts and deleted-image count, by name."""
+    return list(store.db.query(
+        "SELECT c.id, c.name, c.created_at,"
+        " SUM(i.deleted_at IS NULL) AS images,"
+        " SUM(i.deleted_at IS NULL AND i.split = 'train') AS train,"
+        " SUM(i.deleted_at IS NULL AND i.split = 'test') AS test,"
+        " SUM(i.deleted_at IS NOT NULL) AS deleted"
+        " FROM classes c LEFT JOIN labels l ON l.class_id = c.id"
+        " LEFT JOIN images i ON i.id = l.image_id GROUP BY c.id ORDER BY c.name"))
+
+
+def get_class(store, class_id):
+    row = store.db.execute("SELECT id, name FROM classes WHERE id = ?", [class_id]).fetchone()
+    if row is None:
+        raise NotFound(f"There is no class {class_id}.")
+    return {"id": row[0], "name": row[1]}
+
+
+def create_class(store, name):
+    """(class id, created?)"""
+    name = clean_label(name)
+    with store.transaction() as db:
+        row = db.execute("SELECT id FROM classes WHERE name = ?", [name]).fetchone()
+        if row:
+            return row[0], False
+        return store.ensure_class(name), True
+
+
+def rename_class(store, class_id, new_name):
+    """Rename a class; pending corrections naming it follow. Old model versions
+    keep the names they were trained with."""
+    new_name = clean_label(new_name)
+    with store.transaction() as db:
+        old = get_class(store, class_id)["name"]
+        if new_name == old:
+            return old
+        other = db.execute("SELECT id FROM classes WHERE name = ?", [new_name]).fetchone()
+        if other:
+            raise ClassConflict(f"A class named {new_name!r} already exists: merge into it "
+                                "instead of renaming.")
+        db.execute("UPDATE classes SET name = ? WHERE id = ?", [new_name, class_id])
+        db.execute("UPDATE corrections SET label = ? WHERE label = ? AND status = 'pending'",
+                   [new_name, old])
+    return old
+
+
+def merge_classes(store, source_id, target_id):
+    """Move every label of `source_id` to `target_id` and delete `source_id`.
+    Returns how many labels moved."""
+    if int(source_id) == int(target_id):
+        raise ClassConflict("A class cannot be merged into itself.")
+    with store.transaction() as db:
+        source = get_class(store, source_id)
+        target = get_class(store, target_id)
+        moved = db.execute("UPDATE labels SET class_id = ?, created_at = ? WHERE class_id = ?",
+                           [target["id"], now(), source["id"]]).rowcount
+        db.execute("UPDATE corrections SET label = ? WHERE label = ? AND status = 'pending'",
+                   [target["name"], source["name"]])
+        db.execute("DELETE FROM classes WHERE id = ?", [source["id"]])
+    return moved
+
+
+def delete_class(store, class_id):
+    """Delete a class without images (deleted images count: restoring one must
+    not leave it without its class)."""
+    with store.transaction() as db:
+        name = get_class(store, class_id)["name"]
+        live, deleted = db.execute(
+            "SELECT SUM(i.deleted_at IS NULL), SUM(i.deleted_at IS NOT NULL) FROM labels l"
+            " JOIN images i ON i.id = l.image_id WHERE l.class_id = ?", [class_id]).fetchone()
+        if live or deleted:
+            raise ClassConflict(
+                f"The class {name!r} is not empty: it labels {live or 0} image(s)"
+                + (f" and {deleted} deleted image(s)" if deleted else "")
+                + ". Relabel them or merge the class into another one first.")
+        db.execute("DELETE FROM classes WHERE id = ?", [class_id])
+    return name
+
+
+# -- the review queue -----------------------------------------------------------------
+
+def correction_queue(store, status, offset, limit):
+    """(rows, total) of corrections with this status, oldest first, each with
+    how many corrections its sender sent in all and how many are pending."""
+    total = store.db.execute("SELECT COUNT(*) FROM corrections WHERE status = ?",
+                             [status]).fetchone()[0]
+    rows = list(store.db.query(
+        "SELECT c.id, c.image_id, c.predicted_label, c.label, c.source, c.sender, c.status,"
+        " c.created_at, c.reviewed_at, i.deleted_at,"
+        " (SELECT COUNT(*) FROM corrections s WHERE s.sender = c.sender) AS sender_total,"
+        " (SELECT COUNT(*) FROM corrections s WHERE s.sender = c.sender"
+        "  AND s.status = 'pending') AS sender_pending"
+        " FROM corrections c JOIN images i ON i.id = c.image_id WHERE c.status = ?"
+        " ORDER BY c.created_at, c.id LIMIT ? OFFSET ?", [status, limit, offset]))
+    return rows, total
+
+
+# -- predictions ----------------------------------------------------------------------
+
+def put_predictions(store, version, rows):
+    """Store the predictions of `version`: rows of (image_id, [[label, p], ...]
+    most likely first). Older rows of the same image and version are replaced
+    unless a correction refers to them."""
+    stamp = now()
+    with store.transaction() as db:
+        for chunk in _chunks(list(rows), 500):
+            ids = [image_id for image_id, _ in chunk]
+            marks = ",".join("?" * len(ids))
+            db.execute(
+                f"DELETE FROM predictions WHERE model_version = ? AND image_id IN ({marks})"
+                " AND id NOT IN (SELECT prediction_id FROM corrections"
+                " WHERE prediction_id IS NOT NULL)", [version, *ids])
+            db.conn.executemany(
+                "INSERT INTO predictions (image_id, model_version, label, confidence, top,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(image_id, version, top[0][0], top[0][1],
+                  json.dumps(top[:MAX_STORED_PROBABILITIES]), stamp)
+                 for image_id, top in chunk])
+
+
+def unpredicted_image_ids(store, version):
+    """Live images without a prediction of `version`."""
+    return [r[0] for r in store.db.execute(
+        "SELECT i.id FROM images i WHERE i.deleted_at IS NULL AND NOT EXISTS"
+        " (SELECT 1 FROM predictions p WHERE p.image_id = i.id AND p.model_version = ?)"
+        " ORDER BY i.id", [version])]
+
+
+# -- export ---------------------------------------------------------------------------
+
+def labeled_for_export(store):
+    """(image id, split, class name) of every live labeled image, by class then id."""
+    return [tuple(r) for r in store.db.execute(
+        "SELECT i.id, i.split, c.name FROM images i JOIN labels l ON l.image_id = i.id"
+        " JOIN classes c ON c.id = l.class_id WHERE i.deleted_at IS NULL ORDER BY c.name, i.id")]
+
+
+def sources():
+    return SOURCES
+
+
+def splits():
+    return SPLITS

@@ -1,0 +1,54 @@
+"""python -m labeler [--db PATH] [--host H] [--port P] [--password PW]: the
+batch-labeling web tool. Bound to anything but a loopback address it needs a
+password (--password or $SKETCHLAB_LABELER_PASSWORD); the browser asks for it
+(any user name)."""
+import argparse
+import os
+import sys
+
+from db import default_path
+from labeler.app import LOOPBACK, PASSWORD_ENV
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7861
+
+
+def parse(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m labeler", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", default=None,
+                        help=f"SQLite file (default: $SKETCHLAB_DB or {default_path()})")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address (default: {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port (default: {DEFAULT_PORT})")
+    parser.add_argument("--password", default=None,
+                        help=f"required off localhost (default: ${PASSWORD_ENV})")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="backbone width for Retrain (default: the live version's, else 1.0)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse(argv)
+    password = args.password or os.environ.get(PASSWORD_ENV) or None
+    if args.host not in LOOPBACK and not password:
+        print(f"error: the labeler is bound to {args.host}, not to this computer only: set a "
+              f"password with --password or {PASSWORD_ENV}.", file=sys.stderr)
+        return 2
+    import uvicorn
+    from labeler.app import create_app
+    from model.errors import SketchError
+    try:
+        app = create_app(args.db or default_path(), password=password,
+                         train_options={"alpha": args.alpha} if args.alpha else None)
+    except SketchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"Labeler on http://{host}:{args.port}/", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,826 @@
+"""The batch-labeling web tool: server-rendered HTML (FastAPI + Jinja2) whose
+every flow works as plain HTML forms; labeler/static/labeler.js only makes
+them faster (keyboard, shift-click, drag and drop, webcam bursts, live
+retrain progress).
+
+`create_app(store_path, password=None, train_options=None)` builds the app;
+`python -m labeler` serves it. All SQL lives in db/labeling.py, all
+TensorFlow work in model/; this module only wires requests to them.
+
+Safety: every mutating request is a POST carrying a CSRF token (an HMAC of a
+per-browser cookie under a per-process secret) and, when the browser sends
+one, an Origin or Referer of this very site. Templates escape everything.
+Images are served only from the database, always as image/png, with nosniff
+and a Content-Security-Policy that allows no inline script.
+"""
+import base64
+import binascii
+import collections
+import csv
+import hashlib
+import hmac
+import io
+import secrets
+import tempfile
+import threading
+import zipfile
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlencode, urlsplit
+
+import jinja2
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import (HTMLResponse, JSONResponse, RedirectResponse, Response,
+                               StreamingResponse)
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from db import Store, labeling
+from db.store import SOURCES, SPLITS
+from labeler.importer import IMAGE_SUFFIXES, import_tree
+from labeler.jobs import Jobs
+from model.errors import (BadImage, ClassConflict, NoLiveModel, NotEnoughData, NotFound,
+                          SketchError, WeightsMissing)
+from model.images import MAX_IMAGE_BYTES, decode, stored_form
+
+HERE = Path(__file__).resolve().parent
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+PASSWORD_ENV = "SKETCHLAB_LABELER_PASSWORD"
+LABELED_BY = "labeler"
+CSRF_COOKIE = "labeler_csrf"
+CSRF_FIELD = "csrf"
+# Grid pages: PAGE_SIZE thumbnails by default, at most MAX_PAGE_SIZE.
+PAGE_SIZE = 60
+MAX_PAGE_SIZE = 200
+# Images one batch request may change (select-all pages included).
+MAX_BATCH = 5000
+# One upload request (many files or zips): bytes and files.
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+MAX_UPLOAD_FILES = 1000
+# A zip: its files and their total uncompressed size (zip bombs stop here).
+MAX_ZIP_MEMBERS = 5000
+MAX_ZIP_BYTES = 500 * 1024 * 1024
+# Thumbnails: longest side in pixels, and how many the process keeps in memory.
+THUMB_SIDE = 128
+THUMB_CACHE_SIZE = 5000
+QUEUE_PAGE_SIZE = 50
+# A webcam burst stops after this many frames even while the button is held.
+MAX_BURST_FRAMES = 300
+# Number keys 1..9 label the focused image with one of the first classes.
+KEY_CLASSES = 9
+# Flash messages kept for the redirect that follows a POST.
+FLASH_KEEP = 200
+# Model exports kept in memory (a TFLite conversion takes seconds).
+EXPORT_CACHE = 4
+
+
+class Forbidden(Exception):
+    """A POST without a valid CSRF token, or from another site."""
+
+
+class TooLarge(Exception):
+    """A request over one of the upload limits."""
+
+
+def _status_of(error):
+    if isinstance(error, NotFound):
+        return 404
+    if isinstance(error, (ClassConflict, NoLiveModel, NotEnoughData, WeightsMissing)):
+        return 409
+    return 400
+
+
+class Thumbnails:
+    """PNG thumbnails, made once per image and kept in an LRU cache."""
+
+    def __init__(self, size=None):
+        self.size = THUMB_CACHE_SIZE if size is None else size
+        self._cache = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, store, image_id):
+        with self._lock:
+            if image_id in self._cache:
+                self._cache.move_to_end(image_id)
+                return self._cache[image_id]
+        sha, data = labeling.image_png(store, image_id)
+        image = Image.open(io.BytesIO(data))
+        image.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+        value = (sha, out.getvalue())
+        with self._lock:
+            self._cache[image_id] = value
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return value
+
+    def __len__(self):
+        return len(self._cache)
+
+
+class Flash:
+    """Messages (with optional undo ids) carried across a POST's redirect."""
+
+    def __init__(self):
+        self._items = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, text, undo=None, kind="ok"):
+        key = secrets.token_urlsafe(12)
+        with self._lock:
+            self._items[key] = {"text": text, "undo": undo or [], "kind": kind}
+            while len(self._items) > FLASH_KEEP:
+                self._items.popitem(last=False)
+        return key
+
+    def pop(self, key):
+        with self._lock:
+            return self._items.pop(key, None) if key else None
+
+
+def safe_next(value, default="/images"):
+    """A local path to return to, never another site."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    return value
+
+
+def folder_name(name):
+    """A class name as a folder name in the exported zip: characters that
+    file systems reject are percent-encoded (labels.csv keeps the exact names)."""
+    out = "".join(f"%{ord(ch):02X}" if ch in '<>:"/\\|?*%' or ord(ch) < 32 else ch
+                  for ch in name)
+    return "%2E" + out[1:] if out.startswith(".") else out
+
+
+def zip_entries(data, default_label, default_split):
+    """(items, errors) from a zip, read as the folder importer reads a tree:
+    images in <class>/ or train|test/<class>/ get that class (and split),
+    images at the top get the chosen class. One wrapping folder (as zipping a
+    folder makes) is looked through when it holds sub-folders."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError) as error:
+        raise BadImage(f"Not a readable zip file: {error}.") from None
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        if len(members) > MAX_ZIP_MEMBERS:
+            raise TooLarge(f"The zip holds {len(members)} files; at most {MAX_ZIP_MEMBERS} "
+                           "are accepted at once.")
+        if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+            raise TooLarge(f"The zip unpacks to more than {MAX_ZIP_BYTES // 2**20} MB.")
+        paths = []
+        for member in members:
+            parts = PurePosixPath(member.filename.replace("\\", "/")).parts
+            if (not parts or any(p in ("..", "") or p.startswith(".") for p in parts)
+                    or parts[0] == "__MACOSX" or member.filename.startswith("/")
+                    or PurePosixPath(parts[-1]).suffix.lower() not in IMAGE_SUFFIXES):
+                continue
+            paths.append((member, list(parts)))
+        tops = {tuple(parts[:1]) for _, parts in paths}
+        if (len(tops) == 1 and any(len(parts) >= 3 for _, parts in paths)
+                and paths[0][1][0] not in SPLITS):
+            paths = [(m, parts[1:]) for m, parts in paths]
+        items, errors = [], []
+        for member, parts in paths:
+            split, label = default_split, default_label
+            if len(parts) >= 3 and parts[0] in SPLITS:
+                split, label = parts[0], parts[1]
+            elif len(parts) >= 2:
+                label = parts[0]
+            if member.file_size > MAX_IMAGE_BYTES:
+                errors.append((member.filename, f"larger than {MAX_IMAGE_BYTES // 2**20} MB"))
+                continue
+            try:
+                stored, width, height = stored_form(decode(archive.read(member)))
+            except SketchError as error:
+                errors.append((member.filename, str(error)))
+                continue
+            items.append({"data": stored, "width": width, "height": height,
+                          "split": split, "label": label})
+    return items, errors
+
+
+def create_app(store_path, password=None, train_options=None):
+    """The labeler as a FastAPI app on the SQLite file `store_path`.
+
+    With `password`, every request must sign in (HTTP Basic, any user name).
+    `train_options` are the model.train options of the Retrain button.
+    """
+    store = Store(store_path)
+    jobs = Jobs(store, train_options)
+    thumbs = Thumbnails()
+    flash = Flash()
+    secret = secrets.token_bytes(32)
+    exports = collections.OrderedDict()
+    exports_lock = threading.Lock()
+
+    # Lenient about missing keys: versions recorded by older code have fewer metrics.
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                             autoescape=True, undefined=jinja2.ChainableUndefined)
+    env.filters["pct"] = lambda v: "–" if not isinstance(v, (int, float)) else f"{100 * v:.1f}%"
+    env.filters["prob"] = lambda v: "–" if not isinstance(v, (int, float)) else f"{v:.2f}"
+
+    app = FastAPI(title="Sketchlab labeler", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.store = store
+    app.state.jobs = jobs
+    app.state.thumbs = thumbs
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    def csrf_token(cookie):
+        return hmac.new(secret, cookie.encode(), hashlib.sha256).hexdigest()
+
+    # -- middleware: password, CSRF cookie, security headers ---------------------
+
+    @app.middleware("http")
+    async def guard(request, call_next):
+        if password is not None and not _signed_in(request, password):
+            return Response("Sign in with the labeler password.", status_code=401,
+                            headers={"WWW-Authenticate": 'Basic realm="labeler"'},
+                            media_type="text/plain")
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_UPLOAD_BYTES:
+            return _error_page(request, 413, "Too large", f"A request can carry at most "
+                               f"{MAX_UPLOAD_BYTES // 2**20} MB; upload in parts.")
+        cookie = request.cookies.get(CSRF_COOKIE)
+        fresh = None
+        if not cookie or len(cookie) != 43:
+            cookie = fresh = secrets.token_urlsafe(32)
+        request.state.csrf_cookie = cookie
+        response = await call_next(request)
+        if fresh:
+            response.set_cookie(CSRF_COOKIE, fresh, httponly=True, samesite="strict", path="/")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:;"
+            " script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none';"
+            " form-action 'self'; frame-ancestors 'none'")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+    # -- errors: translated once, here ------------------------------------------------
+
+    def _error_page(request, status, title, message):
+        if _wants_json(request):
+            return JSONResponse({"error": message}, status_code=status)
+        html = env.get_template("error.html").render(
+            title=title, message=message, status=status, nav=None, counts=None, flash=None,
+            csrf="", live=None, request_path=request.url.path)
+        return HTMLResponse(html, status_code=status)
+
+    @app.exception_handler(SketchError)
+    async def sketch_error(request, error):
+        status = _status_of(error)
+        title = {404: "Not found", 409: "Not possible now"}.get(status, "Bad request")
+        return _error_page(request, status, title, str(error))
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request, error):
+        return _error_page(request, 403, "Forbidden", str(error))
+
+    @app.exception_handler(TooLarge)
+    async def too_large(request, error):
+        return _error_page(request, 413, "Too large", str(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, error):
+        return _error_page(request, 400, "Bad request", "The request is not valid: " + "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, error):
+        return _error_page(request, error.status_code, "Error", str(error.detail))
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def render(request, template, **context):
+        key = request.cookies.get("labeler_flash")
+        message = flash.pop(key)
+        live = _live_summary(store)
+        html = env.get_template(template).render(
+            csrf=csrf_token(request.state.csrf_cookie),
+            counts={"pending": labeling.pending_count(store)},
+            flash=message, live=live, nav=template.split(".")[0],
+            request_path=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            **context)
+        response = HTMLResponse(html)
+        if key:
+            response.delete_cookie("labeler_flash", path="/")
+        return response
+
+    def redirect(to, text=None, undo=None, kind="ok"):
+        response = RedirectResponse(to, status_code=303)
+        if text:
+            response.set_cookie("labeler_flash", flash.put(text, undo, kind), httponly=True,
+                                samesite="strict", path="/")
+        return response
+
+    async def checked_form(request):
+        """The POSTed form, after the same-site and CSRF checks."""
+        expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        origin = request.headers.get("origin")
+        if origin and origin != expected:
+            raise Forbidden(f"Cross-site request refused (from {origin}).")
+        referer = request.headers.get("referer")
+        if not origin and referer:
+            parts = urlsplit(referer)
+            if f"{parts.scheme}://{parts.netloc}" != expected:
+                raise Forbidden("Cross-site request refused.")
+        try:
+            form = await request.form(max_files=MAX_UPLOAD_FILES, max_fields=MAX_BATCH + 100)
+        except Exception as error:  # Starlette's MultiPartException and friends
+            if "Too many" in str(error):
+                raise TooLarge(f"{error} (at most {MAX_UPLOAD_FILES} files and {MAX_BATCH} "
+                               "images per request).") from None
+            raise BadImage(f"The form could not be read: {error}") from None
+        token = form.get(CSRF_FIELD)
+        cookie = request.cookies.get(CSRF_COOKIE)
+        if (not cookie or not isinstance(token, str)
+                or not hmac.compare_digest(token, csrf_token(cookie))):
+            raise Forbidden("The form's security token is missing or stale: reload the page "
+                            "and try again.")
+        return form
+
+    def ids_of(form):
+        values = form.getlist("ids")
+        if len(values) > MAX_BATCH:
+            raise TooLarge(f"At most {MAX_BATCH} images can be changed at once.")
+        try:
+            return [int(v) for v in values]
+        except ValueError:
+            raise SketchError("Image ids must be numbers.") from None
+
+    def label_choice(form):
+        """The class a form names: a new name wins over the list."""
+        new = (form.get("new_label") or "").strip()
+        return new or (form.get("label") or "").strip()
+
+    # -- pages ---------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    def home():
+        return RedirectResponse("/images", status_code=303)
+
+    @app.get("/images", response_class=HTMLResponse)
+    def images(request: Request):
+        q = request.query_params
+        filters = _filters(q)
+        sort = q.get("sort") or "newest"
+        page, per_page = _int(q.get("page"), 1, "page"), _int(q.get("per_page"), PAGE_SIZE,
+                                                              "per_page")
+        per_page = max(1, min(per_page, MAX_PAGE_SIZE))
+        page = max(1, page)
+        live_id = store.live_version_id()
+        rows, total = labeling.grid(store, filters, sort, (page - 1) * per_page, per_page,
+                                    live_id)
+        pages = max(1, -(-total // per_page))
+        state = {k: v for k, v in {**filters, "sort": sort if sort != "newest" else "",
+                                   "per_page": per_page if per_page != PAGE_SIZE else ""}.items()
+                 if v}
+        classes = labeling.class_names(store)
+        return render(
+            request, "images.html", rows=rows, total=total, page=page, pages=pages,
+            per_page=per_page, filters=filters, sort=sort, classes=classes,
+            key_classes=classes[:KEY_CLASSES], predicted=labeling.version_classes(store, live_id),
+            sources=SOURCES, splits=SPLITS, statuses=labeling.GRID_STATUSES,
+            sorts=labeling.GRID_SORTS, select_all=q.get("select") == "page",
+            page_url=lambda p, **extra: "/images?" + urlencode({**state, "page": p, **extra}),
+            here="/images?" + urlencode({**state, "page": page}), live_id=live_id)
+
+    @app.post("/images/batch")
+    async def batch(request: Request):
+        form = await checked_form(request)
+        ids = ids_of(form)
+        action = form.get("action") or ""
+        back = safe_next(form.get("next"))
+        result = await run_in_threadpool(_batch, form, ids, action)
+        text, undo = result
+        if _wants_json(request):
+            return JSONResponse({"ok": True, "message": text})
+        return redirect(back, text, undo)
+
+    def _batch(form, ids, action):
+        if not ids:
+            raise SketchError("Select at least one image first.")
+        if action == "label":
+            label = label_choice(form)
+            if not label:
+                raise SketchError("Pick a class or type a new class name.")
+            count = labeling.label_images(store, ids, label, LABELED_BY)
+            return f"Labeled {count} image(s) as {label}.", None
+        if action == "unlabel":
+            return f"Removed the label of {labeling.unlabel_images(store, ids)} image(s).", None
+        if action == "split":
+            split = form.get("split") or ""
+            return (f"Moved {labeling.move_to_split(store, ids, split)} image(s) to {split}.",
+                    None)
+        if action == "delete":
+            deleted = labeling.delete_images(store, ids)
+            return f"Deleted {len(deleted)} image(s).", deleted
+        if action == "restore":
+            return f"Restored {len(labeling.restore_images(store, ids))} image(s).", None
+        raise SketchError(f"Unknown action {action!r}.")
+
+    @app.get("/images/{image_id}.png")
+    def image_file(request: Request, image_id: int):
+        sha, data = labeling.image_png(store, image_id)
+        return _png_response(request, sha, data)
+
+    @app.get("/images/{image_id}/thumb.png")
+    def thumbnail(request: Request, image_id: int):
+        sha, data = thumbs.get(store, image_id)
+        return _png_response(request, sha + "-t", data)
+
+    @app.get("/images/{image_id}", response_class=HTMLResponse)
+    def image_page(request: Request, image_id: int):
+        row = labeling.image_row(store, image_id)
+        live_id = store.live_version_id()
+        grid_row = labeling.images_by_id(store, [image_id], live_id)[0]
+        return render(request, "image.html", image=row, prediction=grid_row,
+                      classes=labeling.class_summary(store), splits=SPLITS)
+
+    # -- review queue --------------------------------------------------------------------
+
+    @app.get("/review", response_class=HTMLResponse)
+    def review(request: Request):
+        q = request.query_params
+        status = q.get("status") or "pending"
+        if status not in ("pending", "accepted", "rejected"):
+            raise SketchError("Status must be pending, accepted or rejected.")
+        page = max(1, _int(q.get("page"), 1, "page"))
+        rows, total = labeling.correction_queue(store, status, (page - 1) * QUEUE_PAGE_SIZE,
+                                                QUEUE_PAGE_SIZE)
+        return render(request, "review.html", rows=rows, total=total, status=status, page=page,
+                      pages=max(1, -(-total // QUEUE_PAGE_SIZE)),
+                      select_all=q.get("select") == "page")
+
+    @app.post("/review")
+    async def review_post(request: Request):
+        form = await checked_form(request)
+        values, action = form.getlist("ids"), form.get("action") or ""
+        for one in ("accept", "reject"):
+            if form.get(f"{one}_one"):
+                values, action = [form.get(f"{one}_one")], one
+        try:
+            ids = [int(v) for v in values]
+        except ValueError:
+            raise SketchError("Correction ids must be numbers.") from None
+        if not ids:
+            raise SketchError("Select at least one correction first.")
+        if len(ids) > MAX_BATCH:
+            raise TooLarge(f"At most {MAX_BATCH} corrections can be reviewed at once.")
+        status = {"accept": "accepted", "reject": "rejected"}.get(action)
+        if status is None:
+            raise SketchError("A review either accepts or rejects.")
+        await run_in_threadpool(store.review_corrections, ids, status, LABELED_BY)
+        return redirect(safe_next(form.get("next"), "/review"),
+                        f"{status.capitalize()} {len(ids)} correction(s).")
+
+    # -- classes ----------------------------------------------------------------------------
+
+    @app.get("/classes", response_class=HTMLResponse)
+    def classes_page(request: Request):
+        return render(request, "classes.html", classes=labeling.class_summary(store),
+                      totals=labeling.counts(store))
+
+    @app.post("/classes")
+    async def class_create(request: Request):
+        form = await checked_form(request)
+        class_id, created = labeling.create_class(store, form.get("name") or "")
+        name = labeling.get_class(store, class_id)["name"]
+        return redirect("/classes", f"Created the class {name}." if created
+                        else f"The class {name} already exists.")
+
+    @app.post("/classes/{class_id}/rename")
+    async def class_rename(request: Request, class_id: int):
+        form = await checked_form(request)
+        old = labeling.rename_class(store, class_id, form.get("name") or "")
+        return redirect("/classes", f"Renamed {old} to {labeling.get_class(store, class_id)['name']}.")
+
+    @app.post("/classes/{class_id}/merge")
+    async def class_merge(request: Request, class_id: int):
+        form = await checked_form(request)
+        target = _int(form.get("into"), None, "into")
+        source = labeling.get_class(store, class_id)["name"]
+        into = labeling.get_class(store, target)["name"]
+        moved = labeling.merge_classes(store, class_id, target)
+        return redirect("/classes", f"Merged {source} into {into} ({moved} image(s) moved).")
+
+    @app.post("/classes/{class_id}/delete")
+    async def class_delete(request: Request, class_id: int):
+        await checked_form(request)
+        name = labeling.delete_class(store, class_id)
+        return redirect("/classes", f"Deleted the class {name}.")
+
+    # -- capture: webcam, upload, folder import ----------------------------------------------
+
+    @app.get("/capture", response_class=HTMLResponse)
+    def capture(request: Request):
+        return render(request, "capture.html", classes=labeling.class_summary(store),
+                      splits=SPLITS, max_files=MAX_UPLOAD_FILES, max_frames=MAX_BURST_FRAMES,
+                      max_mb=MAX_UPLOAD_BYTES // 2**20)
+
+    @app.post("/upload")
+    async def upload(request: Request):
+        form = await checked_form(request)
+        files = [f for f in form.getlist("files") if hasattr(f, "read")]
+        source = form.get("source") if form.get("source") in ("upload", "webcam") else "upload"
+        split = form.get("split") or "train"
+        if split not in SPLITS:
+            raise SketchError(f"Unknown split {split!r}; expected train or test.")
+        label = label_choice(form) or None
+        blobs = []
+        for upload in files:
+            data = await upload.read()
+            if upload.filename or data:
+                blobs.append((upload.filename or "file", data))
+        summary = await run_in_threadpool(_store_uploads, blobs, label, split, source)
+        _score_new(summary["stored"])
+        if _wants_json(request):
+            return JSONResponse(summary)
+        text = (f"Stored {summary['stored']} new image(s)"
+                + (f" as {label}" if label else "")
+                + (f"; {summary['duplicates']} were already stored" if summary["duplicates"]
+                   else "")
+                + (f"; skipped {len(summary['errors'])}: " + "; ".join(
+                    f"{name}: {message}" for name, message in summary["errors"][:10])
+                   if summary["errors"] else "") + ".")
+        return redirect(safe_next(form.get("next"), "/capture"), text,
+                        kind="warn" if summary["errors"] else "ok")
+
+    def _score_new(stored):
+        """New images get the live model's prediction in the background (a
+        running job is not disturbed: its own scoring or the next one covers them)."""
+        if stored and store.live_version_id() is not None:
+            jobs.refresh()
+
+    def _store_uploads(blobs, label, split, source):
+        if not blobs:
+            raise BadImage("Choose at least one image or zip file.")
+        items, errors = [], []
+        for name, data in blobs:
+            if name.lower().endswith(".zip") or data[:4] == b"PK\x03\x04":
+                found, problems = zip_entries(data, label, split)
+                items += found
+                errors += problems
+                continue
+            try:
+                stored, width, height = stored_form(decode(data))
+            except SketchError as error:
+                errors.append((name, str(error)))
+                continue
+            items.append({"data": stored, "width": width, "height": height, "split": split,
+                          "label": label})
+        if not items:
+            raise BadImage("No image could be stored: " + "; ".join(
+                f"{name}: {message}" for name, message in errors[:10]))
+        for item in items:
+            item["source"] = source
+            if item["label"] is None:
+                del item["label"]
+            else:
+                item["labeled_by"] = LABELED_BY
+        results = store.add_images(items)
+        return {"stored": sum(created for _, created in results),
+                "duplicates": sum(not created for _, created in results),
+                "ids": [image_id for image_id, _ in results], "errors": errors}
+
+    @app.post("/import")
+    async def import_folder(request: Request):
+        form = await checked_form(request)
+        folder = (form.get("folder") or "").strip()
+        if not folder:
+            raise SketchError("Type the path of a folder on this computer.")
+        summary = await run_in_threadpool(import_tree, store, folder)
+        _score_new(summary["imported"])
+        errors = summary["errors"]
+        return redirect("/capture", f"Imported {summary['imported']} image(s) from {folder}; "
+                        f"{summary['duplicates']} were already stored"
+                        + (f"; skipped {len(errors)}: " + "; ".join(
+                            f"{p}: {m}" for p, m in errors[:10]) if errors else "") + ".",
+                        kind="warn" if errors else "ok")
+
+    # -- retrain, versions, predictions ------------------------------------------------------
+
+    @app.get("/retrain", response_class=HTMLResponse)
+    def retrain_page(request: Request):
+        return render(request, "retrain.html", job=jobs.snapshot(),
+                      options=jobs.train_options)
+
+    @app.get("/retrain/status")
+    def retrain_status():
+        return JSONResponse(jobs.snapshot())
+
+    @app.post("/retrain")
+    async def retrain_post(request: Request):
+        form = await checked_form(request)
+        if not jobs.retrain(force=bool(form.get("force"))):
+            return redirect("/retrain", "A job is already running; wait for it to finish.",
+                            kind="warn")
+        return redirect("/retrain")
+
+    @app.post("/predictions/refresh")
+    async def predictions_refresh(request: Request):
+        await checked_form(request)
+        if store.live_version_id() is None:
+            raise NoLiveModel("No model has been trained yet: press Retrain first.")
+        if not jobs.refresh():
+            return redirect("/retrain", "A job is already running; wait for it to finish.",
+                            kind="warn")
+        return redirect("/retrain")
+
+    @app.get("/versions", response_class=HTMLResponse)
+    def versions(request: Request):
+        return render(request, "versions.html", versions=store.model_versions())
+
+    def _version(version_id):
+        version = store.model_version(version_id)
+        if version is None:
+            raise NotFound(f"There is no model version {version_id}.")
+        return version
+
+    @app.get("/versions/{version_id}", response_class=HTMLResponse)
+    def version_page(request: Request, version_id: int):
+        version = _version(version_id)
+        from model.plots import confusion_png
+        confusion = version["metrics"].get("confusion") or {"labels": [], "matrix": []}
+        _, cells = confusion_png(confusion["labels"], confusion["matrix"])
+        labels = confusion["labels"]
+        return render(request, "version.html", version=version, metrics=version["metrics"],
+                      cells=[{"truth": labels[r], "predicted": labels[c],
+                              "count": confusion["matrix"][r][c],
+                              "coords": f"{x0},{y0},{x1},{y1}",
+                              "href": f"/versions/{version_id}/cell?" + urlencode(
+                                  {"truth": labels[r], "predicted": labels[c]})}
+                             for r, c, x0, y0, x1, y1 in cells])
+
+    @app.get("/versions/{version_id}/confusion.png")
+    def confusion_image(request: Request, version_id: int):
+        from model.plots import confusion_png
+        confusion = _version(version_id)["metrics"].get("confusion") or {"labels": [],
+                                                                         "matrix": []}
+        data, _ = confusion_png(confusion["labels"], confusion["matrix"])
+        return _png_response(request, None, data)
+
+    @app.get("/versions/{version_id}/curves.png")
+    def curves_image(request: Request, version_id: int):
+        from model.plots import curves_png
+        data = curves_png(_version(version_id)["metrics"].get("history") or {})
+        return _png_response(request, None, data)
+
+    @app.get("/versions/{version_id}/cell", response_class=HTMLResponse)
+    def confusion_cell(request: Request, version_id: int, truth: str, predicted: str):
+        from model.scoring import confusion_cell as cell_ids
+        version = _version(version_id)
+        ids = cell_ids(store, version, truth, predicted)
+        rows = labeling.images_by_id(store, ids[:MAX_PAGE_SIZE], store.live_version_id())
+        return render(request, "cell.html", version=version, truth=truth, predicted=predicted,
+                      rows=rows, total=len(ids), limit=MAX_PAGE_SIZE)
+
+    @app.post("/versions/{version_id}/live")
+    async def make_live(request: Request, version_id: int):
+        await checked_form(request)
+        _version(version_id)
+        store.set_live(version_id)
+        jobs.refresh()
+        return redirect("/versions", f"Version {version_id} is live now.")
+
+    # -- export --------------------------------------------------------------------------------
+
+    @app.get("/export", response_class=HTMLResponse)
+    def export_page(request: Request):
+        return render(request, "export.html")
+
+    @app.get("/export/dataset.zip")
+    def export_dataset():
+        spool = tempfile.SpooledTemporaryFile(max_size=32 * 2**20)
+        rows = labeling.labeled_for_export(store)
+        with zipfile.ZipFile(spool, "w", zipfile.ZIP_STORED) as archive:
+            listing = io.StringIO()
+            writer = csv.writer(listing)
+            writer.writerow(["path", "class", "split"])
+            for start in range(0, len(rows), 500):
+                chunk = rows[start:start + 500]
+                data = dict(store.image_data([r[0] for r in chunk]))
+                for image_id, split, name in chunk:
+                    path = f"{split}/{folder_name(name)}/{image_id}.png"
+                    archive.writestr(path, data[image_id])
+                    writer.writerow([path, name, split])
+            archive.writestr("labels.csv", listing.getvalue())
+        size = spool.tell()
+        spool.seek(0)
+
+        def chunks():
+            with spool:
+                while block := spool.read(1 << 20):
+                    yield block
+        return StreamingResponse(chunks(), media_type="application/zip", headers={
+            "Content-Disposition": 'attachment; filename="sketchlab-dataset.zip"',
+            "Content-Length": str(size)})
+
+    def _export(kind):
+        version = store.model_version()
+        if version is None:
+            raise NoLiveModel("No model has been trained yet: press Retrain first.")
+        key = (version["id"], kind)
+        with exports_lock:
+            if key in exports:
+                return version, exports[key]
+        from model import export
+        data = {"keras": export.keras_bytes, "tflite": export.tflite_bytes}[kind](version)
+        with exports_lock:
+            exports[key] = data
+            while len(exports) > EXPORT_CACHE:
+                exports.popitem(last=False)
+        return version, data
+
+    @app.get("/export/model.keras")
+    def export_keras():
+        version, data = _export("keras")
+        return Response(data, media_type="application/octet-stream", headers={
+            "Content-Disposition": f'attachment; filename="sketchlab-v{version["id"]}.keras"'})
+
+    @app.get("/export/model.tflite")
+    def export_tflite():
+        version, data = _export("tflite")
+        return Response(data, media_type="application/octet-stream", headers={
+            "Content-Disposition": f'attachment; filename="sketchlab-v{version["id"]}.tflite"'})
+
+    @app.get("/export/labels.txt")
+    def export_labels():
+        from model.export import labels_text
+        version = store.model_version()
+        if version is None:
+            raise NoLiveModel("No model has been trained yet: press Retrain first.")
+        return Response(labels_text(version), media_type="text/plain; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="sketchlab-v{version["id"]}-labels.txt"'})
+
+    return app
+
+
+# -- helpers shared by the routes ---------------------------------------------------------------
+
+def _signed_in(request, password):
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("basic "):
+        return False
+    try:
+        decoded = base64.b64decode(header[6:], validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    _, _, given = decoded.partition(":")
+    return hmac.compare_digest(given.encode(), password.encode())
+
+
+def _wants_json(request):
+    return request.headers.get("x-requested-with") == "fetch"
+
+
+def _int(value, default, name):
+    if value in (None, ""):
+        if default is None:
+            raise SketchError(f"{name} is missing.")
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SketchError(f"{name} must be a whole number, not {value!r}.") from None
+
+
+def _filters(q):
+    filters = {}
+    label = q.get("label") or ""
+    if label and label != labeling.UNLABELED:
+        _int(label, None, "label")
+    filters["label"] = label
+    filters["predicted"] = q.get("predicted") or ""
+    for key, allowed in (("source", SOURCES), ("split", SPLITS),
+                         ("status", labeling.GRID_STATUSES)):
+        value = q.get(key) or ""
+        if value and value not in allowed:
+            raise SketchError(f"Unknown {key} {value!r}; expected one of {', '.join(allowed)}.")
+        filters[key] = value if value != "all" else ""
+    return filters
+
+
+def _live_summary(store):
+    live = store.live_version_id()
+    return {"id": live} if live is not None else None
+
+
+def _png_response(request, etag, data):
+    headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
+    if etag:
+        tag = f'"{etag}"'
+        headers["ETag"] = tag
+        if request.headers.get("if-none-match") == tag:
+            return Response(status_code=304, headers=headers)
+    else:
+        headers["Cache-Control"] = "no-store"
+    return Response(data, media_type="image/png", headers=headers)
+

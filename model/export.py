@@ -1,0 +1,48 @@
+"""The live model as files that work without this project: a Keras `.keras`
+file and a TFLite file, each the frozen backbone followed by the trained head.
+
+Input: a batch of RGB images (N, S, S, 3), float32 in 0..255, S the version's
+input size, prepared by `model.images.preprocess` (crop to the ink, pad
+square, resize). Output: class probabilities (N, classes) in the order of
+`version["classes"]` (also exported as labels.txt).
+"""
+import contextlib
+import io
+import os
+import tempfile
+import threading
+
+_lock = threading.Lock()
+
+
+def full_model(version):
+    """A Keras model: images -> probabilities, backbone and head together."""
+    import keras
+    from model.backbone import load_backbone
+    from model.head import keras_head
+    size = version["config"]["input_size"]
+    backbone = load_backbone(version["config"]["alpha"], size)
+    head = keras_head(version["head"])
+    inputs = keras.Input((size, size, 3), name="image")
+    outputs = head(backbone(inputs))
+    return keras.Model(inputs, outputs, name=f"sketchlab_v{version['id']}")
+
+
+def keras_bytes(version):
+    """The `.keras` file of a version, as bytes."""
+    with _lock, tempfile.TemporaryDirectory(prefix="sketchlab-export-") as folder:
+        path = os.path.join(folder, "model.keras")
+        full_model(version).save(path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def tflite_bytes(version):
+    """The TFLite flatbuffer of a version, as bytes."""
+    import tensorflow as tf
+    with _lock, contextlib.redirect_stdout(io.StringIO()):
+        return tf.lite.TFLiteConverter.from_keras_model(full_model(version)).convert()
+
+
+def labels_text(version):
+    return "".join(f"{name}\n" for name in version["classes"])

@@ -1,0 +1,57 @@
+"""What a model version says about stored images, for the labeler's grid and
+its confusion-matrix drill-down. Probabilities come from the cached view-0
+features and the stored NumPy head: the backbone runs only for images whose
+features are not cached yet."""
+import numpy as np
+
+from model.features import ensure_features, load_features
+from model.head import NumpyHead
+
+SCORE_BATCH = 2000
+
+
+def _head(version):
+    return NumpyHead(version["head"])
+
+
+def score_images(store, version, image_ids, on_progress=None):
+    """Yield batches of (image_id, [[label, p], ...] most likely first) for
+    `image_ids` (images that cannot be preprocessed, e.g. blank ones, are left out)."""
+    alpha, size = version["config"]["alpha"], version["config"]["input_size"]
+    classes = version["classes"]
+    head = _head(version)
+    ids = list(image_ids)
+    for start in range(0, len(ids), SCORE_BATCH):
+        chunk = ids[start:start + SCORE_BATCH]
+        ensure_features(store, alpha, size, chunk, 1)
+        vectors = load_features(store, alpha, size, chunk, 1)
+        known = [i for i in chunk if (i, 0) in vectors]
+        rows = []
+        if known:
+            probabilities = head(np.stack([vectors[(i, 0)] for i in known]))
+            for image_id, p in zip(known, probabilities):
+                order = np.argsort(p)[::-1]
+                rows.append((image_id, [[classes[k], round(float(p[k]), 6)] for k in order]))
+        if on_progress:
+            on_progress(min(start + len(chunk), len(ids)), len(ids))
+        yield rows
+
+
+def evaluation_rows(store, version):
+    """[(image_id, true label)] of the images this version was evaluated on, as
+    the data stands now: the test split, or the stable holdout of train."""
+    from model.train import evaluation_split
+    _, eval_rows, _ = evaluation_split(store.labeled_images("train"), store.labeled_images("test"))
+    return eval_rows
+
+
+def confusion_cell(store, version, truth, predicted):
+    """Ids of the evaluation images labeled `truth` that `version` classifies as
+    `predicted` (one cell of its confusion matrix, on the current data)."""
+    rows = [r for r in evaluation_rows(store, version) if r[1] == truth]
+    if not rows:
+        return []
+    found = []
+    for batch in score_images(store, version, [i for i, _ in rows]):
+        found += [image_id for image_id, top in batch if top[0][0] == predicted]
+    return found

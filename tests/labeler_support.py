@@ -1,0 +1,125 @@
+"""Helpers shared by the labeler tests (no tests here)."""
+import contextlib
+import io
+import re
+import sqlite3
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import add_sketches
+
+TRAIN_OPTIONS = {"alpha": 0.25, "views": 1, "epochs": 10}
+XSS = "<img src=x onerror=alert(1)>"
+_template = {}
+_template_lock = threading.Lock()
+
+
+def client_for(path, **kwargs):
+    from fastapi.testclient import TestClient
+    from labeler.app import create_app
+    kwargs.setdefault("train_options", TRAIN_OPTIONS)
+    return TestClient(create_app(path, **kwargs))
+
+
+def token(client, page="/images"):
+    """The CSRF token of a page's forms (and the cookie that goes with it)."""
+    response = client.get(page)
+    assert response.status_code == 200, response.text
+    return re.search(r'name="csrf" value="([^"]+)"', response.text).group(1)
+
+
+def post(client, url, data, files=None, follow=True, **kwargs):
+    data = {"csrf": token(client), **data}
+    return client.post(url, data=data, files=files, follow_redirects=follow, **kwargs)
+
+
+def tile_ids(html):
+    return [int(i) for i in re.findall(r'<li class="tile[^"]*" data-id="(\d+)"', html)]
+
+
+def labeled(store, image_ids):
+    rows = store.db.execute(
+        f"SELECT l.image_id, c.name FROM labels l JOIN classes c ON c.id = l.class_id"
+        f" WHERE l.image_id IN ({','.join('?' * len(image_ids))})", list(image_ids)).fetchall()
+    return dict(rows)
+
+
+def png_bytes(shape="circle", seed=0, size=96):
+    from model.sketches import draw
+    out = io.BytesIO()
+    draw(shape, np.random.default_rng(seed), size=size).save(out, format="PNG")
+    return out.getvalue()
+
+
+def copy_db(source, target):
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return Path(target)
+
+
+def seeded(store):
+    """8 train and 2 test sketches of each shape, labeled; returns (train ids, test ids)."""
+    return add_sketches(store, 8, seed=1), add_sketches(store, 2, seed=7, split="test")
+
+
+def trained_template():
+    """A database with the seeded sketches and one live version trained through
+    the labeler's own job (real alpha 0.25 backbone), made once per process."""
+    with _template_lock:
+        if "path" not in _template:
+            from db import Store
+            from labeler.jobs import Jobs
+            folder = Path(tempfile.mkdtemp(prefix="sketchlab-labeler-"))
+            store = Store(folder / "trained.db")
+            seeded(store)
+            jobs = Jobs(store, TRAIN_OPTIONS)
+            assert jobs.retrain()
+            jobs.wait()
+            assert jobs.status["state"] == "done", jobs.status
+            _template["result"] = jobs.status["result"]
+            store.close()
+            _template["path"] = folder / "trained.db"
+        return _template["path"]
+
+
+def wait_for_job(client, timeout=300):
+    """Poll /retrain/status until the job ends; returns (final status, states seen)."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get("/retrain/status").json()
+        seen.append((status["state"], status["stage"], status["done"], status["total"]))
+        if status["state"] != "running":
+            return status, seen
+        time.sleep(0.2)
+    raise AssertionError(f"job still running after {timeout} s: {seen[-3:]}")
+
+
+@contextlib.contextmanager
+def served(app):
+    """The app on real HTTP (uvicorn in a thread); yields its base URL."""
+    import socket
+    import uvicorn
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise AssertionError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,0 +1,227 @@
+"""The labeler's model flows over HTTP with JavaScript off, with real
+TensorFlow (the genuine MobileNet v1 alpha 0.25 weights) and a real SQLite
+file: background retrain with progress, metrics pictures, confusion-matrix
+drill-down, model-driven sorting, rollback and the model exports."""
+import io
+import json
+import re
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from db import Store, labeling
+from tests.labeler_support import (client_for, copy_db, post, seeded, tile_ids, trained_template,
+                                   wait_for_job)
+
+
+@pytest.fixture
+def trained(backbone, tmp_path):
+    path = copy_db(trained_template(), tmp_path / "trained.db")
+    store = Store(path)
+    yield path, store
+    store.close()
+
+
+def test_retrain_runs_in_the_background_with_progress_then_shows_the_version(backbone, tmp_path):
+    path = tmp_path / "fresh.db"
+    store = Store(path)
+    seeded(store)
+    client = client_for(path)
+    response = post(client, "/retrain", {}, follow=False)
+    assert response.status_code == 303 and response.headers["location"] == "/retrain"
+    page = client.get("/retrain").text
+    # Without JavaScript the page refreshes itself while the job runs.
+    if 'data-state="running"' in page:
+        assert '<meta http-equiv="refresh" content="2">' in page
+    final, seen = wait_for_job(client)
+    assert final["state"] == "done", final
+    assert {stage for _, stage, _, _ in seen} & {"features", "training", "predictions", "starting"}
+    page = client.get("/retrain").text
+    assert re.search(r'Version <a href="/versions/1">v1</a>: test accuracy [\d.]+% on 8 test',
+                     page)
+    assert "It is live now." in page
+    assert '<meta http-equiv="refresh"' not in page
+    versions = client.get("/versions").text
+    assert re.search(r'v1</a> <strong class="live-mark">live</strong>', versions)
+    # The live version scored every image for the grid's model sorts.
+    assert labeling.unpredicted_image_ids(store, 1) == []
+    store.close()
+
+
+def test_a_second_retrain_while_one_runs_is_not_started(backbone, tmp_path):
+    path = tmp_path / "fresh.db"
+    seeded(Store(path))
+    client = client_for(path)
+    post(client, "/retrain", {})
+    response = post(client, "/retrain", {})
+    if client.get("/retrain/status").json()["state"] == "running":
+        assert "already running" in response.text
+    wait_for_job(client)
+    assert len(Store(path).model_versions()) == 1
+
+
+def test_retrain_without_enough_labels_shows_why_on_the_page(backbone, tmp_path):
+    path = tmp_path / "few.db"
+    from tests.conftest import add_sketches
+    add_sketches(Store(path), 1, seed=3)
+    client = client_for(path)
+    post(client, "/retrain", {})
+    final, _ = wait_for_job(client)
+    assert final["state"] == "failed"
+    page = client.get("/retrain").text
+    assert 'id="job-error">Training needs at least 2 classes' in page
+
+
+def test_version_page_shows_per_class_accuracy_confusion_matrix_and_curves(trained):
+    path, store = trained
+    client = client_for(path)
+    version = store.model_version()
+    page = client.get(f"/versions/{version['id']}").text
+    for name in version["classes"]:
+        assert f"<td>{name}</td>" in page
+    n = len(version["metrics"]["confusion"]["labels"])
+    assert page.count("<area ") == n * n
+    for picture in ("confusion.png", "curves.png"):
+        response = client.get(f"/versions/{version['id']}/{picture}")
+        assert response.headers["content-type"] == "image/png"
+        image = Image.open(io.BytesIO(response.content))
+        assert image.size[0] > 200 and image.size[1] > 200
+    # Every map area lies inside the picture.
+    width, height = Image.open(io.BytesIO(
+        client.get(f"/versions/{version['id']}/confusion.png").content)).size
+    for coords in re.findall(r'<area shape="rect" coords="([\d,]+)"', page):
+        x0, y0, x1, y1 = map(int, coords.split(","))
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+
+
+def test_clicking_a_confusion_cell_lists_exactly_its_images(trained):
+    path, store = trained
+    client = client_for(path)
+    version = store.model_version()
+    confusion = version["metrics"]["confusion"]
+    page = client.get(f"/versions/{version['id']}").text
+    areas = re.findall(r'<area shape="rect" coords="[\d,]+" href="([^"]+)"', page)
+    checked = 0
+    for r, truth in enumerate(confusion["labels"]):
+        for c, guess in enumerate(confusion["labels"]):
+            href = next(a for a in areas if f"truth={truth}&amp;predicted={guess}" in a)
+            listed = tile_ids(client.get(href.replace("&amp;", "&")).text)
+            assert len(listed) == confusion["matrix"][r][c], (truth, guess)
+            tests = {i for i, name in store.labeled_images("test") if name == truth}
+            assert set(listed) <= tests
+            checked += len(listed)
+    assert checked == version["metrics"]["eval_images"]
+
+
+def test_least_confident_sort_puts_the_most_uncertain_images_first(trained):
+    path, store = trained
+    client = client_for(path)
+    ids = tile_ids(client.get("/images?sort=least-confident&per_page=200").text)
+    live = store.live_version_id()
+    confidence = dict(store.db.execute(
+        "SELECT image_id, confidence FROM predictions WHERE model_version = ?", [live]).fetchall())
+    assert len(ids) == len(confidence) == store.count_images()
+    values = [confidence[i] for i in ids]
+    assert values == sorted(values)
+
+
+def test_top_losses_lists_a_mislabeled_image_first(trained):
+    path, store = trained
+    client = client_for(path)
+    live = store.live_version_id()
+    sure = store.db.execute(
+        "SELECT image_id, label FROM predictions WHERE model_version = ? AND label = 'star'"
+        " ORDER BY confidence DESC LIMIT 1", [live]).fetchone()
+    post(client, "/images/batch", {"ids": [sure[0]], "action": "label", "label": "circle"})
+    ids = tile_ids(client.get("/images?sort=top-losses").text)
+    assert ids[0] == sure[0]
+    page = client.get("/images?status=misclassified&per_page=200").text
+    assert sure[0] in tile_ids(page)
+
+
+def test_grid_filters_by_predicted_class(trained):
+    path, store = trained
+    client = client_for(path)
+    live = store.live_version_id()
+    expected = {r[0] for r in store.db.execute(
+        "SELECT image_id FROM predictions WHERE model_version = ? AND label = 'square'", [live])}
+    assert set(tile_ids(client.get("/images?predicted=square&per_page=200").text)) == expected
+
+
+def test_rollback_makes_an_older_version_live_again(trained):
+    path, store = trained
+    client = client_for(path)
+    post(client, "/retrain", {"force": "1"})
+    final, _ = wait_for_job(client)
+    assert final["state"] == "done" and final["result"]["live"]
+    assert store.live_version_id() == 2
+    response = post(client, "/versions/1/live", {})
+    assert "Version 1 is live now." in response.text
+    assert store.live_version_id() == 1
+    wait_for_job(client)
+    assert re.search(r'v1</a> <strong class="live-mark">live</strong>',
+                     client.get("/versions").text)
+    assert post(client, "/versions/99/live", {}).status_code == 404
+
+
+def test_exported_keras_and_tflite_models_load_on_their_own_and_predict_like_the_live_model(
+        trained, tmp_path):
+    from model.classifier import Classifier
+    from model.images import preprocess
+    from model.sketches import draw
+    path, store = trained
+    client = client_for(path)
+    keras_file, tflite_file = tmp_path / "model.keras", tmp_path / "model.tflite"
+    keras_file.write_bytes(client.get("/export/model.keras").content)
+    tflite_file.write_bytes(client.get("/export/model.tflite").content)
+    labels = client.get("/export/labels.txt").text.splitlines()
+    version = store.model_version()
+    assert labels == version["classes"]
+    images = np.stack([preprocess(draw(shape, np.random.default_rng(90 + i)), 224)
+                       for i, shape in enumerate(labels)]).astype(np.float32)
+    np.save(tmp_path / "images.npy", images)
+    expected = Classifier(store).probabilities(images)[1]
+    # A fresh interpreter outside the project: only Keras, LiteRT and the files.
+    script = textwrap.dedent(f"""
+        import json, numpy as np, keras
+        from ai_edge_litert.interpreter import Interpreter
+        images = np.load({str(tmp_path / 'images.npy')!r})
+        k = keras.models.load_model({str(keras_file)!r}).predict(images, verbose=0)
+        it = Interpreter(model_path={str(tflite_file)!r})
+        it.allocate_tensors()
+        out = []
+        for image in images:
+            it.set_tensor(it.get_input_details()[0]["index"], image[None])
+            it.invoke()
+            out.append(it.get_tensor(it.get_output_details()[0]["index"])[0].tolist())
+        print(json.dumps({{"keras": k.tolist(), "tflite": out}}))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, env={"KERAS_HOME": str(tmp_path),
+                                                         "TF_CPP_MIN_LOG_LEVEL": "3",
+                                                         "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    outputs = json.loads(result.stdout.strip().splitlines()[-1])
+    for name in ("keras", "tflite"):
+        got = np.asarray(outputs[name])
+        assert got.shape == expected.shape
+        assert np.abs(got - expected).max() < 2e-2, name
+        assert (got.argmax(axis=1) == expected.argmax(axis=1)).all(), name
+
+
+def test_dataset_export_of_a_trained_database_matches_its_labels(trained):
+    path, store = trained
+    client = client_for(path)
+    archive = zipfile.ZipFile(io.BytesIO(client.get("/export/dataset.zip").content))
+    rows = {}
+    for line in archive.read("labels.csv").decode().splitlines()[1:]:
+        entry, name, split = line.split(",")
+        rows[int(entry.rsplit("/", 1)[1][:-4])] = (name, split)
+    expected = {i: (name, split) for split in ("train", "test")
+                for i, name in store.labeled_images(split)}
+    assert rows == expected
