@@ -52,7 +52,7 @@ def extract_stream(alpha, input_size, batches):
     """Features for an iterable of (keys, arrays) batches. The next batch is
     decoded and preprocessed in a worker thread while the current one runs
     through the network."""
-    run = backbones.extractor(alpha, input_size)
+    run = backbones.extractor(alpha, input_size, threads=backbones.BULK_THREADS)
     with ThreadPoolExecutor(max_workers=1) as pool:
         iterator = iter(batches)
         pending = pool.submit(next, iterator, None)

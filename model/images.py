@@ -25,7 +25,7 @@ MIN_INK_FRACTION = 0.0005
 DEFAULT_MARGIN = 0.1
 # Part of the feature cache's key: bump it whenever preprocess() or augment()
 # changes what they produce, so that stale cached features are recomputed.
-PREPROCESSING_VERSION = 2
+PREPROCESSING_VERSION = 3
 # Augmentation thins strokes only where ink covers more than this fraction.
 THIN_STROKES_ABOVE = 0.08
 
@@ -168,8 +168,13 @@ def augment(array, seed):
     """
     rng = np.random.default_rng(seed)
     size = array.shape[0]
+    # A grey sketch is transformed as one channel: a third of the work.
+    grey = bool((array[..., 0] == array[..., 1]).all() and (array[..., 0] == array[..., 2]).all())
+    if grey:
+        array = array[..., 0]
     border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
-    paper = tuple(int(c) for c in np.median(border, axis=0))
+    paper = np.median(border, axis=0)
+    paper = int(paper) if grey else tuple(int(c) for c in paper)
     image = Image.fromarray(array)
     stroke = rng.integers(-1, 2)
     if stroke > 0:
@@ -186,13 +191,14 @@ def augment(array, seed):
     coefficients = (*inverse[0], offset[0], *inverse[1], offset[1])
     image = image.transform((size, size), Image.Transform.AFFINE, coefficients,
                             resample=Image.Resampling.BILINEAR, fillcolor=paper)
-    return np.asarray(image, dtype=np.uint8)
+    out = np.asarray(image, dtype=np.uint8)
+    return np.repeat(out[..., None], 3, axis=2) if grey else out
 
 
 def _filter3(array, reduce):
     """3x3 minimum (thicker dark strokes) or maximum (thinner), per channel."""
     height, width = array.shape[:2]
-    padded = np.pad(array, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    padded = np.pad(array, ((1, 1), (1, 1)) + ((0, 0),) * (array.ndim - 2), mode="edge")
     out = array.copy()
     for dy in range(3):
         for dx in range(3):
@@ -201,5 +207,5 @@ def _filter3(array, reduce):
 
 
 def _ink_fraction(array, paper):
-    gray = array[::2, ::2].mean(axis=2)
+    gray = array[::2, ::2] if array.ndim == 2 else array[::2, ::2].mean(axis=2)
     return float((gray < np.mean(paper) - INK_CONTRAST).mean())
