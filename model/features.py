@@ -1,6 +1,8 @@
 """Computing backbone features once per image and view, and reading them back."""
+import collections
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
 
 import numpy as np
 
@@ -10,6 +12,11 @@ from model.errors import SketchError
 from model.images import PREPROCESSING_VERSION, augment, decode, preprocess
 
 FEATURE_BATCH = 128
+# Worker processes that decode and preprocess while the network runs (the
+# interpreter takes one core), and the smallest job worth starting them for.
+PREP_WORKERS = max(1, (os.cpu_count() or 2) - 1)
+POOL_MIN_FEATURES = 256
+_pool = None
 
 
 def views_of(data, views, input_size):
@@ -36,53 +43,72 @@ def ensure_features(store, alpha, input_size, image_ids, views, on_progress=None
     missing = store.missing_features(image_ids, name, views)
     if not missing:
         return 0, []
-    skipped = []
-    done = 0
-    for keys, vectors in extract_stream(
-            alpha, input_size, _batches(store, missing, input_size, skipped)):
-        store.put_features(name, [(i, v, vec.astype(np.float16).tobytes())
-                                  for (i, v), vec in zip(keys, vectors)])
-        done += len(keys)
+    run = backbones.extractor(alpha, input_size, threads=backbones.BULK_THREADS)
+    skipped, computed, done = [], 0, 0
+    for keys, arrays, bad in _prepared(store, missing, input_size):
+        skipped += bad
+        if keys:
+            store.put_features(name, [(i, v, vec.astype(np.float16).tobytes())
+                                      for (i, v), vec in zip(keys, run(arrays))])
+        computed += len(keys)
+        done += len(keys) + sum(1 for i, _ in missing if i in set(bad))
         if on_progress:
             on_progress(done, len(missing))
-    return done, skipped
+    return computed, skipped
 
 
-def extract_stream(alpha, input_size, batches):
-    """Features for an iterable of (keys, arrays) batches. The next batch is
-    decoded and preprocessed in a worker thread while the current one runs
-    through the network."""
-    run = backbones.extractor(alpha, input_size, threads=backbones.BULK_THREADS)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        iterator = iter(batches)
-        pending = pool.submit(next, iterator, None)
-        while True:
-            batch = pending.result()
-            if batch is None:
-                return
-            pending = pool.submit(next, iterator, None)
-            keys, arrays = batch
-            yield keys, run(arrays)
+def _prepared(store, missing, input_size):
+    """(keys, arrays, skipped ids) batches of backbone inputs.
+
+    The LiteRT interpreter holds the GIL while it runs, so preparing images in
+    a thread would not overlap with it: large jobs are prepared in worker
+    processes, a few batches ahead, while this process runs the network.
+    """
+    chunks = _chunks(store, missing)
+    if len(missing) < POOL_MIN_FEATURES:
+        for items in chunks:
+            yield prepare_chunk(items, input_size)
+        return
+    pool, pending = _worker_pool(), collections.deque()
+    for items in chunks:
+        pending.append(pool.apply_async(prepare_chunk, (items, input_size)))
+        if len(pending) > 2 * PREP_WORKERS:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
 
 
-def _batches(store, missing, input_size, skipped):
+def _chunks(store, missing):
+    """Lists of (image_id, PNG bytes, views), about FEATURE_BATCH views each."""
     by_image = {}
     for image_id, view in missing:
         by_image.setdefault(image_id, []).append(view)
     images = list(by_image)
-    per_batch = max(1, FEATURE_BATCH // max(len(v) for v in by_image.values())) if images else 1
-    for start in range(0, len(images), per_batch):
-        chunk = images[start:start + per_batch]
-        keys, arrays = [], []
-        for image_id, data in store.image_data(chunk):
-            try:
-                arrays += views_of(data, by_image[image_id], input_size)
-            except SketchError:
-                skipped.append(image_id)
-                continue
-            keys += [(image_id, view) for view in by_image[image_id]]
-        if keys:
-            yield keys, np.stack(arrays)
+    per_chunk = max(1, FEATURE_BATCH // max(len(v) for v in by_image.values()))
+    for start in range(0, len(images), per_chunk):
+        yield [(image_id, data, by_image[image_id])
+               for image_id, data in store.image_data(images[start:start + per_chunk])]
+
+
+def prepare_chunk(items, input_size):
+    """Runs in a worker process: the backbone inputs of one chunk."""
+    keys, arrays, skipped = [], [], []
+    for image_id, data, views in items:
+        try:
+            arrays += views_of(data, views, input_size)
+        except SketchError:
+            skipped.append(image_id)
+            continue
+        keys += [(image_id, view) for view in views]
+    return keys, (np.stack(arrays) if arrays else None), skipped
+
+
+def _worker_pool():
+    global _pool
+    if _pool is None:
+        # spawn, not fork: forking a process that runs TensorFlow threads is unsafe.
+        _pool = multiprocessing.get_context("spawn").Pool(PREP_WORKERS)
+    return _pool
 
 
 def load_features(store, alpha, input_size, image_ids, views):
