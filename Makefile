@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+LABELER_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: demo labeler test bench
@@ -15,7 +16,10 @@ $(STAMP): requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+# The demo and, beside it on the same database, the labeler (stopped with the demo).
 demo: $(STAMP)
+	$(BIN)/python -m labeler $(LABELER_ARGS) & labeler=$$!; \
+	trap 'kill $$labeler 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python demo.py $(ARGS)
 
 labeler: $(STAMP)
@@ -26,3 +30,4 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.foundation
+	$(BIN)/python -m bench.labeler_grid

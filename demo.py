@@ -33,7 +33,7 @@ import gradio as gr
 
 from db import Store, clean_label, default_path
 from model.errors import (BadImage, BlankSketch, NoLiveModel, NotEnoughData, SketchError,
-                          WeightsMissing)
+                          StorageError, WeightsMissing)
 from model.images import decode, preprocess, stored_form, to_rgb
 
 log = logging.getLogger("sketchlab.demo")
@@ -64,13 +64,16 @@ PAD_HEIGHT = 520
 # editor with no tool selected). Retries while the editor is still rendering.
 PICK_BRUSH_JS = """
 () => {
-  const pick = (tries) => {
-    const buttons = document.querySelectorAll(
-      '#sketchpad button[aria-label="Brush"], #teach-pad button[aria-label="Brush"]');
-    buttons.forEach((b) => { if (!b.closest('[aria-pressed="true"]')) b.click(); });
-    if (tries > 0 && buttons.length < 1) setTimeout(() => pick(tries - 1), 250);
+  const pick = (id, tries) => {
+    const brush = document.querySelector(`#${id} button[aria-label="Brush"]`);
+    if (brush) {
+      if (!brush.classList.contains("highlight")) brush.click();
+    } else if (tries > 0) {
+      setTimeout(() => pick(id, tries - 1), 250);
+    }
   };
-  pick(40);
+  pick("sketchpad", 40);
+  pick("teach-pad", 40);
 }
 """
 
@@ -178,6 +181,13 @@ class App:
             self.start(wait=True)
         if self._classifier is not None:
             return self._classifier
+        if (self.phase == "failed" and not isinstance(self.problem, WeightsMissing)
+                and self.store.live_version_id() is not None):
+            # Trained meanwhile by `python -m model.train` in another process.
+            with self._train_lock:
+                if self._classifier is None:
+                    self._load_classifier()
+            return self._classifier
         if self.problem is not None:
             raise type(self.problem)(str(self.problem))
         raise NoLiveModel("The first model is still being trained on the starter sketches "
@@ -236,7 +246,8 @@ def boundary(fn):
 def _error_title(error):
     return {WeightsMissing: "Backbone weights missing", NoLiveModel: "No model yet",
             NotEnoughData: "Not enough examples", BadImage: "Unreadable image",
-            BlankSketch: "Blank image", NotAllowed: "Owner only"}.get(type(error), "Error")
+            BlankSketch: "Blank image", NotAllowed: "Owner only",
+            StorageError: "Storage problem"}.get(type(error), "Error")
 
 
 # -- images ----------------------------------------------------------------------
@@ -353,6 +364,15 @@ def webcam_ui(frame):
         return None, f"### ⚠️ {_md(error)}", None
 
 
+def sketch_live_ui(value):
+    """The Draw tab as the user draws: like sketch_ui, with errors (no model yet,
+    weights missing) in the verdict instead of a pop-up at every stroke."""
+    try:
+        return sketch_ui.__wrapped__(value)
+    except (SketchError, NotAllowed) as error:
+        return None, f"### ⚠️ {_md(error)}", None
+
+
 def keep_frame(live):
     """The Snapshot button: keep the current webcam frame and its prediction."""
     if not live:
@@ -392,17 +412,9 @@ def correct(image, label, source="upload", request: gr.Request = None, predictio
     data, width, height = stored_form(image)
     accept = app.is_owner(request)
     sender = app.user(request) or "anonymous"
-    with store.transaction():
-        image_id, _ = store.add_image(data=data, width=width, height=height, source=source)
-        prediction_id = None
-        if prediction is not None:
-            prediction_id = store.add_prediction(
-                image_id, prediction["version"], prediction["label"],
-                prediction["confidence"], prediction["top"])
-        correction_id = store.add_correction(
-            image_id, label, source, sender,
-            predicted_label=prediction["label"] if prediction else None,
-            prediction_id=prediction_id, accept=accept)
+    correction_id, image_id = store.record_correction(
+        {"data": data, "width": width, "height": height}, label, source, sender,
+        prediction=prediction, accept=accept)
     return {"correction": correction_id, "image": image_id, "label": label,
             "predicted": prediction["label"] if prediction else None,
             "status": "accepted" if accept else "pending", "sender": sender}
@@ -450,13 +462,16 @@ def add_example(image, label, source, request: gr.Request = None):
         store.set_label([image_id], label, by)
     total = {c["name"]: c["images"] for c in store.classes()}.get(label, 0)
     where = "kept for testing" if split == "test" and created else "for training"
-    return (f"Added to **{_md(label)}** ({where}); the class has {total} images. "
+    return (f"Added to **{_md(label)}** ({where}); the class has {total} "
+            f"image{'' if total == 1 else 's'}. "
             f"Press **Retrain now** to use them.")
 
 
 def teach_sketch_ui(value, label, request: gr.Request):
+    # The pad is left as it is: setting a Sketchpad's value from the server
+    # removes or freezes its canvas in Gradio 6.31; its trash button clears it.
     message = add_example(sketch_image(value), label, "sketch", request)
-    return message, None, class_choices(label)
+    return message + " Clear the pad (trash icon) to draw the next one.", class_choices(label)
 
 
 def teach_photo_ui(path, label, request: gr.Request):
@@ -548,7 +563,7 @@ def access_note(request):
     if app.may_teach(request):
         return ("Examples you add here are labeled at once. One in "
                 f"{TEST_EVERY} is kept for testing.")
-    return f"🔒 {_md(_not_allowed_text(request))}"
+    return f"🔒 {_not_allowed_text(request)}"
 
 
 def _not_allowed_text(request):
@@ -639,8 +654,9 @@ def build():
                                    streaming=True, type="pil", elem_id="webcam",
                                    webcam_options=gr.WebcamOptions(mirror=False))
                     snap = gr.Button("Snapshot: keep this frame", elem_id="snapshot")
-                    upload = gr.Image(label="…or upload an image", sources=["upload", "clipboard"],
-                                      type="filepath", image_mode=None, elem_id="upload")
+                    upload = gr.Image(label="…or upload an image",
+                                      sources=["upload", "clipboard"], type="filepath",
+                                      image_mode=None, elem_id="upload")
                 with gr.Column():
                     live_verdict = gr.Markdown(elem_id="webcam-verdict")
                     live_label = gr.Label(num_top_classes=TOP_K, show_heading=False,
@@ -679,7 +695,7 @@ def build():
         # UI events (private: the API has its own named endpoints below).
         live = dict(api_visibility="private", concurrency_id="classify",
                     concurrency_limit=CLASSIFY_CONCURRENCY, show_progress="hidden")
-        pad.change(sketch_ui, [pad], [sketch_label, sketch_verdict, sketch_shown],
+        pad.change(sketch_live_ui, [pad], [sketch_label, sketch_verdict, sketch_shown],
                    trigger_mode="always_last", **live)
         submit.click(sketch_ui, [pad], [sketch_label, sketch_verdict, sketch_shown], **live)
         cam.stream(webcam_ui, [cam], [live_label, live_verdict, photo_live],
@@ -690,9 +706,11 @@ def build():
                    api_visibility="private", queue=False)
         upload.upload(uploaded_ui, [upload], [kept_view, kept_label, kept_verdict, photo_kept],
                       **live)
-        add_drawing.click(teach_sketch_ui, [teach_pad, teach_class],
-                          [teach_result, teach_pad, teach_class], api_visibility="private",
-                          concurrency_id="write", concurrency_limit=4)
+        # Clearing a pad with its trash button drops the brush: select it again.
+        add_drawing.click(teach_sketch_ui, [teach_pad, teach_class], [teach_result, teach_class],
+                          api_visibility="private", concurrency_id="write", concurrency_limit=4)
+        pad.clear(None, js=PICK_BRUSH_JS)
+        teach_pad.clear(None, js=PICK_BRUSH_JS)
         add_photo.click(teach_photo_ui, [teach_photo, teach_class], [teach_result, teach_class],
                         api_visibility="private", concurrency_id="write", concurrency_limit=4)
         retrain_button.click(retrain_ui, None,

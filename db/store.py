@@ -375,6 +375,34 @@ class Store:
                 self._set_label(db, [image_id], label, f"correction:{sender}")
         return correction
 
+    def record_correction(self, image, label, source, sender, prediction=None, accept=False):
+        """A corrected image, the prediction it replaces and the correction, all or none.
+
+        `image` holds `data`, `width` and `height` (stored form); `prediction`
+        holds `version`, `label`, `confidence` and `top`, or is None when no
+        model answered. Returns (correction id, image id).
+        """
+        with self.transaction():
+            image_id, _ = self.add_image(source=source, **image)
+            prediction_id = None
+            if prediction is not None:
+                prediction_id = self.add_prediction(
+                    image_id, prediction["version"], prediction["label"],
+                    prediction["confidence"], prediction["top"])
+            correction_id = self.add_correction(
+                image_id, label, source, sender,
+                predicted_label=prediction["label"] if prediction else None,
+                prediction_id=prediction_id, accept=accept)
+        return correction_id, image_id
+
+    def prediction(self, prediction_id):
+        rows = list(self.db.query("SELECT * FROM predictions WHERE id = ?", [prediction_id]))
+        if not rows:
+            return None
+        row = dict(rows[0])
+        row["top"] = json.loads(row["top"])
+        return row
+
     def review_corrections(self, correction_ids, status, reviewer):
         """Accept or reject corrections, all or none; accepting labels their images."""
         if status not in ("accepted", "rejected"):

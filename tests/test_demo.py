@@ -1,5 +1,6 @@
 """The demo's handler functions called directly: real alpha 0.25 model, real SQLite file."""
 import os
+import re
 import subprocess
 import sys
 
@@ -50,8 +51,13 @@ def test_fresh_database_is_seeded_trained_and_served_by_the_starter(backbone, tm
     from db import Store
     demo.app.configure(db=tmp_path / "fresh.db", alpha=TEST_ALPHA)
     try:
-        demo.app.start(wait=True)
-        assert demo.app.phase == "ready", demo.status()
+        demo.app.start()
+        # While the first model trains the page says so, and keeps polling.
+        assert "Preparing the first model" in demo.status()
+        assert demo.on_tick()[2].active is True
+        label, text, shown = demo.sketch_live_ui(sketch_value(draw_shape("star", seed=76)))
+        assert label is None and "still being trained" in text and shown is None
+        assert demo.app.wait_ready(timeout=300), demo.status()
         store = Store(tmp_path / "fresh.db")
         names = {c["name"]: c["images"] for c in store.classes()}
         assert names == {"circle": 40, "square": 40, "star": 40, "triangle": 40}
@@ -61,6 +67,7 @@ def test_fresh_database_is_seeded_trained_and_served_by_the_starter(backbone, tm
         assert demo.app.last_training["seconds"] < 60
         assert "Model version" in demo.model_info() and "circle" in demo.model_info()
         assert demo.status() == ""
+        assert demo.on_tick()[2].active is False  # ready: the page stops polling
         label = demo.classify_sketch(sketch_value(draw_shape("star", seed=77)))
         assert max(label, key=label.get) == "star"
     finally:
@@ -242,6 +249,22 @@ def test_blank_example_or_correction_is_refused(served):
         demo.correct(white, "star", "sketch", None)
 
 
+def test_auth_setting_is_user_colon_password():
+    import demo
+    assert demo.parse_auth("owner:pa:ss") == ("owner", "pa:ss")
+    assert demo.parse_auth(None) is None and demo.parse_auth("") is None
+    for bad in ("owner", "owner:", ":secret"):
+        with pytest.raises(SystemExit, match="user:password"):
+            demo.parse_auth(bad)
+
+
+def test_page_status_tells_that_sharing_disabled_teaching_and_no_link_was_made(served):
+    import demo
+    served.exposed, served.share, served.share_url = True, True, None
+    assert "No public share link could be made" in demo.status()
+    assert "--auth" in demo.access_note(request_as(None))
+
+
 def test_missing_weights_page_says_what_is_missing_and_serves_no_prediction(
         tmp_path, monkeypatch):
     """alpha 0.5 weights are not on this machine; downloads are cut off as offline."""
@@ -263,10 +286,9 @@ def test_missing_weights_page_says_what_is_missing_and_serves_no_prediction(
         demo.app.start(wait=True)
         assert demo.app.phase == "failed"
         page = demo.status()
-        help_text = weights_help(0.5, 224)
-        assert "backbone weights missing" in page
-        assert "mobilenet\\_5\\_0\\_224\\_tf\\_no\\_top.h5" in page  # escaped for Markdown
-        assert help_text.split(" (")[0] in demo.app.problem.args[0]
+        shown = re.sub(r"\\(.)", r"\1", page)  # as Markdown renders the escapes
+        assert "backbone weights missing" in shown
+        assert weights_help(0.5, 224) in shown  # exactly what is missing and how to provide it
         with pytest.raises(gr.Error, match="mobilenet_5_0_224_tf_no_top.h5"):
             demo.classify_sketch(sketch_value(draw_shape("circle", seed=1)))
         label, text, shown = demo.webcam_ui(draw_shape("circle", seed=1))

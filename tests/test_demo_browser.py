@@ -3,6 +3,7 @@
 Skips when /usr/bin/chromium is missing, except under CI (env CI set), where
 that is a failure. Screenshots are kept in the artifacts folder.
 """
+import io
 import math
 
 import numpy as np
@@ -39,11 +40,12 @@ def open_browser(playwright, *extra):
                                       args=CHROMIUM_ARGS + list(extra))
 
 
-def stroke(page, points):
+def stroke(page, points, steps=1):
+    """One pen stroke through `points` (few moves: each is a round trip to the browser)."""
     page.mouse.move(*points[0])
     page.mouse.down()
     for x, y in points[1:]:
-        page.mouse.move(x, y, steps=3)
+        page.mouse.move(x, y, steps=steps)
     page.mouse.up()
 
 
@@ -62,18 +64,20 @@ def test_drawing_a_circle_shows_circle_and_a_correction_is_saved(server, playwri
         cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         r = min(box["width"], box["height"]) * 0.3
         # A slightly wobbly hand-drawn circle, in two strokes.
-        wobble = np.random.default_rng(1).normal(0, r * 0.02, size=(61, 2))
-        ring = [(cx + r * math.cos(2 * math.pi * i / 60) + wobble[i, 0],
-                 cy + 0.92 * r * math.sin(2 * math.pi * i / 60) + wobble[i, 1])
-                for i in range(61)]
-        stroke(page, ring[:32])
-        stroke(page, ring[31:])
+        # 20 points: in software rendering each pointer move costs up to ~1 s.
+        wobble = np.random.default_rng(1).normal(0, r * 0.02, size=(21, 2))
+        ring = [(cx + r * math.cos(2 * math.pi * i / 20) + wobble[i, 0],
+                 cy + 0.92 * r * math.sin(2 * math.pi * i / 20) + wobble[i, 1])
+                for i in range(21)]
+        stroke(page, ring[:11])
+        stroke(page, ring[10:])
         # Live prediction on change, without pressing Classify.
         verdict = page.locator("#sketch-verdict")
         verdict.filter(has_text="circle").wait_for(timeout=TIMEOUT_MS)
         assert "It's a circle" in verdict.inner_text()
-        label = page.locator("#sketch-label").inner_text()
-        assert label.split("\n")[1].strip() == "circle"  # first row of the top 3
+        lines = [line.strip() for line in page.locator("#sketch-label").inner_text().split("\n")
+                 if line.strip()]
+        assert lines[lines.index("Top 3") + 1] == "circle", lines  # first row of the top 3
         page.screenshot(path=str(artifact("demo-browser-drawn-circle.png")), full_page=True)
 
         # "Wrong? It is a ...": type a new class and save.
@@ -88,7 +92,7 @@ def test_drawing_a_circle_shows_circle_and_a_correction_is_saved(server, playwri
     [row] = [c for c in app.store.corrections() if c["label"] == "moon"]
     assert (row["status"], row["source"], row["predicted_label"]) == ("pending", "sketch",
                                                                        "circle")
-    stored = Image.open(__import__("io").BytesIO(app.store.image(row["image_id"])["data"]))
+    stored = Image.open(io.BytesIO(app.store.image(row["image_id"])["data"]))
     assert stored.mode == "RGB"  # normalized: flattened onto white
 
 
@@ -115,7 +119,7 @@ def test_clearing_the_canvas_goes_back_to_draw_something(server, playwright):
 
 
 def write_y4m(path, image, frames=20, size=(640, 480)):
-    """A still video (YUV4MPEG2, 4:2:0) of `image` on grey-white paper, for Chromium's fake camera."""
+    """A still video (YUV4MPEG2, 4:2:0) of `image` on paper, for Chromium's fake camera."""
     width, height = size
     paper = Image.new("RGB", size, (236, 236, 230))
     side = min(size) * 3 // 4
@@ -150,5 +154,86 @@ def test_fake_webcam_showing_a_triangle_gets_a_live_prediction_and_a_snapshot(
         page.locator("#snapshot").click()
         page.locator("#kept-verdict").filter(has_text="triangle").wait_for(timeout=TIMEOUT_MS)
         page.screenshot(path=str(artifact("demo-browser-webcam.png")), full_page=True)
+    finally:
+        browser.close()
+
+
+def test_teach_tab_adds_drawn_examples_of_a_new_class_and_retrains_with_progress(
+        server, playwright):
+    """Last in this module: it changes the live model of the shared database."""
+    url, app = server
+    before = app.store.live_version_id()
+    browser = open_browser(playwright)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(url)
+        page.get_by_role("tab", name="Teach").click()
+        pad = page.locator("#teach-pad canvas").first
+        pad.wait_for(timeout=TIMEOUT_MS)
+        # The brush is selected when the tab opens.
+        page.locator("#teach-pad button[aria-label='Brush'].highlight").wait_for(
+            timeout=TIMEOUT_MS)
+        name = page.locator("#teach-class input")
+        name.fill("cross")
+        name.press("Enter")
+        result = page.locator("#teach-result")
+        for n, (fx, fy, size) in enumerate([(0.5, 0.5, 0.5), (0.45, 0.55, 0.4),
+                                            (0.55, 0.45, 0.6)]):
+            box = pad.bounding_box()
+            side = min(box["width"], box["height"]) * size
+            x0 = box["x"] + box["width"] * fx - side / 2
+            y0 = box["y"] + box["height"] * fy - side / 2
+            stroke(page, [(x0, y0), (x0 + side, y0 + side)])
+            stroke(page, [(x0 + side, y0), (x0, y0 + side)])
+            page.locator("#add-drawing").click()
+            result.filter(has_text=f"the class has {n + 1} image").wait_for(timeout=TIMEOUT_MS)
+            page.locator("#teach-pad button[aria-label='Clear canvas']").click()
+            # Clearing drops the brush; the page selects it again.
+            page.locator("#teach-pad button[aria-label='Brush'].highlight").wait_for(
+                timeout=TIMEOUT_MS)
+        page.locator("#retrain").click()
+        retrained = page.locator("#retrain-result")
+        retrained.filter(has_text="Trained version").wait_for(timeout=180_000)
+        text = retrained.inner_text()
+        page.screenshot(path=str(artifact("demo-browser-retrained.png")), full_page=True)
+        after = app.store.live_version_id()
+        if "It is live now" in text:
+            assert after != before
+            page.locator("#model-info").filter(has_text="cross").wait_for(timeout=TIMEOUT_MS)
+        else:  # not better on the starter test set: the old version stays, as the CLI does
+            assert after == before and "stays live" in text
+    finally:
+        browser.close()
+    assert len([i for i, label in app.store.labeled_images("train") if label == "cross"]) == 3
+
+
+def test_page_without_backbone_weights_says_which_file_is_missing_and_where(
+        server, playwright, tmp_path, monkeypatch):
+    """alpha 0.5 weights are not on this machine; downloads are cut off as offline.
+    (Reconfigures the served app: keep this test last in the module.)"""
+    import os
+    import demo
+    from keras.src.utils import file_utils
+    from model.backbone import keras_models_dir, weights_filename
+    real_get_file = file_utils.get_file
+
+    def offline_get_file(fname=None, origin=None, *args, **kwargs):
+        if fname and os.path.exists(os.path.join(keras_models_dir(), fname)):
+            return real_get_file(fname, origin, *args, **kwargs)
+        raise Exception(f"URL fetch failure on {origin}: offline (test)")
+    monkeypatch.setattr(file_utils, "get_file", offline_get_file)
+    url, _ = server
+    demo.app.configure(db=tmp_path / "noweights.db", alpha=0.5)
+    demo.app.start(wait=True)
+    browser = open_browser(playwright)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url)
+        banner = page.locator("#status")
+        banner.filter(has_text="backbone weights missing").wait_for(timeout=TIMEOUT_MS)
+        text = banner.inner_text()
+        assert weights_filename(0.5, 224) in text and keras_models_dir() in text
+        assert "--alpha 0.25" in text
+        page.screenshot(path=str(artifact("demo-browser-weights-missing.png")), full_page=True)
     finally:
         browser.close()

@@ -7,7 +7,6 @@ import contextlib
 import math
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from db.backup import backup
 from tests.conftest import ARTIFACTS, ROOT, TEST_ALPHA
 
 CHROMIUM = "/usr/bin/chromium"
@@ -47,12 +47,7 @@ def starter_template():
 
 def copy_db(source, target):
     """A consistent copy of a SQLite file (WAL included), via SQLite's backup API."""
-    src = sqlite3.connect(source)
-    dst = sqlite3.connect(target)
-    with dst:
-        src.backup(dst)
-    src.close()
-    dst.close()
+    backup(str(source), str(target))
     return Path(target)
 
 
