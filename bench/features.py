@@ -2,7 +2,8 @@
 
 Decodes and preprocesses the Quick, Draw! dev drawings as a retrain does, then
 times the frozen alpha 0.25 backbone alone on them: the LiteRT interpreter the
-project uses and the compiled TensorFlow call, at batch sizes 1, 32 and 128.
+project uses and the compiled TensorFlow call, at batch sizes 1, 32 and 128,
+and the interpreter with 1 and 2 threads.
 (bench.foundation times the whole pipeline: decode, preprocess, augment,
 features, storage.) Prints a table and, as its last line, one JSON object."""
 import argparse
@@ -40,6 +41,13 @@ def main(argv=None):
         result["tensorflow_images_per_s"][batch] = round(_rate(run, arrays[:256]))
         print(f"batch {batch:>4}: litert {result['images_per_s'][batch]:>6} img/s   "
               f"tensorflow {result['tensorflow_images_per_s'][batch]:>6} img/s", flush=True)
+    result["litert_threads"] = {}
+    for threads in (1, 2):
+        litert = FeatureExtractor(ALPHA, 224, threads=threads)
+        litert(arrays[:1])
+        result["litert_threads"][threads] = round(_rate(litert, arrays))
+        print(f"litert, {threads} thread(s), batch 1: {result['litert_threads'][threads]} img/s",
+              flush=True)
     result["engine"] = litert.engine
     result["machine"] = machine()
     print(json.dumps(result))

@@ -20,9 +20,10 @@ import numpy as np
 from model.errors import WeightsMissing
 
 _ALPHA_TEXT = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}
-# Interpreter threads. Serving one image: both cores of the target machines.
-# Bulk extraction: one, while a worker thread prepares the next images on the
-# other core (306 against 183 features/s with two, in one run of that pipeline).
+# Interpreter threads. Serving one image: both cores of the target machines
+# (791 against 443 img/s alone, bench.features). Bulk extraction: one, while a
+# worker process prepares the next images on the other core (a cold retrain:
+# 463 against 386 features/s with two, bench.foundation).
 LITERT_THREADS = 2
 BULK_THREADS = 1
 # Images per interpreter call: XNNPACK was fastest at batch 1 here (bench.features).

@@ -14,7 +14,7 @@ DEFAULTS = {
     "head_units": [256, 128, 64],
     "dropout": 0.2,
     "epochs": 60,           # an upper bound: early stopping usually ends sooner
-    "max_samples": 300_000, # samples shown per training (>= 3 epochs): keeps time linear in data
+    "max_samples": 150_000, # samples shown per training (>= 3 epochs): keeps time linear in data
     "patience": 6,          # epochs without validation improvement before stopping
     "batch_size": 64,
     "learning_rate": 0.002,
