@@ -69,6 +69,18 @@ def seeded(store):
     return add_sketches(store, 8, seed=1), add_sketches(store, 2, seed=7, split="test")
 
 
+@contextlib.contextmanager
+def seeded_store(path):
+    """(path, store, train ids, test ids) of a fresh database with the seeded sketches."""
+    from db import Store
+    store = Store(path)
+    train, test = seeded(store)
+    try:
+        yield path, store, train, test
+    finally:
+        store.close()
+
+
 def trained_template():
     """A database with the seeded sketches and one live version trained through
     the labeler's own job (real alpha 0.25 backbone), made once per process."""

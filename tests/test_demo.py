@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ROOT, TEST_ALPHA
-from tests.test_demo_support import (copy_db, draw_cross, draw_shape, serve, sketch_value,
-                                     starter_template)
+from tests.test_demo_support import (copy_db, draw_cross, draw_shape, offline_downloads, serve,
+                                     sketch_value, starter_template)
 
 # Measured on generated sketches the model never saw; the floor leaves room
 # for a few hard drawings (the starter model scores ~100% here).
@@ -269,17 +269,8 @@ def test_missing_weights_page_says_what_is_missing_and_serves_no_prediction(
         tmp_path, monkeypatch):
     """alpha 0.5 weights are not on this machine; downloads are cut off as offline."""
     import demo
-    from keras.src.utils import file_utils
     from model.backbone import weights_help
-    from model.backbone import keras_models_dir
-
-    real_get_file = file_utils.get_file
-
-    def offline_get_file(fname=None, origin=None, *args, **kwargs):
-        if fname and os.path.exists(os.path.join(keras_models_dir(), fname)):
-            return real_get_file(fname, origin, *args, **kwargs)
-        raise Exception(f"URL fetch failure on {origin}: offline (test)")
-    monkeypatch.setattr(file_utils, "get_file", offline_get_file)
+    offline_downloads(monkeypatch)
 
     demo.app.configure(db=tmp_path / "noweights.db", alpha=0.5)
     try:

@@ -10,21 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_demo_support import (CHROMIUM, CHROMIUM_ARGS, artifact, copy_db, draw_shape,
-                                     launched, require_chromium, serve, starter_template)
+from tests.test_demo_support import (CHROMIUM, CHROMIUM_ARGS, artifact, draw_shape,
+                                     offline_downloads, require_chromium, served_copy)
 
 TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
 def server(backbone, tmp_path_factory):
-    import demo
     require_chromium()
-    db = copy_db(starter_template(), tmp_path_factory.mktemp("browser") / "demo.db")
-    app = serve(db)
-    with launched() as url:
-        yield url, app
-    demo.app.configure()
+    with served_copy(tmp_path_factory.mktemp("browser")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +45,23 @@ def stroke(page, points, steps=1):
     page.mouse.up()
 
 
+def open_sketchpad(browser, url):
+    """A page of the demo with its sketchpad canvas ready: (page, canvas)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    canvas = page.locator("#sketchpad canvas").first
+    canvas.wait_for(timeout=TIMEOUT_MS)
+    page.wait_for_timeout(500)
+    return page, canvas
+
+
 def test_drawing_a_circle_shows_circle_and_a_correction_is_saved(server, playwright):
     url, app = server
     browser = open_browser(playwright)
     try:
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(url)
-        canvas = page.locator("#sketchpad canvas").first
-        canvas.wait_for(timeout=TIMEOUT_MS)
+        page, canvas = open_sketchpad(browser, url)
         # Drawing starts with the brush: the page selects it on load.
         page.wait_for_selector("#sketchpad button[aria-label='Brush']", timeout=TIMEOUT_MS)
-        page.wait_for_timeout(500)
         box = canvas.bounding_box()
         cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         r = min(box["width"], box["height"]) * 0.3
@@ -100,11 +102,7 @@ def test_clearing_the_canvas_goes_back_to_draw_something(server, playwright):
     url, _ = server
     browser = open_browser(playwright)
     try:
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(url)
-        canvas = page.locator("#sketchpad canvas").first
-        canvas.wait_for(timeout=TIMEOUT_MS)
-        page.wait_for_timeout(500)
+        page, canvas = open_sketchpad(browser, url)
         box = canvas.bounding_box()
         x0, y0 = box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.3
         side = min(box["width"], box["height"]) * 0.4
@@ -211,17 +209,9 @@ def test_page_without_backbone_weights_says_which_file_is_missing_and_where(
         server, playwright, tmp_path, monkeypatch):
     """alpha 0.5 weights are not on this machine; downloads are cut off as offline.
     (Reconfigures the served app: keep this test last in the module.)"""
-    import os
     import demo
-    from keras.src.utils import file_utils
     from model.backbone import keras_models_dir, weights_filename
-    real_get_file = file_utils.get_file
-
-    def offline_get_file(fname=None, origin=None, *args, **kwargs):
-        if fname and os.path.exists(os.path.join(keras_models_dir(), fname)):
-            return real_get_file(fname, origin, *args, **kwargs)
-        raise Exception(f"URL fetch failure on {origin}: offline (test)")
-    monkeypatch.setattr(file_utils, "get_file", offline_get_file)
+    offline_downloads(monkeypatch)
     url, _ = server
     demo.app.configure(db=tmp_path / "noweights.db", alpha=0.5)
     demo.app.start(wait=True)

@@ -5,19 +5,14 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from tests.conftest import TEST_ALPHA
-from tests.test_demo_support import (DemoProcess, client_sketch, copy_db, draw_shape, launched,
-                                     predict_when_ready, serve, starter_template, top_label)
+from tests.test_demo_support import (DemoProcess, client_sketch, copy_db, draw_shape,
+                                     predict_when_ready, served_copy, starter_template, top_label)
 
 
 @pytest.fixture(scope="module")
 def server(backbone, tmp_path_factory):
-    """The module-level `demo`, launched in this process on a copy of the starter database."""
-    import demo
-    db = copy_db(starter_template(), tmp_path_factory.mktemp("http") / "demo.db")
-    app = serve(db)
-    with launched() as url:
-        yield url, app
-    demo.app.configure()
+    with served_copy(tmp_path_factory.mktemp("http")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

@@ -60,6 +60,32 @@ def serve(db_path, **settings):
     return demo.app
 
 
+@contextlib.contextmanager
+def served_copy(folder):
+    """The module-level `demo`, launched in this process on a fresh copy of the
+    starter database; the app is reset afterwards."""
+    import demo
+    app = serve(copy_db(starter_template(), Path(folder) / "demo.db"))
+    try:
+        with launched() as url:
+            yield url, app
+    finally:
+        demo.app.configure()
+
+
+def offline_downloads(monkeypatch):
+    """Keras downloads fail as they do offline; weights already cached still load."""
+    from keras.src.utils import file_utils
+    from model.backbone import keras_models_dir
+    real_get_file = file_utils.get_file
+
+    def get_file(fname=None, origin=None, *args, **kwargs):
+        if fname and os.path.exists(os.path.join(keras_models_dir(), fname)):
+            return real_get_file(fname, origin, *args, **kwargs)
+        raise Exception(f"URL fetch failure on {origin}: offline (test)")
+    monkeypatch.setattr(file_utils, "get_file", get_file)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,8 @@ import pytest
 
 from db import Store, labeling
 from tests.conftest import add_sketches
-from tests.labeler_support import copy_db, labeled, seeded, served, trained_template
+from tests.labeler_support import (copy_db, labeled, seeded, seeded_store, served,
+                                   trained_template)
 from tests.test_demo_support import CHROMIUM, CHROMIUM_ARGS, artifact, require_chromium
 
 TIMEOUT_MS = 30_000
@@ -53,11 +54,8 @@ def make_app(path):
 
 @pytest.fixture
 def seeded_db(tmp_path):
-    path = tmp_path / "browser.db"
-    store = Store(path)
-    train, test = seeded(store)
-    yield path, store, train, test
-    store.close()
+    with seeded_store(tmp_path / "browser.db") as seeded_db:
+        yield seeded_db
 
 
 def wait_until(page, expression, timeout_ms=TIMEOUT_MS):

@@ -8,20 +8,16 @@ import zipfile
 
 import pytest
 
-from db import Store
 from db import labeling
 from labeler import app as labeler_app
-from tests.labeler_support import (XSS, client_for, labeled, png_bytes, post, seeded, tile_ids,
-                                   token)
+from tests.labeler_support import (XSS, client_for, labeled, png_bytes, post, seeded_store,
+                                   tile_ids, token)
 
 
 @pytest.fixture
 def db(tmp_path):
-    path = tmp_path / "labeler.db"
-    store = Store(path)
-    train, test = seeded(store)
-    yield path, store, train, test
-    store.close()
+    with seeded_store(tmp_path / "labeler.db") as seeded_db:
+        yield seeded_db
 
 
 @pytest.fixture
@@ -652,5 +648,5 @@ def test_refreshed_predictions_keep_the_rows_corrections_refer_to(db, client):
     assert store.db.execute("SELECT COUNT(*) FROM predictions WHERE image_id = ?",
                             [train[0]]).fetchone()[0] == 2
     # The grid shows the newest prediction of the live version.
-    page = client.get(f"/images?predicted=circle").text
+    page = client.get("/images?predicted=circle").text
     assert tile_ids(page) == [train[0]] and "model: circle 0.70" in page
