@@ -30,6 +30,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.growth", description=__doc__)
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
                         help="comma-separated training set sizes")
+    parser.add_argument("--plot", default=str(ROOT / "docs" / "growth.png"))
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -49,7 +50,34 @@ def main(argv=None):
     for row in rows:
         row["time_per_image_vs_smallest"] = round(
             (row["retrain_s"] / row["train_images"]) / (base["retrain_s"] / base["train_images"]), 2)
-    print(json.dumps({"sizes": rows, "views": VIEWS, "alpha": ALPHA, "machine": machine()}))
+    plot(rows, args.plot)
+    print(json.dumps({"sizes": rows, "views": VIEWS, "alpha": ALPHA, "plot": args.plot,
+                      "machine": machine()}))
+
+
+def plot(rows, path):
+    """Retrain time and peak memory against training images, log-log."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    sizes = [r["train_images"] for r in rows]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2), dpi=120)
+    left.loglog(sizes, [r["retrain_s"] for r in rows], marker="o", label="measured")
+    left.loglog(sizes, [rows[0]["retrain_s"] * s / sizes[0] for s in sizes], linestyle="--",
+                label="linear from the smallest")
+    left.set_xlabel("training images")
+    left.set_ylabel("retrain seconds")
+    left.legend(fontsize=8)
+    right.semilogx(sizes, [r["peak_mib"] for r in rows], marker="o")
+    right.axhline(4096, color="red", linestyle=":", label="4 GiB")
+    right.set_xlabel("training images")
+    right.set_ylabel("peak memory (MiB)")
+    right.legend(fontsize=8)
+    for axes in (left, right):
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
 
 
 def _one(path, size):
