@@ -411,13 +411,21 @@ def correct(image, label, source="upload", request: gr.Request = None, predictio
             prediction = None  # corrections are still collected without a model
     data, width, height = stored_form(image)
     accept = app.is_owner(request)
-    sender = app.user(request) or "anonymous"
+    sender = app.user(request) or _anonymous(request)
     correction_id, image_id = store.record_correction(
         {"data": data, "width": width, "height": height}, label, source, sender,
         prediction=prediction, accept=accept)
     return {"correction": correction_id, "image": image_id, "label": label,
             "predicted": prediction["label"] if prediction else None,
             "status": "accepted" if accept else "pending", "sender": sender}
+
+
+def _anonymous(request):
+    """Anonymous senders are told apart by address, so that rate limits and
+    "reject everything from this sender" apply to one client, not to all."""
+    client = getattr(request, "client", None)
+    host = getattr(client, "host", None)
+    return f"anonymous@{host}" if host else "anonymous"
 
 
 def correct_ui(shown, choice, new_name, request: gr.Request):

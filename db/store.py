@@ -13,13 +13,13 @@ import os
 import sqlite3
 import threading
 import unicodedata
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import sqlite_utils
 
 from db.schema import MIGRATIONS, SCHEMA_VERSION, statements
-from model.errors import InvalidLabel, SketchError, StorageError
+from model.errors import InvalidLabel, RateLimited, SketchError, StorageError
 
 DEFAULT_PATH = "data/sketches.db"
 BUSY_TIMEOUT_MS = 15_000
@@ -27,14 +27,21 @@ MAX_LABEL_LENGTH = 64
 SOURCES = ("sketch", "webcam", "upload", "import", "generated")
 SPLITS = ("train", "test")
 CORRECTION_STATUSES = ("pending", "accepted", "rejected")
+# Corrections one sender may send (the owner's, accepted at once, are not counted).
+CORRECTIONS_PER_MINUTE = 20
+CORRECTIONS_PER_DAY = 500
 
 
 def default_path():
     return os.environ.get("SKETCHLAB_DB") or DEFAULT_PATH
 
 
+def utcnow():
+    return datetime.now(timezone.utc)
+
+
 def now():
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return utcnow().isoformat(timespec="milliseconds")
 
 
 def clean_label(text):
@@ -365,6 +372,8 @@ class Store:
         label = clean_label(label)
         status = "accepted" if accept else "pending"
         with self.transaction() as db:
+            if not accept:
+                self._check_rate(db, sender)
             correction = db.execute(
                 "INSERT INTO corrections (image_id, prediction_id, predicted_label, label,"
                 " source, sender, status, created_at, reviewed_at)"
@@ -402,6 +411,17 @@ class Store:
         row = dict(rows[0])
         row["top"] = json.loads(row["top"])
         return row
+
+    def _check_rate(self, db, sender):
+        stamp = utcnow()
+        for limit, window, name in ((CORRECTIONS_PER_MINUTE, timedelta(minutes=1), "minute"),
+                                    (CORRECTIONS_PER_DAY, timedelta(days=1), "day")):
+            since = (stamp - window).isoformat(timespec="milliseconds")
+            sent = db.execute("SELECT COUNT(*) FROM corrections WHERE sender = ? AND created_at > ?",
+                              [sender, since]).fetchone()[0]
+            if sent >= limit:
+                raise RateLimited(f"Thank you, but that is enough corrections for now: at most "
+                                  f"{limit} a {name} from one sender. Try again later.")
 
     def review_corrections(self, correction_ids, status, reviewer):
         """Accept or reject corrections, all or none; accepting labels their images."""

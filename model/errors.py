@@ -31,6 +31,10 @@ class NotEnoughData(SketchError):
     """Training needs more labeled images than the database holds."""
 
 
+class RateLimited(SketchError):
+    """A sender passed the number of corrections allowed per minute or per day."""
+
+
 class StorageError(SketchError):
     """The database cannot be written: read-only, disk full, or busy too long."""
 

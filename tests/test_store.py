@@ -286,7 +286,9 @@ SHARED = b"the same image sent by everyone"
 WRITER_SCRIPT = """
 import sys
 import time
+import db.store
 from db import Store
+db.store.CORRECTIONS_PER_MINUTE = 10**6  # about concurrency, not rate limits
 store = Store(sys.argv[1])
 image_id, _ = store.add_image(data=b"seed-process", width=1, height=1, source="upload")
 print("ready", flush=True)
@@ -316,7 +318,10 @@ def wait_for_rows(store, where, timeout=60):
         time.sleep(0.01)
 
 
-def test_threads_and_another_process_write_concurrently_without_loss_or_lock_errors(store):
+def test_threads_and_another_process_write_concurrently_without_loss_or_lock_errors(
+        store, monkeypatch):
+    # About concurrency, not rate limits: each writer sends more than a minute's share.
+    monkeypatch.setattr("db.store.CORRECTIONS_PER_MINUTE", 10**6)
     process = subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, store.path], cwd=ROOT,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -425,3 +430,38 @@ def test_processes_opening_an_old_file_at_once_migrate_it_exactly_once(tmp_path)
 def test_clean_label_refuses_characters_that_hide_or_reorder_text(text):
     with pytest.raises(InvalidLabel):
         clean_label(text)
+
+
+def _one_image(store):
+    return store.add_image(**item(b"rate", label=None))[0]
+
+
+def test_a_sender_may_send_corrections_per_minute_then_is_told_to_wait(store):
+    from db.store import CORRECTIONS_PER_MINUTE
+    from model.errors import RateLimited
+    image_id = _one_image(store)
+    for _ in range(CORRECTIONS_PER_MINUTE):
+        store.add_correction(image_id, "circle", "sketch", "anonymous@10.0.0.1")
+    with pytest.raises(RateLimited, match="a minute"):
+        store.add_correction(image_id, "circle", "sketch", "anonymous@10.0.0.1")
+    # Others, and the owner whose corrections are accepted at once, are not held back.
+    store.add_correction(image_id, "circle", "sketch", "anonymous@10.0.0.2")
+    store.add_correction(image_id, "circle", "sketch", "anonymous@10.0.0.1", accept=True)
+    assert len(store.corrections()) == CORRECTIONS_PER_MINUTE + 2
+
+
+def test_a_sender_may_send_corrections_per_day(store, monkeypatch):
+    from datetime import timedelta
+    from db import store as store_module
+    from db.store import CORRECTIONS_PER_DAY
+    from model.errors import RateLimited
+    image_id = _one_image(store)
+    start = store_module.utcnow()
+    ticks = iter(range(10**6))
+    # Every clock reading is 10 s later: never 20 a minute, but 500 within a day.
+    monkeypatch.setattr(store_module, "utcnow", lambda: start + timedelta(seconds=10 * next(ticks)))
+    for _ in range(CORRECTIONS_PER_DAY):
+        store.add_correction(image_id, "circle", "sketch", "anonymous@10.0.0.3")
+    with pytest.raises(RateLimited, match="a day"):
+        store.add_correction(image_id, "circle", "sketch", "anonymous@10.0.0.3")
+    assert len(store.corrections()) == CORRECTIONS_PER_DAY
