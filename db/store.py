@@ -438,6 +438,12 @@ class Store:
                 if status == "accepted":
                     self._set_label(db, [row[0]], row[1], f"review:{reviewer}")
 
+    def reject_sender(self, sender):
+        """Reject every pending correction from one sender at once; returns how many."""
+        with self.transaction() as db:
+            return db.execute("UPDATE corrections SET status = 'rejected', reviewed_at = ?"
+                              " WHERE sender = ? AND status = 'pending'", [now(), sender]).rowcount
+
     def corrections(self, status=None):
         where, args = ("WHERE status = ?", [status]) if status else ("", [])
         return list(self.db.query(

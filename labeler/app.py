@@ -462,6 +462,11 @@ def create_app(store_path, password=None, train_options=None):
     @app.post("/review")
     async def review_post(request: Request):
         form = await checked_form(request)
+        if form.get("reject_sender"):
+            sender = form.get("reject_sender")
+            count = await run_in_threadpool(store.reject_sender, sender)
+            return redirect(safe_next(form.get("next"), "/review"),
+                            f"Rejected {count} pending correction(s) from {sender}.")
         values, action = form.getlist("ids"), form.get("action") or ""
         for one in ("accept", "reject"):
             if form.get(f"{one}_one"):

@@ -349,6 +349,21 @@ def test_corrections_are_accepted_in_bulk(db, client):
     assert len(store.corrections("pending")) == 0
 
 
+def test_all_pending_corrections_of_one_sender_are_rejected_at_once(db, client):
+    _, store, train, _ = db
+    store.add_correction(train[0], "square", "sketch", "anonymous@203.0.113.9")
+    store.add_correction(train[1], "square", "sketch", "anonymous@203.0.113.9")
+    kept = store.add_correction(train[2], "star", "sketch", "bob")
+    before = labeled(store, train[:2])
+    page = client.get("/review").text
+    assert page.count('name="reject_sender" value="anonymous@203.0.113.9"') == 2
+    response = post(client, "/review", {"reject_sender": "anonymous@203.0.113.9"})
+    assert "Rejected 2 pending correction(s) from anonymous@203.0.113.9." in response.text
+    assert sorted(c["status"] for c in store.corrections()) == ["pending", "rejected", "rejected"]
+    assert [c["id"] for c in store.corrections("pending")] == [kept]
+    assert labeled(store, train[:2]) == before  # rejected corrections label nothing
+
+
 def test_reviewing_an_unknown_correction_is_a_400(client):
     response = post(client, "/review", {"ids": ["4242"], "action": "accept"})
     assert response.status_code == 400 and "no correction 4242" in response.text
