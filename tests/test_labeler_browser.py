@@ -156,10 +156,11 @@ def test_retrain_button_shows_live_progress_then_the_new_version(backbone, tmp_p
     path = tmp_path / "retrain.db"
     store = Store(path)
     seeded(store)
-    # Unlabeled images make the scoring stage long enough to watch.
-    add_sketches(store, 30, seed=11, shapes=None)
+    # Unlabeled images make the scoring stage long enough to watch: 400 need
+    # several feature batches, each reported (training alone takes ~1 s).
+    add_sketches(store, 100, seed=11, shapes=None)
     labeling.unlabel_images(store, [r[0] for r in store.db.execute(
-        "SELECT id FROM images ORDER BY id DESC LIMIT 120")])
+        "SELECT id FROM images ORDER BY id DESC LIMIT 400")])
     seeded_ids = {i for i, _ in store.labeled_images("train")}
     assert len(seeded_ids) >= 16
     with served(make_app(path)) as url:
