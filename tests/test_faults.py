@@ -135,3 +135,46 @@ def test_retrain_killed_midway_keeps_the_live_model_and_the_features(tmp_path, b
     rerun = json.loads(run_cli("-m", "model.train", *args).stdout)
     assert rerun["features_computed"] == 60 * 4 * 2 - kept
     assert Store(path).integrity_check() == "ok"
+
+
+def test_classifying_threads_keep_answering_while_a_retrain_switches_the_model(tmp_path, backbone):
+    from model.classifier import Classifier
+    from model.train import retrain
+    store = Store(tmp_path / "sketches.db")
+    add_sketches(store, 10, seed=1)
+    add_sketches(store, 4, seed=2, split="test")
+    options = {"alpha": TEST_ALPHA, "views": 1, "epochs": 15}
+    first = retrain(store, options)["version"]
+    classifier = Classifier(store)
+    images = [image for _, image in dataset(2, seed=9)]
+    answers, errors, stop = [], [], threading.Event()
+
+    def classify(n):
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                version = classifier.classify(images[n % len(images)])["version"]
+                answers.append((started, time.monotonic(), version))
+            except Exception as error:  # any error at all fails the test below
+                errors.append(repr(error))
+            n += 1
+
+    threads = [threading.Thread(target=classify, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        add_sketches(store, 6, seed=3)
+        second = retrain(Store(store.path), options, force=True)["version"]
+        switched = time.monotonic()
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert {version for _, _, version in answers} == {first, second}
+    # Atomic: once any answer came back from the new version, no call that
+    # started after it used the old one.
+    first_new_answer = min(end for _, end, version in answers if version == second)
+    assert all(start < first_new_answer for start, _, version in answers if version == first)
+    assert all(version == second for start, _, version in answers if start > switched)
