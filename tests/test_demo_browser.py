@@ -147,7 +147,16 @@ def test_fake_webcam_showing_a_triangle_gets_a_live_prediction_and_a_snapshot(
         page.locator("#webcam button", has_text="Click to Access Webcam").click()
         page.locator("#webcam button[aria-label='capture photo']").click(timeout=TIMEOUT_MS)
         verdict = page.locator("#webcam-verdict")
-        verdict.filter(has_text="triangle").wait_for(timeout=TIMEOUT_MS)
+        # The fake camera's first streamed frame can be slow to start under
+        # load (one full-suite run missed 30 s): allow it twice as long, and
+        # keep what the page showed if even that is not enough.
+        try:
+            verdict.filter(has_text="triangle").wait_for(timeout=2 * TIMEOUT_MS)
+        except Exception:
+            page.screenshot(path=str(artifact("demo-browser-webcam-timeout.png")),
+                            full_page=True)
+            raise AssertionError(f"no triangle after {2 * TIMEOUT_MS} ms; the verdict "
+                                 f"said {verdict.inner_text()!r}") from None
         assert "It's a triangle" in verdict.inner_text()
         page.locator("#snapshot").click()
         page.locator("#kept-verdict").filter(has_text="triangle").wait_for(timeout=TIMEOUT_MS)
