@@ -14,6 +14,7 @@ server's time from gradio_client's (whose receive loop polls every 50 ms).
 Prints figures and, as its last line, one JSON object.
 """
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 
 from bench.common import ALPHA, ROOT, WEIGHTS, machine
@@ -85,6 +87,41 @@ def wait_ready(url, sketch, proc, timeout=300):
         except Exception:
             time.sleep(1)
     sys.exit("the demo did not become ready in time")
+
+
+@contextlib.contextmanager
+def running_demo(prefix):
+    """`python demo.py` on 127.0.0.1 on a fresh database with the shared alpha
+    0.25 weights in a temporary KERAS_HOME, ready to classify. Yields a
+    namespace: url, paths (sketch files), payloads (their sketchpad values),
+    db, keras_home, startup_s; the process is stopped afterwards."""
+    if not WEIGHTS.exists():
+        sys.exit(f"benchmark needs {WEIGHTS} (the project's shared weights); not found")
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    keras_home = workdir / "keras"
+    (keras_home / "models").mkdir(parents=True)
+    shutil.copy(WEIGHTS, keras_home / "models" / WEIGHTS.name)
+    os.environ["GRADIO_TEMP_DIR"] = str(workdir / "client")
+    from gradio_client import handle_file
+    paths = make_sketches(workdir)
+    payloads = [{"background": None, "layers": [], "composite": handle_file(str(p))}
+                for p in paths]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    started = time.monotonic()
+    proc, log = start_demo(workdir, keras_home, port)
+    try:
+        ready = wait_ready(url, payloads[0], proc)
+        yield types.SimpleNamespace(url=url, paths=paths, payloads=payloads,
+                                    db=workdir / "bench.db", keras_home=keras_home, process=proc,
+                                    startup_s=ready - started)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 def gradio_call(url):
@@ -175,27 +212,11 @@ def main(argv=None):
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=10)
     args = parser.parse_args(argv)
-    if not WEIGHTS.exists():
-        sys.exit(f"benchmark needs {WEIGHTS} (the project's shared weights); not found")
-    workdir = Path(tempfile.mkdtemp(prefix="sketchlab-bench-demo-"))
-    keras_home = workdir / "keras"
-    (keras_home / "models").mkdir(parents=True)
-    shutil.copy(WEIGHTS, keras_home / "models" / WEIGHTS.name)
-    os.environ["GRADIO_TEMP_DIR"] = str(workdir / "client")
-    from gradio_client import handle_file
-
-    paths = make_sketches(workdir)
-    payloads = [{"background": None, "layers": [], "composite": handle_file(str(p))}
-                for p in paths]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
     load_before = os.getloadavg()[0]
-    started = time.monotonic()
-    proc, log = start_demo(workdir, keras_home, port)
-    try:
-        ready = wait_ready(url, payloads[0], proc)
+    with running_demo("sketchlab-bench-demo-") as demo:
+        url, paths, payloads = demo.url, demo.paths, demo.payloads
         print(f"demo ready (fresh database: seeded, trained, served) in "
-              f"{ready - started:.1f} s", flush=True)
+              f"{demo.startup_s:.1f} s", flush=True)
         run_clients(url, payloads, paths, 1, args.warmup)
         one, one_wall, one_errors = run_clients(url, payloads, paths, 1, args.calls)
         many, many_wall, many_errors = run_clients(url, payloads, paths, args.clients,
@@ -206,15 +227,8 @@ def main(argv=None):
             url, payloads, paths, args.clients, args.calls, raw_http_call)
         one_errors += raw_errors
         many_errors += raw_many_errors
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
     load_after = os.getloadavg()[0]
-    local, local_wall = in_process(workdir / "bench.db", keras_home, paths, args.calls)
+    local, local_wall = in_process(demo.db, demo.keras_home, paths, args.calls)
     result = {"endpoint": "/classify_sketch", "alpha": ALPHA, "host": "127.0.0.1",
               "one_client": summary(one, one_wall),
               f"{args.clients}_clients": summary(many, many_wall),
@@ -223,7 +237,7 @@ def main(argv=None):
               "in_process_classify": summary(local, local_wall),
               "errors": len(one_errors) + len(many_errors),
               "load_average_1min": [round(load_before, 2), round(load_after, 2)],
-              "startup_to_ready_s": round(ready - started, 1), "machine": machine()}
+              "startup_to_ready_s": round(demo.startup_s, 1), "machine": machine()}
     for name in ("one_client", f"{args.clients}_clients", "raw_http_one_client",
                  f"raw_http_{args.clients}_clients", "in_process_classify"):
         r = result[name]

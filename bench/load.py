@@ -11,17 +11,12 @@ object."""
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-from bench.common import ALPHA, WEIGHTS, machine
-from bench.demo_latency import (free_port, make_sketches, raw_http_call, start_demo, summary,
-                                wait_ready)
+from bench.common import ALPHA, machine
+from bench.demo_latency import raw_http_call, running_demo, summary
 
 MAX_CALLS_PER_CLIENT = 5_000
 
@@ -73,30 +68,10 @@ def main(argv=None):
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args(argv)
-    if not WEIGHTS.exists():
-        sys.exit(f"benchmark needs {WEIGHTS} (the project's shared weights); not found")
-    workdir = Path(tempfile.mkdtemp(prefix="sketchlab-bench-load-"))
-    keras_home = workdir / "keras"
-    (keras_home / "models").mkdir(parents=True)
-    shutil.copy(WEIGHTS, keras_home / "models" / WEIGHTS.name)
-    os.environ["GRADIO_TEMP_DIR"] = str(workdir / "client")
-    from gradio_client import handle_file
-    paths = make_sketches(workdir)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    proc, log = start_demo(workdir, keras_home, port)
-    try:
-        wait_ready(url, {"background": None, "layers": [],
-                         "composite": handle_file(str(paths[0]))}, proc)
-        latencies, wall, busy, errors = run_for(url, paths, args.clients, args.seconds)
-        alive = proc.poll() is None
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with running_demo("sketchlab-bench-load-") as demo:
+        latencies, wall, busy, errors = run_for(demo.url, demo.paths, args.clients,
+                                                args.seconds)
+        alive = demo.process.poll() is None
     result = {"endpoint": "/classify_sketch", "clients": args.clients,
               "seconds": round(wall, 1), **summary(latencies, wall), "busy": len(busy),
               "errors": len(errors), "server_alive_after": alive, "alpha": ALPHA,

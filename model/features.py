@@ -44,6 +44,7 @@ def ensure_features(store, alpha, input_size, image_ids, views, on_progress=None
     if not missing:
         return 0, []
     run = backbones.extractor(alpha, input_size, threads=backbones.BULK_THREADS)
+    views_missing = collections.Counter(image_id for image_id, _ in missing)
     skipped, computed, done = [], 0, 0
     for keys, arrays, bad in _prepared(store, missing, input_size):
         skipped += bad
@@ -51,7 +52,7 @@ def ensure_features(store, alpha, input_size, image_ids, views, on_progress=None
             store.put_features(name, [(i, v, vec.astype(np.float16).tobytes())
                                       for (i, v), vec in zip(keys, run(arrays))])
         computed += len(keys)
-        done += len(keys) + sum(1 for i, _ in missing if i in set(bad))
+        done += len(keys) + sum(views_missing[i] for i in bad)
         if on_progress:
             on_progress(done, len(missing))
     return computed, skipped
