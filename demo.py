@@ -787,6 +787,15 @@ def parser():
     return p
 
 
+def launch_options(host, port, share=False, auth=None):
+    """The keyword arguments of `demo.launch()`. The tests launch with these too,
+    so the upload limit and error display they check are the ones served."""
+    return dict(server_name=host, server_port=port, share=share, auth=auth,
+                auth_message="Sign in as the SketchLab owner." if auth else None,
+                prevent_thread_lock=True, show_error=True, max_file_size=MAX_FILE_SIZE,
+                ssr_mode=False, quiet=True)
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -798,10 +807,7 @@ def main(argv=None):
         print("note: no --auth: adding examples and retraining are disabled while the app is "
               "exposed (share link or non-loopback host).", flush=True)
     app.start()
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-                auth_message="Sign in as the SketchLab owner." if auth else None,
-                prevent_thread_lock=True, show_error=True, max_file_size=MAX_FILE_SIZE,
-                ssr_mode=False, quiet=True)
+    demo.launch(**launch_options(args.host, args.port, share=args.share, auth=auth))
     app.share_url = demo.share_url
     if args.share and demo.share_url is None:
         print(f"warning: no public share link could be made (no internet access, or the "

@@ -3,6 +3,7 @@
 Uses SQLite's online backup API, so writers carry on during the copy; the copy
 is checked with PRAGMA integrity_check before it replaces DEST."""
 import argparse
+import contextlib
 import os
 import sqlite3
 import sys
@@ -15,10 +16,22 @@ def backup(source, dest):
     """Copy `source` to `dest` atomically; returns the integrity check result ("ok")."""
     if not os.path.exists(source):
         raise SketchError(f"There is no database at {source}.")
+    if os.path.exists(f"{dest}-wal"):
+        # SQLite would apply that journal to the new copy: the copy would open
+        # as some other database.
+        raise SketchError(f"{dest}-wal exists: {dest} is in use, or a process using it was "
+                          "killed. Back up to another path, or open and close that database "
+                          "once to fold the journal in.")
     temporary = f"{dest}.{os.getpid()}.partial"
     try:
-        with sqlite3.connect(source, timeout=BUSY_TIMEOUT_MS / 1000) as src, \
-                sqlite3.connect(temporary) as out:
+        # closing(), not `with connect()` (which only commits): the copy must be
+        # closed before it is renamed. Left open, it keeps the copy in WAL mode
+        # on `temporary-wal` and `-shm`, and every later connection of this
+        # process to DEST shares that stale wal-index (SQLite keys it by inode):
+        # it misses other processes' commits and, closing last, checkpoints
+        # without them and deletes DEST-wal, losing them.
+        with contextlib.closing(sqlite3.connect(source, timeout=BUSY_TIMEOUT_MS / 1000)) as src, \
+                contextlib.closing(sqlite3.connect(temporary)) as out:
             src.backup(out, pages=1024)
             check = out.execute("PRAGMA integrity_check").fetchone()[0]
         if check != "ok":
@@ -28,8 +41,9 @@ def backup(source, dest):
     except sqlite3.Error as error:
         raise SketchError(f"Backup failed: {error}") from error
     finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+        for leftover in (temporary, f"{temporary}-wal", f"{temporary}-shm"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
 
 
 def main(argv=None):

@@ -96,8 +96,7 @@ def free_port():
 def launched(auth=None):
     """The module-level `demo` launched on 127.0.0.1 (in this process); yields its URL."""
     import demo
-    demo.demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
-                     quiet=True, ssr_mode=False, auth=auth, max_file_size=demo.MAX_FILE_SIZE)
+    demo.demo.launch(**demo.launch_options("127.0.0.1", free_port(), auth=auth))
     try:
         yield demo.demo.local_url
     finally:

@@ -13,7 +13,7 @@ import pytest
 
 from db import Store
 from db.backup import backup
-from model.errors import StorageError
+from model.errors import SketchError, StorageError
 from tests.conftest import ROOT, TEST_ALPHA, add_sketches, run_cli
 from model.images import stored_form
 from model.sketches import dataset
@@ -52,6 +52,35 @@ def test_backup_while_another_thread_writes_is_consistent(tmp_path):
     assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert copy.execute("SELECT COUNT(*) FROM images").fetchone()[0] >= 20
     assert Store(tmp_path / "copy.db").count_images() >= 20
+
+
+def test_backup_closes_the_copy_so_this_process_sees_and_keeps_other_processes_writes(tmp_path):
+    # Left open, the copy's connection made this process read DEST through a
+    # stale wal-index: it missed the child's rows, then dropped them on close.
+    Store(tmp_path / "a.db").add_images(_items(2, seed=6))
+    backup(str(tmp_path / "a.db"), str(tmp_path / "b.db"))
+    assert [p.name for p in tmp_path.iterdir() if ".partial" in p.name] == []
+    mine = Store(tmp_path / "b.db")
+    mine.add_images(_items(3, seed=7))
+    run_cli("-c", "import sys; from db import Store; from tests.test_faults import _items; "
+            "Store(sys.argv[1]).add_images(_items(4, seed=8))", str(tmp_path / "b.db"))
+    assert mine.count_images() == 9
+    mine.close()
+    assert run_cli("-c", "import sys; from db import Store; "
+                   "print(Store(sys.argv[1]).count_images())", str(tmp_path / "b.db")
+                   ).stdout.strip() == "9"
+
+
+def test_backup_refuses_a_destination_with_a_journal_that_would_rewrite_the_copy(tmp_path):
+    Store(tmp_path / "a.db").add_images(_items(2, seed=6))
+    other = Store(tmp_path / "b.db")
+    other.add_images(_items(1, seed=9))  # b.db-wal exists while `other` is open
+    with pytest.raises(SketchError, match="b.db-wal exists"):
+        backup(str(tmp_path / "a.db"), str(tmp_path / "b.db"))
+    assert other.count_images() == 1
+    other.close()
+    backup(str(tmp_path / "a.db"), str(tmp_path / "b.db"))  # journal folded in on close
+    assert Store(tmp_path / "b.db").count_images() == 2
 
 
 def test_backup_cli_copies_and_refuses_a_missing_source(tmp_path):
