@@ -1,62 +1,124 @@
 """python -m bench.features: feature extraction speed by engine and batch size.
 
 Decodes and preprocesses the Quick, Draw! dev drawings as a retrain does, then
-times the frozen alpha 0.25 backbone alone on them: the LiteRT interpreter the
-project uses and the compiled TensorFlow call, at batch sizes 1, 32 and 128,
-and the interpreter with 1 and 2 threads.
-(bench.foundation times the whole pipeline: decode, preprocess, augment,
-features, storage.) Prints a table and, as its last line, one JSON object."""
+times the frozen alpha 0.25 backbone alone on them, at batch sizes 1, 32, 128:
+- `images_per_s`: bulk extraction as retrains and imports run it, one worker
+  process per core, each with single-threaded LiteRT interpreters;
+- `in_process_images_per_s`: the serving extractor, 2-thread interpreters;
+- `tensorflow_images_per_s`: the compiled TensorFlow call.
+Drawings are grey, so they run through the one-channel network; the same
+drawings tinted (colour, as webcam photos are) time the three-channel one
+(`colour_images_per_s`).
+Then the whole pipeline (`pipeline_features_per_s`: PNG decode, preprocess,
+augmented views, network, float16 storage in SQLite) through
+`model.features.ensure_features`, for 1 and 3 views per image.
+Prints a table and, as its last line, one JSON object."""
 import argparse
 import json
+import multiprocessing
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-from bench.common import ALPHA, machine, quickdraw, setup
+from bench.common import ALPHA, fill_store, machine, quickdraw, setup
 
 BATCH_SIZES = (1, 32, 128)
+WORKER_IMAGES = 128  # arrays sent to each worker, run over and over for `seconds`
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.features", description=__doc__)
     parser.add_argument("--images", type=int, default=1024, help="images per measurement")
+    parser.add_argument("--seconds", type=float, default=4.0,
+                        help="seconds per LiteRT measurement")
     args = parser.parse_args(argv)
     setup()
     from PIL import Image
     from model.backbone import FeatureExtractor, compiled
+    from model.features import FEATURE_WORKERS
     from model.images import preprocess
     rows = quickdraw()[:args.images]
     started = time.perf_counter()
     arrays = np.stack([preprocess(Image.fromarray(pixels), 224) for _, _, pixels in rows])
     preprocess_per_s = len(arrays) / (time.perf_counter() - started)
-    result = {"images": len(arrays), "alpha": ALPHA, "preprocess_per_s": round(preprocess_per_s),
-              "images_per_s": {}, "tensorflow_images_per_s": {}}
+    result = {"images": len(arrays), "alpha": ALPHA, "workers": FEATURE_WORKERS,
+              "preprocess_per_s": round(preprocess_per_s), "images_per_s": {},
+              "in_process_images_per_s": {}, "tensorflow_images_per_s": {}}
     tensorflow = compiled(ALPHA, 224)
+    model_files = FeatureExtractor(ALPHA, 224).model_files
+    pool = multiprocessing.get_context("spawn").Pool(FEATURE_WORKERS)
     for batch in BATCH_SIZES:
+        result["images_per_s"][batch] = round(_pool_rate(pool, model_files, arrays, batch,
+                                                         args.seconds))
         litert = FeatureExtractor(ALPHA, 224, batch_size=batch)
-        litert(arrays[:batch])
-        result["images_per_s"][batch] = round(_rate(litert, arrays))
+        result["in_process_images_per_s"][batch] = round(_rate(litert, arrays, args.seconds))
         run = lambda a, b=batch: [tensorflow(a[i:i + b].astype(np.float32)) for i in range(0, len(a), b)]
-        run(arrays[:batch])
         result["tensorflow_images_per_s"][batch] = round(_rate(run, arrays[:256]))
-        print(f"batch {batch:>4}: litert {result['images_per_s'][batch]:>6} img/s   "
-              f"tensorflow {result['tensorflow_images_per_s'][batch]:>6} img/s", flush=True)
-    result["litert_threads"] = {}
+        print(f"batch {batch:>4}: {FEATURE_WORKERS} workers {result['images_per_s'][batch]:>6} img/s"
+              f"   in process {result['in_process_images_per_s'][batch]:>6} img/s"
+              f"   tensorflow {result['tensorflow_images_per_s'][batch]:>6} img/s", flush=True)
+    pool.close()
+    result["in_process_threads"] = {}
     for threads in (1, 2):
         litert = FeatureExtractor(ALPHA, 224, threads=threads)
-        litert(arrays[:1])
-        result["litert_threads"][threads] = round(_rate(litert, arrays))
-        print(f"litert, {threads} thread(s), batch 1: {result['litert_threads'][threads]} img/s",
-              flush=True)
+        result["in_process_threads"][threads] = round(_rate(litert, arrays, args.seconds))
+        print(f"in process, {threads} thread(s), batch 1: "
+              f"{result['in_process_threads'][threads]} img/s", flush=True)
+    tinted = arrays.copy()
+    tinted[..., 2] //= 2  # a yellowish paper: no longer grey
+    result["colour_images_per_s"] = {
+        threads: round(_rate(FeatureExtractor(ALPHA, 224, threads=threads), tinted, args.seconds))
+        for threads in (1, 2)}
+    print(f"in process, colour images, batch 1, by threads: {result['colour_images_per_s']}",
+          flush=True)
+    result["pipeline_features_per_s"] = {views: round(_pipeline_rate(rows, views))
+                                         for views in (1, 3)}
+    print(f"whole pipeline, features/s by views: {result['pipeline_features_per_s']}")
     result["engine"] = litert.engine
     result["machine"] = machine()
     print(json.dumps(result))
 
 
-def _rate(run, arrays):
+def _rate(run, arrays, seconds=0.0):
+    """Images/s of `run` over `arrays`, repeated until `seconds` have passed."""
+    run(arrays[:1])
+    done, started = 0, time.perf_counter()
+    while not done or time.perf_counter() - started < seconds:
+        run(arrays)
+        done += len(arrays)
+    return done / (time.perf_counter() - started)
+
+
+def _pool_rate(pool, model_files, arrays, batch, seconds):
+    """Images/s of all workers running at once, each on its own slice."""
+    parts = [(model_files, arrays[i * WORKER_IMAGES:(i + 1) * WORKER_IMAGES], batch, seconds)
+             for i in range(pool._processes)]
+    return sum(pool.starmap(_worker_rate, parts, chunksize=1))
+
+
+def _worker_rate(model_files, arrays, batch, seconds):
+    from model.backbone import LiteRTBackbone
+    run = LiteRTBackbone.from_files(model_files, threads=1, batch_size=batch)
+    run(arrays[:batch])
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        run(arrays)
+        done += len(arrays)
+    return done / (time.perf_counter() - started)
+
+
+def _pipeline_rate(rows, views):
+    """Features/s of ensure_features from stored PNGs, worker pool already started."""
+    from db import Store
+    from model.features import ensure_features
+    store = Store(Path(tempfile.mkdtemp(prefix="sketchlab-bench-")) / "bench.db")
+    ids = fill_store(store, rows)
+    ensure_features(store, ALPHA, 224, ids[:300], 1)  # starts the pool, outside the timing
     started = time.perf_counter()
-    run(arrays)
-    return len(arrays) / (time.perf_counter() - started)
+    computed, _ = ensure_features(store, ALPHA, 224, ids[300:], views)
+    return computed / (time.perf_counter() - started)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,15 @@ from model.errors import SketchError
 from model.images import PREPROCESSING_VERSION, augment, decode, preprocess
 
 FEATURE_BATCH = 128
-# Worker processes that decode and preprocess while the network runs (the
-# interpreter takes one core), and the smallest job worth starting them for.
-PREP_WORKERS = max(1, (os.cpu_count() or 2) - 1)
+# Large jobs run in worker processes, one per core, each decoding, preparing
+# and running a single-threaded interpreter (the interpreter holds the GIL, so
+# threads would not overlap), with a lower priority so serving stays quick.
+# At most 8: each worker holds its own interpreter and a few batches.
+FEATURE_WORKERS = min(8, os.cpu_count() or 2)
+WORKER_NICENESS = 5
 POOL_MIN_FEATURES = 256
 _pool = None
+_runners = {}
 
 
 def views_of(data, views, input_size):
@@ -43,14 +47,12 @@ def ensure_features(store, alpha, input_size, image_ids, views, on_progress=None
     missing = store.missing_features(image_ids, name, views)
     if not missing:
         return 0, []
-    run = backbones.extractor(alpha, input_size, threads=backbones.BULK_THREADS)
     views_missing = collections.Counter(image_id for image_id, _ in missing)
     skipped, computed, done = [], 0, 0
-    for keys, arrays, bad in _prepared(store, missing, input_size):
+    for keys, vectors, bad in _computed(store, missing, alpha, input_size):
         skipped += bad
         if keys:
-            store.put_features(name, [(i, v, vec.astype(np.float16).tobytes())
-                                      for (i, v), vec in zip(keys, run(arrays))])
+            store.put_features(name, [(i, v, vec.tobytes()) for (i, v), vec in zip(keys, vectors)])
         computed += len(keys)
         done += len(keys) + sum(views_missing[i] for i in bad)
         if on_progress:
@@ -58,22 +60,20 @@ def ensure_features(store, alpha, input_size, image_ids, views, on_progress=None
     return computed, skipped
 
 
-def _prepared(store, missing, input_size):
-    """(keys, arrays, skipped ids) batches of backbone inputs.
-
-    The LiteRT interpreter holds the GIL while it runs, so preparing images in
-    a thread would not overlap with it: large jobs are prepared in worker
-    processes, a few batches ahead, while this process runs the network.
-    """
+def _computed(store, missing, alpha, input_size):
+    """(keys, float16 features, skipped ids) per chunk; large jobs in the worker
+    pool, a few chunks ahead, while this process stores the results."""
+    run = backbones.extractor(alpha, input_size)
     chunks = _chunks(store, missing)
-    if len(missing) < POOL_MIN_FEATURES:
+    if len(missing) < POOL_MIN_FEATURES or run.model_files is None:
         for items in chunks:
-            yield prepare_chunk(items, input_size)
+            keys, arrays, skipped = prepare_chunk(items, input_size)
+            yield keys, (run(arrays).astype(np.float16) if keys else None), skipped
         return
     pool, pending = _worker_pool(), collections.deque()
     for items in chunks:
-        pending.append(pool.apply_async(prepare_chunk, (items, input_size)))
-        if len(pending) > 2 * PREP_WORKERS:
+        pending.append(pool.apply_async(features_chunk, (items, input_size, run.model_files)))
+        if len(pending) > 2 * FEATURE_WORKERS:
             yield pending.popleft().get()
     while pending:
         yield pending.popleft().get()
@@ -92,7 +92,7 @@ def _chunks(store, missing):
 
 
 def prepare_chunk(items, input_size):
-    """Runs in a worker process: the backbone inputs of one chunk."""
+    """(keys, backbone inputs, skipped ids) of one chunk."""
     keys, arrays, skipped = [], [], []
     for image_id, data, views in items:
         try:
@@ -104,11 +104,22 @@ def prepare_chunk(items, input_size):
     return keys, (np.stack(arrays) if arrays else None), skipped
 
 
+def features_chunk(items, input_size, model_files):
+    """Runs in a worker process: the float16 features of one chunk."""
+    keys, arrays, skipped = prepare_chunk(items, input_size)
+    if not keys:
+        return keys, None, skipped
+    if model_files not in _runners:
+        _runners[model_files] = backbones.LiteRTBackbone.from_files(model_files, threads=1)
+    return keys, _runners[model_files](arrays).astype(np.float16), skipped
+
+
 def _worker_pool():
     global _pool
     if _pool is None:
         # spawn, not fork: forking a process that runs TensorFlow threads is unsafe.
-        _pool = multiprocessing.get_context("spawn").Pool(PREP_WORKERS)
+        _pool = multiprocessing.get_context("spawn").Pool(
+            FEATURE_WORKERS, initializer=os.nice, initargs=(WORKER_NICENESS,))
     return _pool
 
 

@@ -130,7 +130,8 @@ def preprocess(image, size, margin=DEFAULT_MARGIN):
     Raises BlankSketch when there is no ink to classify.
     """
     rgb = to_rgb(image)
-    gray = np.asarray(rgb.convert("L"), dtype=np.int16)
+    grey_image = rgb.convert("L")
+    gray = np.asarray(grey_image, dtype=np.int16)
     step = max(1, min(gray.shape) // 128)
     paper = int(np.percentile(gray[::step, ::step], 90))
     ink = gray < paper - INK_CONTRAST
@@ -143,22 +144,32 @@ def preprocess(image, size, margin=DEFAULT_MARGIN):
     side = int(round(side * (1 + 2 * margin))) or 1
     cy, cx = (top + bottom) / 2, (left + right) / 2
     box = (int(round(cx - side / 2)), int(round(cy - side / 2)))
-    square = Image.new("RGB", (side, side), (paper, paper, paper))
-    square.paste(rgb.crop((box[0], box[1], box[0] + side, box[1] + side)), (0, 0))
+    # A grey image is cropped and resized as one channel: the same pixels for a
+    # fraction of the work.
+    grey = _is_grey(rgb)
+    source, fill = (grey_image, paper) if grey else (rgb, (paper, paper, paper))
+    square = Image.new(source.mode, (side, side), fill)
+    square.paste(source.crop((box[0], box[1], box[0] + side, box[1] + side)), (0, 0))
     # crop() fills outside the image with black: repaint those parts as paper.
-    _paint_outside(square, box, rgb.size, paper)
+    _paint_outside(square, box, rgb.size, fill)
     resample = Image.Resampling.BOX if side > 2 * size else Image.Resampling.BILINEAR
-    return np.asarray(square.resize((size, size), resample), dtype=np.uint8)
+    out = np.asarray(square.resize((size, size), resample), dtype=np.uint8)
+    return np.stack([out] * 3, axis=-1) if grey else out
 
 
-def _paint_outside(square, box, image_size, paper):
+def _is_grey(rgb):
+    red, green, blue = (band.tobytes() for band in rgb.split())
+    return red == green == blue
+
+
+def _paint_outside(square, box, image_size, fill):
     side = square.width
     x0, y0 = box
     inside = (max(0, -x0), max(0, -y0),
               min(side, image_size[0] - x0), min(side, image_size[1] - y0))
     mask = Image.new("L", (side, side), 255)
     mask.paste(0, inside)
-    square.paste((paper, paper, paper), (0, 0), mask)
+    square.paste(fill, (0, 0), mask)
 
 
 def augment(array, seed):
@@ -192,7 +203,7 @@ def augment(array, seed):
     image = image.transform((size, size), Image.Transform.AFFINE, coefficients,
                             resample=Image.Resampling.BILINEAR, fillcolor=paper)
     out = np.asarray(image, dtype=np.uint8)
-    return np.repeat(out[..., None], 3, axis=2) if grey else out
+    return np.stack([out] * 3, axis=-1) if grey else out
 
 
 def _filter3(array, reduce):

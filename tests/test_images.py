@@ -14,7 +14,7 @@ from model import images
 from model.errors import BadImage, BlankSketch
 from model.images import (MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MIN_INK_FRACTION, STORED_MAX_SIDE,
                           augment, decode, preprocess, stored_form)
-from model.sketches import draw
+from model.sketches import dataset, draw
 
 SIZE = 224
 
@@ -320,3 +320,15 @@ def test_oversize_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
     with pytest.raises(images.BadImage, match="larger than"):
         images.read_file(path)
     assert opened == []
+
+
+def test_grey_fast_path_gives_the_pixels_of_the_colour_path(monkeypatch):
+    # Cached features stay valid only if the one-channel shortcut changes nothing.
+    drawings = [image for _, image in dataset(3, seed=21)]
+    edge = Image.new("L", (300, 200), 255)
+    ImageDraw.Draw(edge).line([(0, 0), (299, 10)], fill=0, width=5)  # ink at the border
+    drawings.append(edge)
+    fast = [images.preprocess(image, 224) for image in drawings]
+    monkeypatch.setattr(images, "_is_grey", lambda rgb: False)
+    for image, expected in zip(drawings, fast):
+        assert np.array_equal(images.preprocess(image, 224), expected)

@@ -103,6 +103,24 @@ def test_litert_features_match_keras_on_sketches(backbone, sketches):
     assert np.abs(run(sketches) - reference).max() <= FEATURE_TOLERANCE
 
 
+def test_colour_images_and_mixed_batches_match_keras_too(backbone, sketches):
+    from model.backbone import FEATURE_TOLERANCE, extractor, grey_images
+    run = extractor(0.25, 224)
+    pytest.importorskip("ai_edge_litert")
+    tinted = sketches.copy()
+    tinted[..., 2] //= 2
+    mixed = np.concatenate([sketches[:3], tinted[:3]])
+    assert grey_images(mixed).tolist() == [True] * 3 + [False] * 3
+    reference = backbone.predict(mixed.astype(np.float32), verbose=0)
+    assert np.abs(run(mixed) - reference).max() <= FEATURE_TOLERANCE
+
+
+def test_float_pixels_are_rounded_not_truncated_for_the_uint8_backbone():
+    from model.backbone import as_uint8
+    pixels = np.array([-3.0, 0.4, 0.6, 127.5, 254.7, 300.0], np.float32)
+    assert as_uint8(pixels).tolist() == [0, 0, 1, 128, 255, 255]
+
+
 def test_extractor_falls_back_to_tensorflow_when_litert_disagrees(backbone, sketches, monkeypatch):
     from model import backbone as backbones
     monkeypatch.setattr(backbones, "FEATURE_TOLERANCE", -1.0)
@@ -115,14 +133,14 @@ def test_extractor_falls_back_to_tensorflow_when_litert_disagrees(backbone, sket
 def test_converted_backbone_is_cached_beside_the_weights(backbone):
     import glob
     import os
-    from model.backbone import _litert_model, keras_models_dir
+    from model.backbone import _litert_models, keras_models_dir
     pytest.importorskip("ai_edge_litert")
-    first = _litert_model(0.25, 224)
+    first, paths = _litert_models(0.25, 224)
     cached = glob.glob(os.path.join(keras_models_dir(), "sketchlab-*.tflite"))
-    assert len(cached) == 1
-    stamp = os.stat(cached[0]).st_mtime_ns
-    assert _litert_model(0.25, 224) == first
-    assert os.stat(cached[0]).st_mtime_ns == stamp
+    assert sorted(cached) == sorted(paths)
+    stamps = [os.stat(path).st_mtime_ns for path in paths]
+    assert _litert_models(0.25, 224) == (first, paths)
+    assert [os.stat(path).st_mtime_ns for path in paths] == stamps
 
 
 def test_epochs_shrink_for_large_data_so_training_time_stays_linear():

@@ -135,6 +135,23 @@ def test_cached_features_equal_what_the_keras_backbone_computes(trained, backbon
         assert np.allclose(stored, vector, rtol=2e-3, atol=2e-3)
 
 
+def test_features_from_the_worker_pool_equal_what_the_keras_backbone_computes(
+        store, backbone, monkeypatch):
+    from model import features
+    monkeypatch.setattr(features, "POOL_MIN_FEATURES", 1)
+    ids = add_sketches(store, 2, seed=11)
+    computed, skipped = features.ensure_features(store, TEST_ALPHA, 224, ids, VIEWS)
+    assert (computed, skipped) == (len(ids) * VIEWS, [])
+    assert features._pool is not None
+    cached = store.features(ids, FEATURES, VIEWS)
+    for image_id, data in store.image_data(ids):
+        arrays = np.asarray(features.views_of(data, range(VIEWS), 224), np.float32)
+        fresh = backbone(arrays, training=False).numpy()
+        for view, vector in enumerate(fresh):
+            stored = np.frombuffer(cached[(image_id, view)], np.float16).astype(np.float32)
+            assert np.allclose(stored, vector, rtol=2e-3, atol=2e-3)
+
+
 # -- the frozen backbone ------------------------------------------------------------
 
 
