@@ -41,12 +41,15 @@ def main(argv=None):
     from model.images import preprocess
     rows = quickdraw()[:args.images]
     started = time.perf_counter()
-    arrays = np.stack([preprocess(Image.fromarray(pixels), 224) for _, _, pixels in rows])
+    # As bulk extraction prepares them: grey drawings keep one channel.
+    arrays = np.stack([preprocess(Image.fromarray(pixels), 224, keep_grey=True)
+                       for _, _, pixels in rows])
     preprocess_per_s = len(arrays) / (time.perf_counter() - started)
     result = {"images": len(arrays), "alpha": ALPHA, "workers": FEATURE_WORKERS,
               "preprocess_per_s": round(preprocess_per_s), "images_per_s": {},
               "in_process_images_per_s": {}, "tensorflow_images_per_s": {}}
     tensorflow = compiled(ALPHA, 224)
+    wide = np.repeat(arrays[:256], 3, axis=-1)  # the Keras network takes three channels
     model_files = FeatureExtractor(ALPHA, 224).model_files
     pool = multiprocessing.get_context("spawn").Pool(FEATURE_WORKERS)
     for batch in BATCH_SIZES:
@@ -55,7 +58,7 @@ def main(argv=None):
         litert = FeatureExtractor(ALPHA, 224, batch_size=batch)
         result["in_process_images_per_s"][batch] = round(_rate(litert, arrays, args.seconds))
         run = lambda a, b=batch: [tensorflow(a[i:i + b].astype(np.float32)) for i in range(0, len(a), b)]
-        result["tensorflow_images_per_s"][batch] = round(_rate(run, arrays[:256]))
+        result["tensorflow_images_per_s"][batch] = round(_rate(run, wide))
         print(f"batch {batch:>4}: {FEATURE_WORKERS} workers {result['images_per_s'][batch]:>6} img/s"
               f"   in process {result['in_process_images_per_s'][batch]:>6} img/s"
               f"   tensorflow {result['tensorflow_images_per_s'][batch]:>6} img/s", flush=True)
@@ -66,7 +69,7 @@ def main(argv=None):
         result["in_process_threads"][threads] = round(_rate(litert, arrays, args.seconds))
         print(f"in process, {threads} thread(s), batch 1: "
               f"{result['in_process_threads'][threads]} img/s", flush=True)
-    tinted = arrays.copy()
+    tinted = np.repeat(arrays, 3, axis=-1)
     tinted[..., 2] //= 2  # a yellowish paper: no longer grey
     result["colour_images_per_s"] = {
         threads: round(_rate(FeatureExtractor(ALPHA, 224, threads=threads), tinted, args.seconds))

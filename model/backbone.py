@@ -141,7 +141,8 @@ class LiteRTRunner:
 
 
 class LiteRTBackbone:
-    """uint8-range images (N, S, S, 3) -> float32 features through LiteRT.
+    """uint8-range images (N, S, S, 3) or (N, S, S, 1) -> float32 features
+    through LiteRT.
 
     Grey images (every sketch) go through a one-channel copy of the network
     whose first kernel is summed over the colours: the same sums on a third of
@@ -160,6 +161,8 @@ class LiteRTBackbone:
 
     def __call__(self, arrays):
         arrays = as_uint8(arrays)
+        if arrays.shape[-1] == 1:
+            return self._grey(arrays)
         grey = grey_images(arrays)
         out = np.empty((len(arrays), self._colour.dim), np.float32)
         if grey.any():
@@ -170,7 +173,8 @@ class LiteRTBackbone:
 
 
 class FeatureExtractor:
-    """Callable: uint8-range arrays (N, S, S, 3) -> float32 features (N, D).
+    """Callable: uint8-range arrays (N, S, S, 3), or grey ones (N, S, S, 1),
+    -> float32 features (N, D).
 
     `model_files` are the checked LiteRT files (colour, grey) that worker
     processes may load, or None when the TensorFlow fallback runs. Calls are
@@ -199,7 +203,8 @@ class FeatureExtractor:
 
     def __call__(self, arrays):
         if self._litert is None:
-            return self._tf(np.asarray(arrays, dtype=np.float32)).numpy()
+            arrays = np.asarray(arrays, dtype=np.float32)
+            return self._tf(np.broadcast_to(arrays, arrays.shape[:-1] + (3,))).numpy()
         with self._lock:
             return self._litert(arrays)
 

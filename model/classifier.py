@@ -56,7 +56,7 @@ class Classifier:
         cannot be read."""
         self.refresh()
         size = self._loaded.version["config"]["input_size"]
-        version, probabilities = self.probabilities(preprocess(image, size)[None])
+        version, probabilities = self.probabilities(preprocess(image, size, keep_grey=True)[None])
         return describe(probabilities[0], version["classes"], version["id"], k)
 
 

@@ -26,7 +26,7 @@ _runners = {}
 def views_of(data, views, input_size):
     """Stored PNG bytes -> backbone inputs of the requested views (0 = plain,
     others augmented). The image is decoded and preprocessed once for all."""
-    array = preprocess(decode(data), input_size)
+    array = preprocess(decode(data), input_size, keep_grey=True)
     # Seeded by content, so a lost view is recomputed identically.
     seed = int.from_bytes(hashlib.sha256(data).digest()[:8], "little")
     return [array if view == 0 else augment(array, seed=[view, seed]) for view in views]
@@ -101,7 +101,13 @@ def prepare_chunk(items, input_size):
             skipped.append(image_id)
             continue
         keys += [(image_id, view) for view in views]
-    return keys, (np.stack(arrays) if arrays else None), skipped
+    return keys, (_stack(arrays) if arrays else None), skipped
+
+
+def _stack(arrays):
+    """One batch; grey (one-channel) arrays widened to three only beside colour ones."""
+    channels = max(a.shape[-1] for a in arrays)
+    return np.stack([np.broadcast_to(a, a.shape[:-1] + (channels,)) for a in arrays])
 
 
 def features_chunk(items, input_size, model_files):

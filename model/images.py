@@ -121,8 +121,10 @@ def stored_form(image):
     return encode_png(image), image.width, image.height
 
 
-def preprocess(image, size, margin=DEFAULT_MARGIN):
-    """Any image -> uint8 array (size, size, 3), the backbone's input.
+def preprocess(image, size, margin=DEFAULT_MARGIN, keep_grey=False):
+    """Any image -> uint8 array (size, size, 3), the backbone's input; with
+    `keep_grey`, a grey image comes back as (size, size, 1), which the
+    backbone's one-channel network takes without copying channels around.
 
     Flattens alpha onto white, finds the ink (pixels clearly darker than the
     paper), crops to its bounding box plus `margin` on each side, pads to a
@@ -154,7 +156,12 @@ def preprocess(image, size, margin=DEFAULT_MARGIN):
     _paint_outside(square, box, rgb.size, fill)
     resample = Image.Resampling.BOX if side > 2 * size else Image.Resampling.BILINEAR
     out = np.asarray(square.resize((size, size), resample), dtype=np.uint8)
-    return np.stack([out] * 3, axis=-1) if grey else out
+    return _channels(out, keep_grey) if grey else out
+
+
+def _channels(grey, keep_grey):
+    """A (size, size) grey array as (size, size, 1), or as three equal channels."""
+    return grey[..., None] if keep_grey else np.stack([grey] * 3, axis=-1)
 
 
 def _is_grey(rgb):
@@ -173,14 +180,17 @@ def _paint_outside(square, box, image_size, fill):
 
 
 def augment(array, seed):
-    """A randomly shifted, rotated, scaled and re-stroked copy of a preprocessed image.
+    """A randomly shifted, rotated, scaled and re-stroked copy of a preprocessed
+    image, with as many channels as it (1 or 3).
 
     Deterministic in `seed`, so a cached feature view can be recomputed exactly.
     """
     rng = np.random.default_rng(seed)
     size = array.shape[0]
+    one_channel = array.shape[-1] == 1
     # A grey sketch is transformed as one channel: a third of the work.
-    grey = bool((array[..., 0] == array[..., 1]).all() and (array[..., 0] == array[..., 2]).all())
+    grey = one_channel or bool((array[..., 0] == array[..., 1]).all()
+                               and (array[..., 0] == array[..., 2]).all())
     if grey:
         array = array[..., 0]
     border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
@@ -203,7 +213,7 @@ def augment(array, seed):
     image = image.transform((size, size), Image.Transform.AFFINE, coefficients,
                             resample=Image.Resampling.BILINEAR, fillcolor=paper)
     out = np.asarray(image, dtype=np.uint8)
-    return np.stack([out] * 3, axis=-1) if grey else out
+    return _channels(out, one_channel) if grey else out
 
 
 def _filter3(array, reduce):

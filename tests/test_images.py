@@ -332,3 +332,17 @@ def test_grey_fast_path_gives_the_pixels_of_the_colour_path(monkeypatch):
     monkeypatch.setattr(images, "_is_grey", lambda rgb: False)
     for image, expected in zip(drawings, fast):
         assert np.array_equal(images.preprocess(image, 224), expected)
+
+
+def test_one_channel_grey_arrays_carry_the_same_pixels_through_augmentation():
+    drawing = dataset(1, seed=22)[0][1]
+    wide = images.preprocess(drawing, 224)
+    narrow = images.preprocess(drawing, 224, keep_grey=True)
+    assert narrow.shape == (224, 224, 1) and np.array_equal(narrow[..., 0], wide[..., 0])
+    for seed in range(4):
+        assert np.array_equal(images.augment(narrow, seed=[seed, 9]),
+                              images.augment(wide, seed=[seed, 9])[..., :1])
+    photo = np.asarray(Image.new("RGB", (64, 64), (250, 240, 200)))
+    photo = photo.copy()
+    photo[20:40, 20:40] = (30, 60, 90)
+    assert images.preprocess(photo, 224, keep_grey=True).shape == (224, 224, 3)

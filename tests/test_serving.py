@@ -101,6 +101,7 @@ def test_litert_features_match_keras_on_sketches(backbone, sketches):
     assert run.engine == "litert"
     reference = backbone.predict(sketches.astype(np.float32), verbose=0)
     assert np.abs(run(sketches) - reference).max() <= FEATURE_TOLERANCE
+    assert np.abs(run(sketches[..., :1]) - reference).max() <= FEATURE_TOLERANCE
 
 
 def test_colour_images_and_mixed_batches_match_keras_too(backbone, sketches):
@@ -128,6 +129,7 @@ def test_extractor_falls_back_to_tensorflow_when_litert_disagrees(backbone, sket
     assert run.engine == "tensorflow"
     reference = backbone.predict(sketches.astype(np.float32), verbose=0)
     np.testing.assert_allclose(run(sketches), reference, atol=1e-4)
+    np.testing.assert_allclose(run(sketches[..., :1]), reference, atol=1e-4)
 
 
 def test_converted_backbone_is_cached_beside_the_weights(backbone):
