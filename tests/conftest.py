@@ -3,6 +3,7 @@ TensorFlow tests use the genuine MobileNet v1 alpha 0.25 ImageNet weights,
 copied into a temporary KERAS_HOME before Keras is imported."""
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,3 +78,24 @@ def run_cli(*args, env=None, check=True, timeout=600):
     if check and result.returncode != 0:
         raise AssertionError(f"{args} exited {result.returncode}:\n{result.stderr[-3000:]}")
     return result
+
+
+def kill_when_paused(args, marker):
+    """Run `python ARGS...` and SIGKILL it when a line of its output starts with
+    `marker` (the child prints it while holding still somewhere). Returns the
+    lines it printed and its exit status."""
+    child = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    output = []
+    try:
+        for line in child.stdout:
+            output.append(line)
+            if line.startswith(marker):
+                child.send_signal(signal.SIGKILL)
+                break
+    finally:
+        child.kill()
+        child.wait(timeout=60)
+        child.stdout.close()
+    return output, child.returncode

@@ -9,8 +9,6 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ from gradio_client import Client, handle_file
 from db import Store
 from db.store import CORRECTIONS_PER_MINUTE
 from model.images import MAX_IMAGE_BYTES, stored_form
-from tests.conftest import ROOT, TEST_ALPHA, run_cli
+from tests.conftest import ROOT, TEST_ALPHA, kill_when_paused, run_cli
 from tests.killable_correction import PAUSED
 from tests.test_demo_support import (DemoProcess, client_sketch, copy_db, draw_cross, draw_shape,
                                      predict_when_ready, served_copy, starter_template)
@@ -244,23 +242,10 @@ def test_demo_killed_inside_a_correction_write_leaves_nothing_half_written(
     before = table_counts(db)
     image = tmp_path / "ring.png"
     draw_shape("circle", seed=602).save(image)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tests.killable_correction", str(db), str(image), "ring", step],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    output = []
-    try:
-        for line in child.stdout:
-            output.append(line)
-            if line.startswith(PAUSED):
-                child.send_signal(signal.SIGKILL)
-                break
-    finally:
-        child.kill()
-        child.wait(timeout=60)
-        child.stdout.close()
+    output, status = kill_when_paused(
+        ["-m", "tests.killable_correction", str(db), str(image), "ring", step], PAUSED)
     assert output and output[-1].startswith(PAUSED), "".join(output)[-3000:]
-    assert child.returncode == -signal.SIGKILL
+    assert status == -signal.SIGKILL
 
     assert integrity(db) == "ok"
     assert table_counts(db) == before

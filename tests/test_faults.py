@@ -14,7 +14,7 @@ import pytest
 from db import Store
 from db.backup import backup
 from model.errors import SketchError, StorageError
-from tests.conftest import ROOT, TEST_ALPHA, add_sketches, run_cli
+from tests.conftest import ROOT, TEST_ALPHA, add_sketches, kill_when_paused, run_cli
 from model.images import stored_form
 from model.sketches import dataset
 
@@ -164,6 +164,26 @@ def test_retrain_killed_midway_keeps_the_live_model_and_the_features(tmp_path, b
     rerun = json.loads(run_cli("-m", "model.train", *args).stdout)
     assert rerun["features_computed"] == 60 * 4 * 2 - kept
     assert Store(path).integrity_check() == "ok"
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_retrain_killed_while_saving_the_version_keeps_the_live_model(tmp_path, backbone, when):
+    from tests.killable_save import PAUSED
+    path = tmp_path / "sketches.db"
+    store = Store(path)
+    add_sketches(store, 6, seed=1)
+    add_sketches(store, 3, seed=2, split="test")
+    args = ["--db", str(path), "--alpha", str(TEST_ALPHA), "--views", "1", "--epochs", "5"]
+    run_cli("-m", "model.train", *args)
+    live, versions = store.live_version_id(), len(store.model_versions())
+    output, _ = kill_when_paused(["-m", "tests.killable_save", when, *args, "--force"], PAUSED)
+    assert output[-1].strip() == f"{PAUSED} ({when}), in a transaction: True", output[-20:]
+    check = Store(path)
+    assert check.integrity_check() == "ok"
+    assert (check.live_version_id(), len(check.model_versions())) == (live, versions)
+    rerun = json.loads(run_cli("-m", "model.train", *args, "--force").stdout)
+    assert rerun["features_computed"] == 0 and rerun["live"]
+    assert check.live_version_id() == rerun["version"] != live
 
 
 def test_classifying_threads_keep_answering_while_a_retrain_switches_the_model(tmp_path, backbone):
