@@ -43,9 +43,11 @@ def main(argv=None):
     reference = keras.Sequential([backbone, keras_head(store.model_version()["head"])])
     images = [Image.fromarray(pixels) for _, split, pixels in rows if split == "test"]
     arrays = [preprocess(image, 224)[None].astype(np.float32) for image in images]
+    # What Classifier.classify hands the network: uint8, one channel for a grey drawing.
+    inputs = [preprocess(image, 224, keep_grey=True)[None] for image in images]
 
     def serving(i):
-        return classifier.probabilities(arrays[i % len(arrays)])[1]
+        return classifier.probabilities(inputs[i % len(inputs)])[1]
 
     def classify(i):
         return classifier.classify(images[i % len(images)])

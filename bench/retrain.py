@@ -8,7 +8,9 @@ warm: after 20 new labeled images arrive, in-process (imports excluded).
 reference: the article's style: one Keras model of the frozen backbone and a
 1024-1024-512 head, random augmentation layers in front, `fit` for 3 epochs at
 batch 12, running the backbone on every image every epoch (images already
-decoded and preprocessed in memory, which favours the reference).
+decoded and preprocessed in memory, which favours the reference); its test
+evaluation is timed apart (`reference_evaluation_s`), since our cold retrain
+includes computing the test features and evaluating.
 Prints a table and, as its last line, one JSON object."""
 import argparse
 import json
@@ -46,10 +48,15 @@ def main(argv=None):
               "warm_accuracy": round(warm["test_accuracy"], 4),
               "warm_started": warm["warm_started"], "warm_epochs": warm["epochs_run"]}
     if not args.skip_reference:
-        reference_s, reference_accuracy = reference(rows)
+        reference_s, evaluation_s, reference_accuracy = reference(rows)
+        # cold_s includes evaluating the test split; reference_s, as the issue
+        # defines it, is `fit` alone. The speed-ups use that stricter basis.
         result.update(reference_s=round(reference_s, 2),
+                      reference_evaluation_s=round(evaluation_s, 2),
                       reference_accuracy=round(reference_accuracy, 4),
                       cold_speedup=round(reference_s / cold["seconds"], 1),
+                      cold_speedup_both_evaluating=round(
+                          (reference_s + evaluation_s) / cold["seconds"], 1),
                       warm_speedup=round(reference_s / warm["seconds"], 1))
     result.update(alpha=ALPHA, machine=machine())
     for key, value in result.items():
@@ -58,7 +65,8 @@ def main(argv=None):
 
 
 def reference(rows):
-    """(fit seconds, test accuracy) of the article-style end-to-end pipeline."""
+    """(fit seconds, evaluation seconds, test accuracy) of the article-style
+    end-to-end pipeline."""
     import keras
     from PIL import Image
     from model.backbone import load_backbone
@@ -84,8 +92,9 @@ def reference(rows):
     started = time.perf_counter()
     model.fit(x["train"], y["train"], epochs=3, batch_size=12, shuffle=True, verbose=0)
     seconds = time.perf_counter() - started
+    started = time.perf_counter()
     accuracy = model.evaluate(x["test"], y["test"], batch_size=64, verbose=0)[1]
-    return seconds, float(accuracy)
+    return seconds, time.perf_counter() - started, float(accuracy)
 
 
 if __name__ == "__main__":
