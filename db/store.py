@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import unicodedata
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -91,7 +92,7 @@ class Store:
                 conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                        isolation_level=None, check_same_thread=False)
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                conn.execute("PRAGMA journal_mode = WAL")
+                _use_wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA foreign_keys = ON")
             except sqlite3.OperationalError as error:
@@ -461,3 +462,18 @@ def _decode_version(row):
 def _chunks(items, size):
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def _use_wal(conn):
+    """Switch the file to WAL. The switch needs the file alone for a moment, and
+    SQLite answers "locked" at once, without waiting the busy timeout, when
+    another process holds it (several opening an old file together): retry."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
