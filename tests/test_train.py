@@ -5,6 +5,7 @@ evaluation and the serving Classifier following the live version.
 One database is trained once per module; tests that change it work on a copy
 (SQLite's backup API), so the cached features are shared and only heads are
 retrained."""
+import os
 import sqlite3
 from types import SimpleNamespace
 
@@ -142,7 +143,12 @@ def test_features_from_the_worker_pool_equal_what_the_keras_backbone_computes(
     ids = add_sketches(store, 2, seed=11)
     computed, skipped = features.ensure_features(store, TEST_ALPHA, 224, ids, VIEWS)
     assert (computed, skipped) == (len(ids) * VIEWS, [])
-    assert features._pool is not None
+    # At most FEATURE_WORKERS workers, below the serving process's priority.
+    workers = [process.pid for process in features._pool._pool]
+    assert 1 <= len(workers) == features.FEATURE_WORKERS <= 8
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert all(os.getpriority(os.PRIO_PROCESS, pid) == min(19, mine + features.WORKER_NICENESS)
+               for pid in workers)
     cached = store.features(ids, FEATURES, VIEWS)
     for image_id, data in store.image_data(ids):
         arrays = np.asarray(features.views_of(data, range(VIEWS), 224), np.float32)
