@@ -346,3 +346,18 @@ def test_one_channel_grey_arrays_carry_the_same_pixels_through_augmentation():
     photo = photo.copy()
     photo[20:40, 20:40] = (30, 60, 90)
     assert images.preprocess(photo, 224, keep_grey=True).shape == (224, 224, 3)
+
+
+def test_a_batch_mixing_grey_sketches_and_colour_photos_widens_only_the_grey_ones():
+    from model.features import prepare_chunk
+    sketch = stored_form(dataset(1, seed=23)[0][1])[0]
+    photo = Image.new("RGB", (80, 60), (240, 230, 190))
+    ImageDraw.Draw(photo).ellipse((20, 10, 60, 50), outline=(40, 20, 120), width=4)
+    keys, arrays, skipped = prepare_chunk([(1, sketch, [0, 1]), (2, stored_form(photo)[0], [0])],
+                                          224)
+    assert (keys, skipped) == ([(1, 0), (1, 1), (2, 0)], [])
+    assert arrays.shape == (3, 224, 224, 3)
+    assert np.array_equal(arrays[0], preprocess(decode(sketch), 224))
+    assert not np.array_equal(arrays[2][..., 0], arrays[2][..., 2])
+    alone = prepare_chunk([(1, sketch, [0, 1])], 224)[1]
+    assert alone.shape == (2, 224, 224, 1) and np.array_equal(alone[..., 0], arrays[:2, ..., 0])
