@@ -96,20 +96,16 @@ def _rate(run, arrays, seconds=0.0):
 
 def _pool_rate(pool, model_files, arrays, batch, seconds):
     """Images/s of all workers running at once, each on its own slice."""
+    from model.features import FEATURE_WORKERS
     parts = [(model_files, arrays[i * WORKER_IMAGES:(i + 1) * WORKER_IMAGES], batch, seconds)
-             for i in range(pool._processes)]
+             for i in range(FEATURE_WORKERS)]
     return sum(pool.starmap(_worker_rate, parts, chunksize=1))
 
 
 def _worker_rate(model_files, arrays, batch, seconds):
     from model.backbone import LiteRTBackbone
-    run = LiteRTBackbone.from_files(model_files, threads=1, batch_size=batch)
-    run(arrays[:batch])
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        run(arrays)
-        done += len(arrays)
-    return done / (time.perf_counter() - started)
+    return _rate(LiteRTBackbone.from_files(model_files, threads=1, batch_size=batch), arrays,
+                 seconds)
 
 
 def _pipeline_rate(rows, views):

@@ -32,11 +32,10 @@ def main(argv=None):
                         help="comma-separated training set sizes")
     parser.add_argument("--plot", default=str(ROOT / "docs" / "growth.png"))
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     setup()
     if args.one:
-        return _one(args.db, args.one)
+        return _one(args.one)
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         out = subprocess.run([sys.executable, "-m", "bench.growth", "--one", str(size)],
@@ -80,13 +79,13 @@ def plot(rows, path):
     figure.savefig(path)
 
 
-def _one(path, size):
+def _one(size):
     from db import Store
     from model.features import ensure_features, feature_key
     from model.images import encode_png
     from model.train import retrain
     from PIL import Image
-    store = Store(path or Path(tempfile.mkdtemp(prefix="sketchlab-growth-")) / "growth.db")
+    store = Store(Path(tempfile.mkdtemp(prefix="sketchlab-growth-")) / "growth.db")
     rows = quickdraw()
     ids = fill_store(store, rows)
     train = [(i, r) for i, r in zip(ids, rows) if r[1] == "train"]

@@ -24,12 +24,10 @@ def main(argv=None):
     parser.add_argument("--calls", type=int, default=200, help="calls per path")
     args = parser.parse_args(argv)
     setup()
-    import keras
     from PIL import Image
     from db import Store
-    from model.backbone import load_backbone
     from model.classifier import Classifier
-    from model.head import keras_head
+    from model.export import full_model
     from model.images import preprocess
     from model.train import retrain
 
@@ -39,8 +37,7 @@ def main(argv=None):
     retrain(store, {"alpha": ALPHA, "views": 1})
     classifier = Classifier(store)
     version = classifier.version
-    backbone = load_backbone(ALPHA, 224)
-    reference = keras.Sequential([backbone, keras_head(store.model_version()["head"])])
+    reference = full_model(store.model_version())
     images = [Image.fromarray(pixels) for _, split, pixels in rows if split == "test"]
     arrays = [preprocess(image, 224)[None].astype(np.float32) for image in images]
     # What Classifier.classify hands the network: uint8, one channel for a grey drawing.

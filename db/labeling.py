@@ -9,7 +9,7 @@ newest row of an (image, version) pair.
 """
 import json
 
-from db.store import SOURCES, SPLITS, _chunks, clean_label, now
+from db.store import SPLITS, _chunks, clean_label, now
 from model.errors import ClassConflict, NotFound, SketchError
 
 GRID_SORTS = ("newest", "oldest", "least-confident", "top-losses")
@@ -388,10 +388,3 @@ def labeled_for_export(store):
         "SELECT i.id, i.split, c.name FROM images i JOIN labels l ON l.image_id = i.id"
         " JOIN classes c ON c.id = l.class_id WHERE i.deleted_at IS NULL ORDER BY c.name, i.id")]
 
-
-def sources():
-    return SOURCES
-
-
-def splits():
-    return SPLITS

@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from db import Store, labeling
-from db.store import SOURCES, SPLITS
+from db.store import SOURCES, SPLITS, clean_label
 from labeler.importer import IMAGE_SUFFIXES, import_tree
 from labeler.jobs import Jobs
 from model.errors import (BadImage, ClassConflict, NoLiveModel, NotEnoughData, NotFound,
@@ -195,6 +195,8 @@ def zip_entries(data, default_label, default_split):
                 errors.append((member.filename, f"larger than {MAX_IMAGE_BYTES // 2**20} MB"))
                 continue
             try:
+                if label is not None:
+                    label = clean_label(label)
                 stored, width, height = stored_form(decode(archive.read(member)))
             except SketchError as error:
                 errors.append((member.filename, str(error)))

@@ -23,9 +23,6 @@ class Jobs:
                        "message": "", "result": None, "error": None, "started": None,
                        "finished": None, "id": 0}
 
-    def busy(self):
-        return self._thread is not None and self._thread.is_alive()
-
     def snapshot(self):
         with self._lock:
             return dict(self.status)

@@ -18,6 +18,7 @@ import threading
 import numpy as np
 
 from model.errors import WeightsMissing
+from model.images import grey_images
 
 _ALPHA_TEXT = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}
 # Interpreter threads for serving: both cores of the target machines (bench.features).
@@ -103,13 +104,6 @@ def as_uint8(arrays):
     if arrays.dtype == np.uint8:
         return arrays
     return np.clip(np.rint(arrays), 0, 255).astype(np.uint8)
-
-
-def grey_images(arrays):
-    """Which of the images (N, S, S, 3) have three equal channels."""
-    first = arrays[..., 0]
-    same = (first == arrays[..., 1]) & (first == arrays[..., 2])
-    return same.reshape(len(arrays), -1).all(axis=1)
 
 
 class LiteRTRunner:
@@ -210,8 +204,9 @@ class FeatureExtractor:
 
 
 @functools.lru_cache(maxsize=8)
-def extractor(alpha, input_size, threads=LITERT_THREADS):
-    return FeatureExtractor(alpha, input_size, threads=threads)
+def extractor(alpha, input_size):
+    """The process's one FeatureExtractor per backbone, shared by every caller."""
+    return FeatureExtractor(alpha, input_size)
 
 
 def _litert_models(alpha, input_size):
@@ -269,9 +264,13 @@ def _convert_uint8(model, input_size, channels):
     """uint8 input: a quarter of the bytes to copy in, and no float conversion
     in Python (13% more images/s on one thread, bench.features)."""
     import keras
-    import tensorflow as tf
     inputs = keras.Input((input_size, input_size, channels), dtype="uint8", name="image")
-    wrapped = keras.Model(inputs, model(keras.ops.cast(inputs, "float32")))
+    return tflite_bytes(keras.Model(inputs, model(keras.ops.cast(inputs, "float32"))))
+
+
+def tflite_bytes(model):
+    """A Keras model as a LiteRT (TFLite) flatbuffer, the converter's chatter muted."""
+    import tensorflow as tf
     # from_keras_model: converting the traced concrete function gave NaN features.
     with contextlib.redirect_stdout(io.StringIO()):
-        return tf.lite.TFLiteConverter.from_keras_model(wrapped).convert()
+        return tf.lite.TFLiteConverter.from_keras_model(model).convert()

@@ -6,8 +6,6 @@ input size, prepared by `model.images.preprocess` (crop to the ink, pad
 square, resize). Output: class probabilities (N, classes) in the order of
 `version["classes"]` (also exported as labels.txt).
 """
-import contextlib
-import io
 import os
 import tempfile
 import threading
@@ -39,9 +37,9 @@ def keras_bytes(version):
 
 def tflite_bytes(version):
     """The TFLite flatbuffer of a version, as bytes."""
-    import tensorflow as tf
-    with _lock, contextlib.redirect_stdout(io.StringIO()):
-        return tf.lite.TFLiteConverter.from_keras_model(full_model(version)).convert()
+    from model import backbone
+    with _lock:
+        return backbone.tflite_bytes(full_model(version))
 
 
 def labels_text(version):

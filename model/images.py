@@ -164,6 +164,13 @@ def _channels(grey, keep_grey):
     return grey[..., None] if keep_grey else np.stack([grey] * 3, axis=-1)
 
 
+def grey_images(arrays):
+    """Which of the images (N, S, S, 3) have three equal channels."""
+    first = arrays[..., 0]
+    same = (first == arrays[..., 1]) & (first == arrays[..., 2])
+    return same.reshape(len(arrays), -1).all(axis=1)
+
+
 def _is_grey(rgb):
     red, green, blue = (band.tobytes() for band in rgb.split())
     return red == green == blue
@@ -189,8 +196,7 @@ def augment(array, seed):
     size = array.shape[0]
     one_channel = array.shape[-1] == 1
     # A grey sketch is transformed as one channel: a third of the work.
-    grey = one_channel or bool((array[..., 0] == array[..., 1]).all()
-                               and (array[..., 0] == array[..., 2]).all())
+    grey = one_channel or bool(grey_images(array[None])[0])
     if grey:
         array = array[..., 0]
     border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])

@@ -2,7 +2,6 @@
 import contextlib
 import io
 import re
-import sqlite3
 import tempfile
 import threading
 import time
@@ -53,15 +52,6 @@ def png_bytes(shape="circle", seed=0, size=96):
     out = io.BytesIO()
     draw(shape, np.random.default_rng(seed), size=size).save(out, format="PNG")
     return out.getvalue()
-
-
-def copy_db(source, target):
-    src, dst = sqlite3.connect(source), sqlite3.connect(target)
-    with dst:
-        src.backup(dst)
-    src.close()
-    dst.close()
-    return Path(target)
 
 
 def seeded(store):

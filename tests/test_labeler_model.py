@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from db import Store, labeling
-from tests.labeler_support import (client_for, copy_db, post, seeded, tile_ids, trained_template,
+from tests.labeler_support import (client_for, post, seeded, tile_ids, trained_template,
                                    wait_for_job)
+from tests.test_demo_support import copy_db
 
 
 @pytest.fixture

@@ -105,7 +105,8 @@ def test_litert_features_match_keras_on_sketches(backbone, sketches):
 
 
 def test_colour_images_and_mixed_batches_match_keras_too(backbone, sketches):
-    from model.backbone import FEATURE_TOLERANCE, extractor, grey_images
+    from model.backbone import FEATURE_TOLERANCE, extractor
+    from model.images import grey_images
     run = extractor(0.25, 224)
     pytest.importorskip("ai_edge_litert")
     tinted = sketches.copy()
