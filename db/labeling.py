@@ -281,8 +281,10 @@ def create_class(store, name):
 
 
 def rename_class(store, class_id, new_name):
-    """Rename a class; pending corrections naming it follow. Old model versions
-    keep the names they were trained with."""
+    """Rename a class. A rename corrects a name, the class stays the same: model
+    versions, their stored predictions and the corrections that name it take
+    the new name in the same transaction (else every image of the class would
+    look misclassified to the grid until the next retrain)."""
     new_name = clean_label(new_name)
     with store.transaction() as db:
         old = get_class(store, class_id)["name"]
@@ -295,7 +297,22 @@ def rename_class(store, class_id, new_name):
         db.execute("UPDATE classes SET name = ? WHERE id = ?", [new_name, class_id])
         db.execute("UPDATE corrections SET label = ? WHERE label = ? AND status = 'pending'",
                    [new_name, old])
+        db.execute("UPDATE corrections SET predicted_label = ? WHERE predicted_label = ?",
+                   [new_name, old])
+        db.execute("UPDATE predictions SET label = ? WHERE label = ?", [new_name, old])
+        _rename_in_json(db, "predictions", "top", "json_extract(value, '$[0]')", old,
+                        lambda top: [[new_name if t[0] == old else t[0], t[1]] for t in top])
+        _rename_in_json(db, "model_versions", "classes", "value", old,
+                        lambda names: [new_name if n == old else n for n in names])
     return old
+
+
+def _rename_in_json(db, table, column, item, old, rename):
+    """Rewrite the JSON lists in `table`.`column` that hold the name `old`."""
+    rows = db.execute(f"SELECT id, {column} FROM {table} WHERE EXISTS "
+                      f"(SELECT 1 FROM json_each({column}) WHERE {item} = ?)", [old]).fetchall()
+    db.conn.executemany(f"UPDATE {table} SET {column} = ? WHERE id = ?",
+                        [(json.dumps(rename(json.loads(value))), row_id) for row_id, value in rows])
 
 
 def merge_classes(store, source_id, target_id):

@@ -346,6 +346,12 @@ class Store:
         row = self.db.execute("SELECT id FROM model_versions WHERE live = 1").fetchone()
         return row[0] if row else None
 
+    def live_version_names(self):
+        """(id, class names) of the live version, or None: what serving checks per
+        request (a version switch or a class rename changes it)."""
+        row = self.db.execute("SELECT id, classes FROM model_versions WHERE live = 1").fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
     def model_version(self, version=None):
         """A model version with its head weights; the live one when `version` is None."""
         where, args = ("live = 1", []) if version is None else ("id = ?", [version])

@@ -1,7 +1,7 @@
 """Serving: the live model version, loaded once and reused by the demo, the
 labeler and `python -m model.predict`."""
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -28,16 +28,20 @@ class Classifier:
         self.refresh()
 
     def refresh(self):
-        """Load the live version if it changed. Cheap when it did not (one query)."""
-        live_id = self.store.live_version_id()
-        if live_id is None:
+        """Load the live version if it changed, and take its class names as they
+        are now (a class renamed in the labeler). Cheap when nothing changed (one
+        query)."""
+        live = self.store.live_version_names()
+        if live is None:
             raise NoLiveModel("No model has been trained yet: label some images and run "
                               "python -m model.train (or press Retrain).")
-        if self._loaded is not None and self._loaded.version["id"] == live_id:
-            return self._loaded.version
+        live_id, names = live
         with self._lock:
             if self._loaded is None or self._loaded.version["id"] != live_id:
                 self._loaded = _load(self.store.model_version(live_id))
+            elif self._loaded.version["classes"] != names:
+                self._loaded = replace(self._loaded,
+                                       version={**self._loaded.version, "classes": names})
         return self._loaded.version
 
     @property

@@ -154,6 +154,28 @@ def test_grid_filters_by_predicted_class(trained):
     assert set(tile_ids(client.get("/images?predicted=square&per_page=200").text)) == expected
 
 
+def test_renaming_a_class_keeps_its_images_correctly_predicted_and_serving_follows(trained):
+    from model.classifier import Classifier
+    from tests.test_demo_support import draw_shape
+    path, store = trained
+    client = client_for(path)
+    serving = Classifier(store)
+    assert serving.classify(draw_shape("star", seed=5))["label"] == "star"
+    misclassified = set(tile_ids(client.get("/images?status=misclassified&per_page=200").text))
+    star = next(c["id"] for c in labeling.class_summary(store) if c["name"] == "star")
+    post(client, f"/classes/{star}/rename", {"name": "pentagram"})
+    after = set(tile_ids(client.get("/images?status=misclassified&per_page=200").text))
+    assert after == misclassified
+    live = store.model_version()
+    assert "pentagram" in live["classes"] and "star" not in live["classes"]
+    names = {name for (top,) in store.db.execute("SELECT top FROM predictions")
+             for name, _ in json.loads(top)}
+    assert "pentagram" in names and "star" not in names
+    assert set(tile_ids(client.get("/images?predicted=pentagram&per_page=200").text))
+    result = serving.classify(draw_shape("star", seed=5))
+    assert result["label"] == "pentagram" and result["version"] == live["id"]
+
+
 def test_rollback_makes_an_older_version_live_again(trained):
     path, store = trained
     client = client_for(path)
