@@ -132,9 +132,40 @@ def write_y4m(path, image, frames=20, size=(640, 480)):
                 f.write(np.ascontiguousarray(plane).tobytes())
 
 
+def recorded_frames(app, monkeypatch):
+    """What the server classifies, kept so a failure can say what the frames held."""
+    frames, classify = [], app.classify
+
+    def recording(image):
+        try:
+            result = classify(image)
+        except Exception as error:
+            frames.append((image.copy(), type(error).__name__))
+            raise
+        frames.append((image.copy(), result["label"]))
+        return result
+    monkeypatch.setattr(app, "classify", recording)
+    return frames
+
+
+def describe_frames(frames):
+    """A failure's summary of the frames the server saw; the last is saved as an artifact."""
+    if not frames:
+        return "the server received no frame"
+    image, _ = frames[-1]
+    image.save(artifact("demo-browser-webcam-last-frame.png"))
+    pixels = np.asarray(image.convert("L"))
+    outcomes = {}
+    for _, outcome in frames:
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return (f"the server received {len(frames)} frames ({outcomes}); the last was "
+            f"{image.size[0]}x{image.size[1]}, grey levels {pixels.min()}-{pixels.max()}")
+
+
 def test_fake_webcam_showing_a_triangle_gets_a_live_prediction_and_a_snapshot(
-        server, playwright, tmp_path):
-    url, _ = server
+        server, playwright, tmp_path, monkeypatch):
+    url, app = server
+    frames = recorded_frames(app, monkeypatch)
     video = tmp_path / "triangle.y4m"
     write_y4m(video, draw_shape("triangle", seed=3, size=360))
     browser = open_browser(playwright, "--use-fake-device-for-media-stream",
@@ -156,7 +187,8 @@ def test_fake_webcam_showing_a_triangle_gets_a_live_prediction_and_a_snapshot(
             page.screenshot(path=str(artifact("demo-browser-webcam-timeout.png")),
                             full_page=True)
             raise AssertionError(f"no triangle after {2 * TIMEOUT_MS} ms; the verdict "
-                                 f"said {verdict.inner_text()!r}") from None
+                                 f"said {verdict.inner_text()!r}; "
+                                 f"{describe_frames(frames)}") from None
         assert "It's a triangle" in verdict.inner_text()
         page.locator("#snapshot").click()
         page.locator("#kept-verdict").filter(has_text="triangle").wait_for(timeout=TIMEOUT_MS)
