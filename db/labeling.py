@@ -300,19 +300,37 @@ def rename_class(store, class_id, new_name):
         db.execute("UPDATE corrections SET predicted_label = ? WHERE predicted_label = ?",
                    [new_name, old])
         db.execute("UPDATE predictions SET label = ? WHERE label = ?", [new_name, old])
-        _rename_in_json(db, "predictions", "top", "json_extract(value, '$[0]')", old,
-                        lambda top: [[new_name if t[0] == old else t[0], t[1]] for t in top])
-        _rename_in_json(db, "model_versions", "classes", "value", old,
-                        lambda names: [new_name if n == old else n for n in names])
+        _rename_in_tops(db, old, new_name)
+        _rename_in_versions(db, old, new_name)
     return old
 
 
-def _rename_in_json(db, table, column, item, old, rename):
-    """Rewrite the JSON lists in `table`.`column` that hold the name `old`."""
-    rows = db.execute(f"SELECT id, {column} FROM {table} WHERE EXISTS "
-                      f"(SELECT 1 FROM json_each({column}) WHERE {item} = ?)", [old]).fetchall()
-    db.conn.executemany(f"UPDATE {table} SET {column} = ? WHERE id = ?",
-                        [(json.dumps(rename(json.loads(value))), row_id) for row_id, value in rows])
+def _rename_in_tops(db, old, new):
+    """The stored probability lists ([[label, p], ...]) that name `old`."""
+    rows = db.execute("SELECT id, top FROM predictions WHERE EXISTS (SELECT 1 FROM "
+                      "json_each(top) WHERE json_extract(value, '$[0]') = ?)", [old]).fetchall()
+    db.conn.executemany("UPDATE predictions SET top = ? WHERE id = ?", [
+        (json.dumps([[new if name == old else name, p] for name, p in json.loads(top)]), row_id)
+        for row_id, top in rows])
+
+
+def _rename_in_versions(db, old, new):
+    """The model versions' class lists and the names in their metrics."""
+    def swap(names):
+        return [new if name == old else name for name in names]
+    rows = db.execute("SELECT id, classes, metrics FROM model_versions WHERE EXISTS "
+                      "(SELECT 1 FROM json_each(classes) WHERE value = ?)", [old]).fetchall()
+    updates = []
+    for row_id, classes, metrics in rows:
+        metrics = json.loads(metrics)
+        if "per_class" in metrics:
+            metrics["per_class"] = dict(zip(swap(metrics["per_class"]),
+                                            metrics["per_class"].values()))
+        if "confusion" in metrics:
+            metrics["confusion"]["labels"] = swap(metrics["confusion"]["labels"])
+        updates.append((json.dumps(swap(json.loads(classes))), json.dumps(metrics), row_id))
+    db.conn.executemany("UPDATE model_versions SET classes = ?, metrics = ? WHERE id = ?",
+                        updates)
 
 
 def merge_classes(store, source_id, target_id):

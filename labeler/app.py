@@ -19,7 +19,9 @@ import collections
 import csv
 import hashlib
 import hmac
+import functools
 import io
+import json
 import secrets
 import tempfile
 import threading
@@ -46,6 +48,9 @@ from model.errors import (BadImage, ClassConflict, NoLiveModel, NotEnoughData, N
 from model.images import MAX_IMAGE_BYTES, decode, stored_form
 
 HERE = Path(__file__).resolve().parent
+# Confusion-matrix pictures kept in memory: the version page needs the cell
+# positions and the browser then asks for the same picture.
+CONFUSION_CACHE = 32
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PASSWORD_ENV = "SKETCHLAB_LABELER_PASSWORD"
 LABELED_BY = "labeler"
@@ -59,6 +64,8 @@ MAX_BATCH = 5000
 # One upload request (many files or zips): bytes and files.
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 MAX_UPLOAD_FILES = 1000
+# What the capture page's uploads may say they came from (imports have their own route).
+UPLOAD_SOURCES = ("upload", "webcam")
 # A zip: its files and their total uncompressed size (zip bombs stop here).
 MAX_ZIP_MEMBERS = 5000
 MAX_ZIP_BYTES = 500 * 1024 * 1024
@@ -536,7 +543,10 @@ def create_app(store_path, password=None, train_options=None):
     async def upload(request: Request):
         form = await checked_form(request)
         files = [f for f in form.getlist("files") if hasattr(f, "read")]
-        source = form.get("source") if form.get("source") in ("upload", "webcam") else "upload"
+        source = form.get("source") or "upload"
+        if source not in UPLOAD_SOURCES:
+            raise SketchError(f"Unknown source {source!r}; expected "
+                              f"{' or '.join(UPLOAD_SOURCES)}.")
         split = form.get("split") or "train"
         if split not in SPLITS:
             raise SketchError(f"Unknown split {split!r}; expected train or test.")
@@ -651,12 +661,14 @@ def create_app(store_path, password=None, train_options=None):
             raise NotFound(f"There is no model version {version_id}.")
         return version
 
+    def _confusion(version):
+        return version["metrics"].get("confusion") or {"labels": [], "matrix": []}
+
     @app.get("/versions/{version_id}", response_class=HTMLResponse)
     def version_page(request: Request, version_id: int):
         version = _version(version_id)
-        from model.plots import confusion_png
-        confusion = version["metrics"].get("confusion") or {"labels": [], "matrix": []}
-        _, cells = confusion_png(confusion["labels"], confusion["matrix"])
+        confusion = _confusion(version)
+        _, cells = _confusion_png(json.dumps(confusion))
         labels = confusion["labels"]
         return render(request, "version.html", version=version, metrics=version["metrics"],
                       cells=[{"truth": labels[r], "predicted": labels[c],
@@ -668,10 +680,7 @@ def create_app(store_path, password=None, train_options=None):
 
     @app.get("/versions/{version_id}/confusion.png")
     def confusion_image(request: Request, version_id: int):
-        from model.plots import confusion_png
-        confusion = _version(version_id)["metrics"].get("confusion") or {"labels": [],
-                                                                         "matrix": []}
-        data, _ = confusion_png(confusion["labels"], confusion["matrix"])
+        data, _ = _confusion_png(json.dumps(_confusion(_version(version_id))))
         return _png_response(request, None, data)
 
     @app.get("/versions/{version_id}/curves.png")
@@ -685,7 +694,7 @@ def create_app(store_path, password=None, train_options=None):
         from model.scoring import confusion_cell as cell_ids
         version = _version(version_id)
         ids = cell_ids(store, version, truth, predicted)
-        rows = labeling.images_by_id(store, ids[:MAX_PAGE_SIZE], store.live_version_id())
+        rows = labeling.images_by_id(store, ids[:MAX_PAGE_SIZE], version_id)
         return render(request, "cell.html", version=version, truth=truth, predicted=predicted,
                       rows=rows, total=len(ids), limit=MAX_PAGE_SIZE)
 
@@ -818,6 +827,15 @@ def _filters(q):
 def _live_summary(store):
     live = store.live_version_id()
     return {"id": live} if live is not None else None
+
+
+@functools.lru_cache(maxsize=CONFUSION_CACHE)
+def _confusion_png(confusion_json):
+    """(PNG bytes, cell rectangles) of a confusion matrix given as JSON (hashable:
+    a renamed class gives a new key)."""
+    from model.plots import confusion_png
+    confusion = json.loads(confusion_json)
+    return confusion_png(confusion["labels"], confusion["matrix"])
 
 
 def _png_response(request, etag, data):

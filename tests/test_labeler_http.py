@@ -404,6 +404,23 @@ def test_upload_of_only_unreadable_files_is_a_400_page(client):
     assert response.status_code == 400
 
 
+def test_an_upload_naming_a_source_other_than_upload_sources_is_refused(db, client):
+    from labeler.app import UPLOAD_SOURCES
+    _, store, _, _ = db
+    before = store.count_images()
+    files = [("files", ("s.png", png_bytes("star", 7), "image/png"))]
+    response = post(client, "/upload", {"source": "import"}, files=files)
+    assert response.status_code == 400 and "Unknown source &#39;import&#39;" in response.text
+    assert store.count_images() == before
+    for seed, source in enumerate(UPLOAD_SOURCES, start=8):
+        files = [("files", (f"{source}.png", png_bytes("star", seed), "image/png"))]
+        assert "Stored 1 new image(s)" in post(client, "/upload", {"source": source},
+                                               files=files).text
+    sources = [r["source"] for r in store.db.query(
+        "SELECT source FROM images ORDER BY id DESC LIMIT 2")]
+    assert sorted(sources) == sorted(UPLOAD_SOURCES)
+
+
 def _zip(entries):
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:

@@ -100,6 +100,21 @@ def test_version_page_shows_per_class_accuracy_confusion_matrix_and_curves(train
         assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
 
 
+def test_a_version_page_and_its_confusion_picture_draw_the_matrix_once(trained, monkeypatch):
+    from labeler import app as labeler_app
+    from model import plots
+    path, store = trained
+    client = client_for(path)
+    drawn, draw = [], plots.confusion_png
+    monkeypatch.setattr(plots, "confusion_png", lambda *a: drawn.append(a) or draw(*a))
+    labeler_app._confusion_png.cache_clear()
+    version = store.live_version_id()
+    assert client.get(f"/versions/{version}").status_code == 200
+    picture = client.get(f"/versions/{version}/confusion.png")
+    assert picture.content.startswith(b"\x89PNG") and len(drawn) == 1
+    assert labeler_app._confusion_png.cache_info().maxsize == labeler_app.CONFUSION_CACHE
+
+
 def test_clicking_a_confusion_cell_lists_exactly_its_images(trained):
     path, store = trained
     client = client_for(path)
@@ -168,6 +183,10 @@ def test_renaming_a_class_keeps_its_images_correctly_predicted_and_serving_follo
     assert after == misclassified
     live = store.model_version()
     assert "pentagram" in live["classes"] and "star" not in live["classes"]
+    assert "pentagram" in live["metrics"]["per_class"]
+    assert "pentagram" in live["metrics"]["confusion"]["labels"]
+    cell = client.get(f"/versions/{live['id']}/cell?truth=pentagram&predicted=pentagram").text
+    assert tile_ids(cell)
     names = {name for (top,) in store.db.execute("SELECT top FROM predictions")
              for name, _ in json.loads(top)}
     assert "pentagram" in names and "star" not in names
@@ -183,6 +202,15 @@ def test_rollback_makes_an_older_version_live_again(trained):
     final, _ = wait_for_job(client)
     assert final["state"] == "done" and final["result"]["live"]
     assert store.live_version_id() == 2
+    # An older version's confusion cell shows that version's predictions, not the live one's.
+    confusion = store.model_version(1)["metrics"]["confusion"]
+    labels, matrix = confusion["labels"], confusion["matrix"]
+    r, c = max(((r, c) for r in range(len(labels)) for c in range(len(labels))),
+               key=lambda rc: (rc[0] != rc[1] and matrix[rc[0]][rc[1]] > 0, matrix[rc[0]][rc[1]]))
+    cell = client.get(f"/versions/1/cell?truth={labels[r]}&predicted={labels[c]}").text
+    shown = re.findall(r'<span class="pred[^"]*" title="([^"]+)">model: (\S+) ', cell)
+    assert len(shown) == matrix[r][c] > 0
+    assert set(shown) == {("v1", labels[c])}
     response = post(client, "/versions/1/live", {})
     assert "Version 1 is live now." in response.text
     assert store.live_version_id() == 1
