@@ -27,6 +27,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -52,6 +53,10 @@ QUEUE_MAX_SIZE = 64
 STREAM_EVERY = 0.3
 STREAM_TIME_LIMIT = 120
 WEBCAM_STREAMS = 4
+# After a failed start (weights missing, no model), a request retries it in the
+# background at most this often: weights put in place, or a model trained by
+# `python -m model.train`, are then served without a restart.
+RETRY_FAILED_START_S = 10
 # One Teach example in TEST_EVERY goes to the test split, so a new class is measured.
 TEST_EVERY = 5
 AUTH_ENV = "SKETCHLAB_AUTH"
@@ -107,6 +112,7 @@ class App:
         self._thread = None
         self.phase = "idle"        # idle, preparing, ready, failed
         self.problem = None        # the SketchError that keeps the model from serving
+        self.retry_at = 0.0        # when a request may retry a failed start
         self.progress = ""
         self.last_training = None
 
@@ -120,10 +126,11 @@ class App:
                     self._store = Store(self.db_path)
         return self._store
 
-    def start(self, wait=False):
-        """Prepare the model (seed, first training, load) in a background thread."""
+    def start(self, wait=False, again=False):
+        """Prepare the model (seed, first training, load) in a background thread;
+        `again` runs it anew once the last attempt has ended."""
         with self._lock:
-            if self._thread is None:
+            if self._thread is None or (again and not self._thread.is_alive()):
                 self.phase = "preparing"
                 self._thread = threading.Thread(target=self._prepare, name="first-model",
                                                 daemon=True)
@@ -151,13 +158,16 @@ class App:
                 self._load_classifier()
         except SketchError as error:
             log.warning("model unavailable: %s", error)
-            self.problem = error
-            self.phase = "failed"
+            self._failed(error)
         except Exception as error:  # shown on the page rather than lost in a thread
             log.exception("preparing the model failed")
-            self.problem = SketchError(f"Preparing the model failed: {type(error).__name__}: "
-                                       f"{error}")
-            self.phase = "failed"
+            self._failed(SketchError(f"Preparing the model failed: {type(error).__name__}: "
+                                     f"{error}"))
+
+    def _failed(self, problem):
+        self.problem = problem
+        self.retry_at = time.monotonic() + RETRY_FAILED_START_S
+        self.phase = "failed"
 
     def _report(self, stage, done, total):
         if stage == "features":
@@ -179,14 +189,9 @@ class App:
         """The Classifier, or the SketchError saying why there is none (never random weights)."""
         if self.phase == "idle":
             self.start(wait=True)
+        elif self.phase == "failed" and time.monotonic() >= self.retry_at:
+            self.start(again=True)
         if self._classifier is not None:
-            return self._classifier
-        if (self.phase == "failed" and not isinstance(self.problem, WeightsMissing)
-                and self.store.live_version_id() is not None):
-            # Trained meanwhile by `python -m model.train` in another process.
-            with self._train_lock:
-                if self._classifier is None:
-                    self._load_classifier()
             return self._classifier
         if self.problem is not None:
             raise type(self.problem)(str(self.problem))
@@ -356,19 +361,20 @@ def photo_ui(image, source="upload"):
 
 
 def webcam_ui(frame):
-    """One streamed webcam frame. Errors are shown in the verdict, not as pop-ups
-    (a stream sends several frames a second)."""
-    try:
-        return photo_ui.__wrapped__(frame, "webcam")
-    except (SketchError, NotAllowed) as error:
-        return None, f"### ⚠️ {_md(error)}", None
+    """One streamed webcam frame (several a second)."""
+    return _live(photo_ui, frame, "webcam")
 
 
 def sketch_live_ui(value):
-    """The Draw tab as the user draws: like sketch_ui, with errors (no model yet,
-    weights missing) in the verdict instead of a pop-up at every stroke."""
+    """The Draw tab as the user draws, at every stroke."""
+    return _live(sketch_ui, value)
+
+
+def _live(handler, *args):
+    """A UI handler on a live event: errors (no model yet, weights missing) go in
+    the verdict, as a pop-up several times a second would bury the page."""
     try:
-        return sketch_ui.__wrapped__(value)
+        return handler.__wrapped__(*args)
     except (SketchError, NotAllowed) as error:
         return None, f"### ⚠️ {_md(error)}", None
 
@@ -552,7 +558,9 @@ def status():
     problem = app.problem
     if isinstance(problem, WeightsMissing):
         text = (f"## ⚠️ No predictions: backbone weights missing\n\n{_md(problem)}\n\n"
-                "Corrections are still saved; restart the demo once the file is in place.")
+                "Corrections are still saved. Once the file is in place the demo picks it "
+                f"up by itself within {RETRY_FAILED_START_S} s of the next request; no "
+                "restart needed.")
     elif problem is not None:
         text = f"## ⚠️ No predictions yet\n\n{_md(problem)}"
     elif app.phase in ("preparing", "idle"):

@@ -1,8 +1,11 @@
 """The demo's handler functions called directly: real alpha 0.25 model, real SQLite file."""
+import contextlib
 import os
 import re
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -289,4 +292,40 @@ def test_missing_weights_page_says_what_is_missing_and_serves_no_prediction(
         assert saved["status"] == "pending" and saved["predicted"] is None
         assert demo.app.store.live_version_id() is None
     finally:
+        demo.app.configure()
+
+
+def test_a_failed_start_recovers_by_itself_once_the_weights_are_in_place(
+        backbone, tmp_path, monkeypatch):
+    import demo
+    from model import backbone as backbones
+    from model.errors import WeightsMissing
+    from tests.conftest import WEIGHTS
+    offline_downloads(monkeypatch)
+    monkeypatch.setattr(demo, "RETRY_FAILED_START_S", 0)
+    weights = Path(os.environ["KERAS_HOME"]) / "models" / WEIGHTS
+    aside = tmp_path / WEIGHTS
+    loaded = (backbones.load_backbone, backbones.compiled, backbones.extractor)
+    sketch = sketch_value(draw_shape("circle", seed=1))
+    db = copy_db(starter_template(), tmp_path / "demo.db")
+    weights.rename(aside)
+    try:
+        for cached in loaded:
+            cached.cache_clear()  # as in a fresh process
+        demo.app.configure(db=db, alpha=TEST_ALPHA)
+        demo.app.start(wait=True)
+        assert demo.app.phase == "failed" and isinstance(demo.app.problem, WeightsMissing)
+        with pytest.raises(gr.Error, match=WEIGHTS):
+            demo.classify_sketch(sketch)
+        aside.rename(weights)
+        deadline = time.monotonic() + 120
+        while demo.app.phase != "ready" and time.monotonic() < deadline:
+            with contextlib.suppress(gr.Error):
+                demo.classify_sketch(sketch)
+            time.sleep(0.2)
+        assert demo.app.phase == "ready", demo.status()
+        assert "circle" in demo.classify_sketch(sketch)
+    finally:
+        if aside.exists():
+            aside.rename(weights)
         demo.app.configure()
