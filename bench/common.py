@@ -5,8 +5,11 @@ split the same way in every report (first 300 of each class to train, last
 import os
 import platform
 import shutil
+import socket
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +66,50 @@ def fill_store(store, rows, source="import"):
 def machine():
     return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
             "python": platform.python_version()}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Tally:
+    """Latencies (start, seconds) and failures of calls made from several threads.
+    Answers saying the server is busy (Gradio's full queue) are kept apart from errors."""
+
+    def __init__(self):
+        self.latencies, self.busy, self.errors = [], [], []
+        self._lock = threading.Lock()
+
+    def call(self, function, *args):
+        started = time.perf_counter()
+        try:
+            function(*args)
+        except Exception as error:  # counted, never hidden
+            text = repr(error)
+            with self._lock:
+                busy = "busy" in text.lower() or "full" in text.lower()
+                (self.busy if busy else self.errors).append(text)
+            return
+        with self._lock:
+            self.latencies.append((started, time.perf_counter() - started))
+
+    def seconds(self):
+        return [s for _, s in self.latencies]
+
+
+def run_threads(count, worker):
+    """worker(index) in `count` threads released together; returns the wall seconds."""
+    barrier = threading.Barrier(count)
+
+    def run(index):
+        barrier.wait()
+        worker(index)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started

@@ -17,18 +17,15 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import types
 from pathlib import Path
 
-from bench.common import ALPHA, ROOT, WEIGHTS, machine
+from bench.common import ALPHA, ROOT, Tally, free_port, machine, run_threads, setup
 
 
 def percentile(values, q):
@@ -42,12 +39,6 @@ def summary(latencies, wall):
     return {"calls": len(ms), "p50_ms": round(statistics.median(ms), 1),
             "p95_ms": round(percentile(ms, 95), 1), "mean_ms": round(statistics.fmean(ms), 1),
             "max_ms": round(max(ms), 1), "throughput_per_s": round(len(ms) / wall, 1)}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_sketches(folder, count=20):
@@ -95,12 +86,8 @@ def running_demo(prefix):
     0.25 weights in a temporary KERAS_HOME, ready to classify. Yields a
     namespace: url, paths (sketch files), payloads (their sketchpad values),
     db, keras_home, startup_s; the process is stopped afterwards."""
-    if not WEIGHTS.exists():
-        sys.exit(f"benchmark needs {WEIGHTS} (the project's shared weights); not found")
+    keras_home = setup()
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
-    keras_home = workdir / "keras"
-    (keras_home / "models").mkdir(parents=True)
-    shutil.copy(WEIGHTS, keras_home / "models" / WEIGHTS.name)
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "client")
     from gradio_client import handle_file
     paths = make_sketches(workdir)
@@ -154,41 +141,23 @@ def raw_http_call(url):
 
 
 def run_clients(url, payloads, paths, clients, calls, make_caller=gradio_call):
-    """`calls` calls spread over `clients` threads, each with its own client."""
-    latencies, errors = [], []
-    lock = threading.Lock()
+    """(latencies, wall seconds, failures) of `calls` calls spread over `clients`
+    threads, each with its own client."""
+    tally = Tally()
     per_client = [calls // clients + (1 if i < calls % clients else 0) for i in range(clients)]
     connected = [make_caller(url) for _ in range(clients)]
-    barrier = threading.Barrier(clients)
 
     def worker(index):
-        call = connected[index]
-        barrier.wait()
         for n in range(per_client[index]):
             k = (index * 7 + n) % len(payloads)
-            started = time.perf_counter()
-            try:
-                call(payloads[k], paths[k])
-            except Exception as error:  # counted, not hidden
-                with lock:
-                    errors.append(repr(error))
-                continue
-            with lock:
-                latencies.append(time.perf_counter() - started)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return latencies, time.perf_counter() - started, errors
+            tally.call(connected[index], payloads[k], paths[k])
+    wall = run_threads(clients, worker)
+    return tally.seconds(), wall, tally.errors + tally.busy
 
 
-def in_process(db_path, keras_home, paths, calls):
-    """Latencies of Classifier.classify on the same files, without HTTP or Gradio."""
-    os.environ["KERAS_HOME"] = str(keras_home)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def in_process(db_path, paths, calls):
+    """Latencies of Classifier.classify on the same files, without HTTP or Gradio
+    (KERAS_HOME is already the demo's: running_demo set it)."""
     from PIL import Image
     from db import Store
     from model.classifier import Classifier
@@ -228,7 +197,7 @@ def main(argv=None):
         one_errors += raw_errors
         many_errors += raw_many_errors
     load_after = os.getloadavg()[0]
-    local, local_wall = in_process(demo.db, demo.keras_home, paths, args.calls)
+    local, local_wall = in_process(demo.db, paths, args.calls)
     result = {"endpoint": "/classify_sketch", "alpha": ALPHA, "host": "127.0.0.1",
               "one_client": summary(one, one_wall),
               f"{args.clients}_clients": summary(many, many_wall),

@@ -12,7 +12,6 @@ one JSON object as its last line.
 import argparse
 import json
 import re
-import socket
 import statistics
 import sys
 import tempfile
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.common import free_port
 
 IMAGES = 20_000
 BATCH_LABEL = 500
@@ -68,9 +69,7 @@ def fake_predictions(store, rng):
 
 def serve(app):
     import uvicorn
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:

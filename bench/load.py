@@ -19,51 +19,25 @@ import sys
 import threading
 import time
 
-from bench.common import ALPHA, ROOT, machine
+from bench.common import ALPHA, ROOT, Tally, machine, run_threads
 from bench.demo_latency import raw_http_call, running_demo, summary
 
 MAX_CALLS_PER_CLIENT = 5_000
 
 
 def run_for(url, paths, clients, seconds):
-    """([(start, latency)], wall seconds, busy answers, errors) of `clients`
-    threads calling back to back until `seconds` have passed."""
-    latencies, busy, errors = [], [], []
-    lock = threading.Lock()
+    """(Tally, wall seconds) of `clients` threads calling back to back until
+    `seconds` have passed."""
+    tally = Tally()
     callers = [raw_http_call(url) for _ in range(clients)]
-    barrier = threading.Barrier(clients)
-    deadline = []
+    deadline = time.monotonic() + seconds
 
     def worker(index):
-        call = callers[index]
-        barrier.wait()
-        if index == 0:
-            deadline.append(time.monotonic() + seconds)
-        while not deadline:
-            time.sleep(0.001)
         for n in range(MAX_CALLS_PER_CLIENT):
-            if time.monotonic() >= deadline[0]:
+            if time.monotonic() >= deadline:
                 return
-            path = paths[(index * 7 + n) % len(paths)]
-            started = time.perf_counter()
-            try:
-                call(None, path)
-            except Exception as error:  # sorted below, never hidden
-                text = repr(error)
-                with lock:
-                    (busy if "busy" in text.lower() or "full" in text.lower()
-                     else errors).append(text)
-                continue
-            with lock:
-                latencies.append((started, time.perf_counter() - started))
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return latencies, time.perf_counter() - started, busy, errors
+            tally.call(callers[index], None, paths[(index * 7 + n) % len(paths)])
+    return tally, run_threads(clients, worker)
 
 
 def main(argv=None):
@@ -79,29 +53,29 @@ def main(argv=None):
         if args.retrain:
             timer = threading.Timer(args.seconds / 3, lambda: retrain.append(_retrain(demo)))
             timer.start()
-        calls, wall, busy, errors = run_for(demo.url, demo.paths, args.clients, args.seconds)
+        tally, wall = run_for(demo.url, demo.paths, args.clients, args.seconds)
         if args.retrain:
             timer.join()
         alive = demo.process.poll() is None
     result = {"endpoint": "/classify_sketch", "clients": args.clients,
-              "seconds": round(wall, 1), **summary([s for _, s in calls], wall),
-              "busy": len(busy), "errors": len(errors), "server_alive_after": alive,
+              "seconds": round(wall, 1), **summary(tally.seconds(), wall),
+              "busy": len(tally.busy), "errors": len(tally.errors), "server_alive_after": alive,
               "alpha": ALPHA, "load_average_1min": round(os.getloadavg()[0], 2),
               "machine": machine()}
     print(f"{args.clients} clients for {wall:.0f} s: {result['calls']} calls, "
           f"{result['throughput_per_s']} calls/s, p50 {result['p50_ms']} ms, "
-          f"p95 {result['p95_ms']} ms, busy {len(busy)}, errors {len(errors)}")
+          f"p95 {result['p95_ms']} ms, busy {len(tally.busy)}, errors {len(tally.errors)}")
     if retrain:
         began, ended, code = retrain[0]
-        during = [s for start, s in calls if began <= start < ended]
+        during = [s for start, s in tally.latencies if began <= start < ended]
         result["retrain"] = {"seconds": round(ended - began, 1), "exit": code,
                              **summary(during, ended - began)}
         print(f"during the {ended - began:.1f} s retrain (exit {code}): {len(during)} calls, "
               f"p50 {result['retrain']['p50_ms']} ms, p95 {result['retrain']['p95_ms']} ms")
-    if errors:
-        print(f"errors: {errors[:3]}")
+    if tally.errors:
+        print(f"errors: {tally.errors[:3]}")
     print(json.dumps(result))
-    return 0 if not errors and alive and all(code == 0 for _, _, code in retrain) else 1
+    return 0 if not tally.errors and alive and all(code == 0 for _, _, code in retrain) else 1
 
 
 def _retrain(demo):
