@@ -29,38 +29,61 @@ def _prediction_join(version):
             " WHERE q.image_id = i.id AND q.model_version = ?)", [version])
 
 
-def _grid_where(filters):
-    """WHERE clause and arguments for the grid filters (all optional)."""
-    where, args = [], []
+def _grid_where(filters, sort):
+    """(WHERE clause, its arguments, the tables it reads) for the grid filters
+    (all optional) and the rows a sort can rank."""
+    conditions, args, tables = [], [], set()
+
+    def add(condition, *values, reads=()):
+        conditions.append(condition)
+        args.extend(values)
+        tables.update(reads)
     status = filters.get("status") or "all"
-    where.append("i.deleted_at IS NOT NULL" if status == "deleted" else "i.deleted_at IS NULL")
-    if status in ("labeled", "misclassified"):
-        where.append("l.class_id IS NOT NULL")
-    elif status == "unlabeled":
-        where.append("l.class_id IS NULL")
+    add("i.deleted_at IS NOT NULL" if status == "deleted" else "i.deleted_at IS NULL")
+    if status in ("labeled", "misclassified") or sort == "top-losses":
+        add("l.class_id IS NOT NULL", reads={"labels"})
+    if status == "unlabeled":
+        add("l.class_id IS NULL", reads={"labels"})
+    if filters.get("label") == UNLABELED:
+        add("l.class_id IS NULL", reads={"labels"})
+    elif filters.get("label"):
+        add("l.class_id = ?", int(filters["label"]), reads={"labels"})
     if status == "misclassified":
-        where.append("p.label IS NOT NULL AND p.label != c.name")
-    label = filters.get("label")
-    if label == UNLABELED:
-        where.append("l.class_id IS NULL")
-    elif label:
-        where.append("l.class_id = ?")
-        args.append(int(label))
+        add("p.label IS NOT NULL AND p.label != c.name", reads={"labels", "classes", "predictions"})
+    if sort == "top-losses":
+        add("p.id IS NOT NULL", reads={"predictions"})
     if filters.get("predicted"):
-        where.append("p.label = ?")
-        args.append(filters["predicted"])
-    if filters.get("source"):
-        where.append("i.source = ?")
-        args.append(filters["source"])
-    if filters.get("split"):
-        where.append("i.split = ?")
-        args.append(filters["split"])
-    return " AND ".join(where), args
+        add("p.label = ?", filters["predicted"], reads={"predictions"})
+    for column in ("source", "split"):
+        if filters.get(column):
+            add(f"i.{column} = ?", filters[column])
+    return " AND ".join(conditions), args, tables
 
 
 # The probability the live model gives an image's true class.
 _TRUE_PROBABILITY = ("COALESCE((SELECT json_extract(t.value, '$[1]') FROM json_each(p.top) t"
                      " WHERE json_extract(t.value, '$[0]') = c.name), 0)")
+# Each sort's ORDER BY and the tables it reads.
+_GRID_ORDERS = {
+    "newest": ("i.id DESC", set()),
+    "oldest": ("i.id ASC", set()),
+    "least-confident": ("p.confidence IS NULL, p.confidence ASC, i.id DESC", {"predictions"}),
+    "top-losses": (f"{_TRUE_PROBABILITY} ASC, i.id DESC", {"labels", "classes", "predictions"}),
+}
+
+
+def _grid_from(tables, version):
+    """FROM images with only the joins `tables` needs (each LEFT JOIN matches at
+    most one row, so a join never changes which images are listed)."""
+    sql, args = " FROM images i", []
+    if tables & {"labels", "classes"}:
+        sql += " LEFT JOIN labels l ON l.image_id = i.id"
+    if "classes" in tables:
+        sql += " LEFT JOIN classes c ON c.id = l.class_id"
+    if "predictions" in tables:
+        join, args = _prediction_join(version)
+        sql += f" {join}"
+    return sql, args
 
 
 def grid(store, filters, sort, offset, limit, version):
@@ -71,35 +94,21 @@ def grid(store, filters, sort, offset, limit, version):
     images without a prediction last, "top-losses" lists only labeled images
     with a prediction, the ones whose true class got the least probability first.
 
-    The page is chosen on ids alone (joining predictions only when a filter or
-    the sort needs them), then its rows are read by id: OFFSET skips bare ids.
+    The page is chosen on ids alone, joining only the tables the filters and
+    the sort read (the count only those the filters read), then its rows are
+    read by id: OFFSET skips bare ids.
     """
     if sort not in GRID_SORTS:
         raise SketchError(f"Unknown sort {sort!r}; expected one of {', '.join(GRID_SORTS)}.")
-    needs_prediction = bool(sort in ("least-confident", "top-losses") or filters.get("predicted")
-                            or filters.get("status") == "misclassified")
-    join, join_args = _prediction_join(version) if needs_prediction else ("", [])
-    where, args = _grid_where(filters)
-    if sort == "top-losses":
-        where += " AND l.class_id IS NOT NULL AND p.id IS NOT NULL"
-    order = {"newest": "i.id DESC", "oldest": "i.id ASC",
-             "least-confident": "p.confidence IS NULL, p.confidence ASC, i.id DESC",
-             "top-losses": f"{_TRUE_PROBABILITY} ASC, i.id DESC"}[sort]
-    status = filters.get("status")
-    needs_class = status == "misclassified" or sort == "top-losses"
-    needs_label = needs_class or bool(filters.get("label")) or status in ("labeled", "unlabeled")
-    labels = " LEFT JOIN labels l ON l.image_id = i.id" if needs_label else ""
-    classes = " LEFT JOIN classes c ON c.id = l.class_id" if needs_class else ""
-    base = f" FROM images i{labels}{classes} {join} WHERE {where}"
-    # The prediction join never adds or drops rows (at most one match, LEFT),
-    # so the count skips it unless a condition reads the prediction.
-    filtered = filters.get("predicted") or filters.get("status") == "misclassified" \
-        or sort == "top-losses"
-    count_base = base if filtered else base.replace(join, "")
-    total = store.db.execute(f"SELECT COUNT(*) {count_base}",
-                             [*(join_args if filtered else []), *args]).fetchone()[0]
-    ids = [r[0] for r in store.db.execute(f"SELECT i.id {base} ORDER BY {order} LIMIT ? OFFSET ?",
-                                          [*join_args, *args, limit, offset])]
+    where, args, filtered_by = _grid_where(filters, sort)
+    order, ranked_by = _GRID_ORDERS[sort]
+    count_from, count_args = _grid_from(filtered_by, version)
+    total = store.db.execute(f"SELECT COUNT(*){count_from} WHERE {where}",
+                             [*count_args, *args]).fetchone()[0]
+    page_from, page_args = _grid_from(filtered_by | ranked_by, version)
+    ids = [r[0] for r in store.db.execute(
+        f"SELECT i.id{page_from} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+        [*page_args, *args, limit, offset])]
     return images_by_id(store, ids, version), total
 
 
