@@ -129,8 +129,19 @@ def _worker_pool():
     return _pool
 
 
-def load_features(store, alpha, input_size, image_ids, views):
-    """{(image_id, view): float32 vector} of the cached features."""
-    cached = store.features(image_ids, feature_key(alpha, input_size), views)
-    return {key: np.frombuffer(blob, dtype=np.float16).astype(np.float32)
-            for key, blob in cached.items()}
+def feature_matrix(store, alpha, input_size, keys):
+    """(float32 matrix, keys found): the cached features of those of `keys`
+    [(image_id, view)] that are cached, one row each in that order. Rows are
+    filled in place from the stored float16 bytes, each freed once copied, so
+    the peak is about the matrix plus the bytes (no per-vector arrays)."""
+    keys = list(keys)
+    views = max((view for _, view in keys), default=0) + 1
+    cached = store.features(list(dict.fromkeys(i for i, _ in keys)),
+                            feature_key(alpha, input_size), views)
+    found = [key for key in keys if key in cached]
+    if not found:
+        return np.zeros((0, 0), np.float32), found
+    matrix = np.empty((len(found), len(cached[found[0]]) // 2), np.float32)
+    for row, key in enumerate(found):
+        matrix[row] = np.frombuffer(cached.pop(key), dtype=np.float16)
+    return matrix, found

@@ -4,7 +4,7 @@ features and the stored NumPy head: the backbone runs only for images whose
 features are not cached yet."""
 import numpy as np
 
-from model.features import ensure_features, load_features
+from model.features import ensure_features, feature_matrix
 from model.head import NumpyHead
 
 SCORE_BATCH = 2000
@@ -24,12 +24,10 @@ def score_images(store, version, image_ids, on_progress=None):
     for start in range(0, len(ids), SCORE_BATCH):
         chunk = ids[start:start + SCORE_BATCH]
         ensure_features(store, alpha, size, chunk, 1)
-        vectors = load_features(store, alpha, size, chunk, 1)
-        known = [i for i in chunk if (i, 0) in vectors]
+        vectors, found = feature_matrix(store, alpha, size, [(i, 0) for i in chunk])
         rows = []
-        if known:
-            probabilities = head(np.stack([vectors[(i, 0)] for i in known]))
-            for image_id, p in zip(known, probabilities):
+        if found:
+            for (image_id, _), p in zip(found, head(vectors)):
                 order = np.argsort(p)[::-1]
                 rows.append((image_id, [[classes[k], round(float(p[k]), 6)] for k in order]))
         if on_progress:

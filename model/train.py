@@ -17,7 +17,7 @@ from tqdm import tqdm
 from db import Store, default_path
 from model.config import DEFAULTS, backbone_name, make_config
 from model.errors import NotEnoughData, SketchError
-from model.features import ensure_features, load_features
+from model.features import ensure_features, feature_matrix
 
 HOLDOUT_FRACTION = 0.2
 MIN_IMAGES_PER_CLASS = 2
@@ -158,17 +158,11 @@ def _usable(train_rows):
 
 def _training_arrays(store, config, rows, classes):
     index = {c: i for i, c in enumerate(classes)}
-    ids = [i for i, _ in rows]
-    vectors = load_features(store, config["alpha"], config["input_size"], ids, config["views"])
-    x, y, groups = [], [], []
-    for image_id, label in rows:
-        for view in range(config["views"]):
-            vector = vectors.get((image_id, view))
-            if vector is not None:
-                x.append(vector)
-                y.append(index[label])
-                groups.append(image_id)
-    return np.stack(x), np.asarray(y, dtype=np.int64), np.asarray(groups)
+    labels = dict(rows)
+    x, found = feature_matrix(store, config["alpha"], config["input_size"],
+                              [(i, view) for i, _ in rows for view in range(config["views"])])
+    groups = np.asarray([i for i, _ in found])
+    return x, np.asarray([index[labels[i]] for i in groups], dtype=np.int64), groups
 
 
 def _validation_split(y, groups, fraction):
@@ -187,11 +181,11 @@ def _validation_split(y, groups, fraction):
 
 def _head_probabilities(head, store, alpha, size, image_ids):
     """(probabilities, ids) for the images among `image_ids` with cached features."""
-    vectors = load_features(store, alpha, size, image_ids, 1)
-    known = [i for i in image_ids if (i, 0) in vectors]
+    vectors, found = feature_matrix(store, alpha, size, [(i, 0) for i in image_ids])
+    known = [i for i, _ in found]
     if not known:
         return np.zeros((0, 0), np.float32), known
-    return head(np.stack([vectors[(i, 0)] for i in known])), known
+    return head(vectors), known
 
 
 def version_accuracy(store, version, image_ids, labels):
