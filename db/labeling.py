@@ -181,25 +181,9 @@ def label_images(store, image_ids, label, labeled_by):
     name = clean_label(label)
     with store.transaction() as db:
         ids = _existing(db, image_ids)
-        if not ids:
-            return 0
-        class_id = store.ensure_class(name)
-        stamp = now()
-        db.conn.executemany(
-            "INSERT INTO labels (image_id, class_id, labeled_by, created_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT(image_id) DO UPDATE SET class_id = excluded.class_id,"
-            " labeled_by = excluded.labeled_by, created_at = excluded.created_at",
-            [(i, class_id, labeled_by, stamp) for i in ids])
+        if ids:
+            store.set_label(ids, name, labeled_by)
     return len(ids)
-
-
-def unlabel_images(store, image_ids):
-    with store.transaction() as db:
-        count = 0
-        for chunk in _chunks(sorted(set(image_ids)), 500):
-            marks = ",".join("?" * len(chunk))
-            count += db.execute(f"DELETE FROM labels WHERE image_id IN ({marks})", chunk).rowcount
-    return count
 
 
 def move_to_split(store, image_ids, split):

@@ -243,20 +243,23 @@ class Store:
     def _set_label(self, db, image_ids, label, labeled_by):
         class_id = self._ensure_class(db, clean_label(label))
         stamp = now()
-        for image_id in image_ids:
-            db.execute(
-                "INSERT INTO labels (image_id, class_id, labeled_by, created_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT(image_id) DO UPDATE SET"
-                " class_id = excluded.class_id, labeled_by = excluded.labeled_by,"
-                " created_at = excluded.created_at",
-                [image_id, class_id, labeled_by, stamp])
+        db.conn.executemany(
+            "INSERT INTO labels (image_id, class_id, labeled_by, created_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT(image_id) DO UPDATE SET"
+            " class_id = excluded.class_id, labeled_by = excluded.labeled_by,"
+            " created_at = excluded.created_at",
+            [(image_id, class_id, labeled_by, stamp) for image_id in image_ids])
 
     def remove_labels(self, image_ids):
-        """Make images unlabeled again (they stay stored, with their features)."""
+        """Make images unlabeled again (they stay stored, with their features).
+        Returns how many labels were removed."""
+        removed = 0
         with self.transaction() as db:
-            for chunk in _chunks(list(image_ids), 500):
+            for chunk in _chunks(sorted(set(image_ids)), 500):
                 marks = ",".join("?" * len(chunk))
-                db.execute(f"DELETE FROM labels WHERE image_id IN ({marks})", chunk)
+                removed += db.execute(f"DELETE FROM labels WHERE image_id IN ({marks})",
+                                      chunk).rowcount
+        return removed
 
     def classes(self):
         """Every class with its count of live labeled images, by name."""

@@ -423,7 +423,7 @@ def create_app(store_path, password=None, train_options=None):
             count = labeling.label_images(store, ids, label, LABELED_BY)
             return f"Labeled {count} image(s) as {label}.", None
         if action == "unlabel":
-            return f"Removed the label of {labeling.unlabel_images(store, ids)} image(s).", None
+            return f"Removed the label of {store.remove_labels(ids)} image(s).", None
         if action == "split":
             split = form.get("split") or ""
             return (f"Moved {labeling.move_to_split(store, ids, split)} image(s) to {split}.",

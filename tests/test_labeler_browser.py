@@ -100,7 +100,7 @@ def test_shift_click_selects_a_range_and_the_batch_label_applies_to_it(seeded_db
 
 def test_number_keys_label_the_focused_image_and_move_to_the_next(seeded_db, page):
     path, store, train, test = seeded_db
-    labeling.unlabel_images(store, train + test)
+    store.remove_labels(train + test)
     classes = [c["name"] for c in labeling.class_summary(store)]
     with served(make_app(path)) as url:
         page.goto(f"{url}/images?per_page=20")
@@ -158,7 +158,7 @@ def test_retrain_button_shows_live_progress_then_the_new_version(backbone, tmp_p
     # Unlabeled images make the scoring stage long enough to watch: 400 need
     # several feature batches, each reported (training alone takes ~1 s).
     add_sketches(store, 100, seed=11, shapes=None)
-    labeling.unlabel_images(store, [r[0] for r in store.db.execute(
+    store.remove_labels([r[0] for r in store.db.execute(
         "SELECT id FROM images ORDER BY id DESC LIMIT 400")])
     seeded_ids = {i for i, _ in store.labeled_images("train")}
     assert len(seeded_ids) >= 16

@@ -46,7 +46,7 @@ def test_grid_filters_by_class_split_source_and_status(db, client):
     assert len(ids) == 2 and set(ids) <= set(test)
     assert len(tile_ids(client.get("/images?split=train&per_page=200").text)) == len(train)
     assert tile_ids(client.get("/images?source=webcam").text) == []
-    labeling.unlabel_images(store, train[:3])
+    store.remove_labels(train[:3])
     assert sorted(tile_ids(client.get("/images?status=unlabeled").text)) == sorted(train[:3])
     assert sorted(tile_ids(client.get("/images?label=none").text)) == sorted(train[:3])
 
