@@ -264,25 +264,26 @@ def get_class(store, class_id):
 
 
 def create_class(store, name):
-    """(class id, created?)"""
+    """(class id, its cleaned name, created?)"""
     name = clean_label(name)
     with store.transaction() as db:
         row = db.execute("SELECT id FROM classes WHERE name = ?", [name]).fetchone()
         if row:
-            return row[0], False
-        return store.ensure_class(name), True
+            return row[0], name, False
+        return store.ensure_class(name), name, True
 
 
 def rename_class(store, class_id, new_name):
     """Rename a class. A rename corrects a name, the class stays the same: model
     versions, their stored predictions and the corrections that name it take
     the new name in the same transaction (else every image of the class would
-    look misclassified to the grid until the next retrain)."""
+    look misclassified to the grid until the next retrain). Returns (old name,
+    new name)."""
     new_name = clean_label(new_name)
     with store.transaction() as db:
         old = get_class(store, class_id)["name"]
         if new_name == old:
-            return old
+            return old, new_name
         other = db.execute("SELECT id FROM classes WHERE name = ?", [new_name]).fetchone()
         if other:
             raise ClassConflict(f"A class named {new_name!r} already exists: merge into it "
@@ -295,7 +296,7 @@ def rename_class(store, class_id, new_name):
         db.execute("UPDATE predictions SET label = ? WHERE label = ?", [new_name, old])
         _rename_in_tops(db, old, new_name)
         _rename_in_versions(db, old, new_name)
-    return old
+    return old, new_name
 
 
 def _rename_in_tops(db, old, new):
@@ -328,7 +329,7 @@ def _rename_in_versions(db, old, new):
 
 def merge_classes(store, source_id, target_id):
     """Move every label of `source_id` to `target_id` and delete `source_id`.
-    Returns how many labels moved."""
+    Returns (source name, target name, how many labels moved)."""
     if int(source_id) == int(target_id):
         raise ClassConflict("A class cannot be merged into itself.")
     with store.transaction() as db:
@@ -339,7 +340,7 @@ def merge_classes(store, source_id, target_id):
         db.execute("UPDATE corrections SET label = ? WHERE label = ? AND status = 'pending'",
                    [target["name"], source["name"]])
         db.execute("DELETE FROM classes WHERE id = ?", [source["id"]])
-    return moved
+    return source["name"], target["name"], moved
 
 
 def delete_class(store, class_id):

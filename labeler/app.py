@@ -451,7 +451,7 @@ def create_app(store_path, password=None, train_options=None):
         live_id = store.live_version_id()
         grid_row = labeling.images_by_id(store, [image_id], live_id)[0]
         return render(request, "image.html", image=row, prediction=grid_row,
-                      classes=labeling.class_summary(store), splits=SPLITS)
+                      classes=labeling.class_names(store), splits=SPLITS)
 
     # -- review queue --------------------------------------------------------------------
 
@@ -505,24 +505,21 @@ def create_app(store_path, password=None, train_options=None):
     @app.post("/classes")
     async def class_create(request: Request):
         form = await checked_form(request)
-        class_id, created = labeling.create_class(store, form.get("name") or "")
-        name = labeling.get_class(store, class_id)["name"]
+        _, name, created = labeling.create_class(store, form.get("name") or "")
         return redirect("/classes", f"Created the class {name}." if created
                         else f"The class {name} already exists.")
 
     @app.post("/classes/{class_id}/rename")
     async def class_rename(request: Request, class_id: int):
         form = await checked_form(request)
-        old = labeling.rename_class(store, class_id, form.get("name") or "")
-        return redirect("/classes", f"Renamed {old} to {labeling.get_class(store, class_id)['name']}.")
+        old, new = labeling.rename_class(store, class_id, form.get("name") or "")
+        return redirect("/classes", f"Renamed {old} to {new}.")
 
     @app.post("/classes/{class_id}/merge")
     async def class_merge(request: Request, class_id: int):
         form = await checked_form(request)
         target = _int(form.get("into"), None, "into")
-        source = labeling.get_class(store, class_id)["name"]
-        into = labeling.get_class(store, target)["name"]
-        moved = labeling.merge_classes(store, class_id, target)
+        source, into, moved = labeling.merge_classes(store, class_id, target)
         return redirect("/classes", f"Merged {source} into {into} ({moved} image(s) moved).")
 
     @app.post("/classes/{class_id}/delete")
@@ -535,7 +532,7 @@ def create_app(store_path, password=None, train_options=None):
 
     @app.get("/capture", response_class=HTMLResponse)
     def capture(request: Request):
-        return render(request, "capture.html", classes=labeling.class_summary(store),
+        return render(request, "capture.html", classes=labeling.class_names(store),
                       splits=SPLITS, max_files=MAX_UPLOAD_FILES, max_frames=MAX_BURST_FRAMES,
                       max_mb=MAX_UPLOAD_BYTES // 2**20)
 
