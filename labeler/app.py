@@ -40,7 +40,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from db import Store, labeling
-from db.store import SOURCES, SPLITS, clean_label
+from db.store import MAX_LABEL_LENGTH, SOURCES, SPLITS, clean_label
 from labeler.importer import IMAGE_SUFFIXES, import_tree
 from labeler.jobs import Jobs
 from model.errors import (BadImage, ClassConflict, NoLiveModel, NotEnoughData, NotFound,
@@ -232,6 +232,7 @@ def create_app(store_path, password=None, train_options=None):
                              autoescape=True, undefined=jinja2.ChainableUndefined)
     env.filters["pct"] = lambda v: "–" if not isinstance(v, (int, float)) else f"{100 * v:.1f}%"
     env.filters["prob"] = lambda v: "–" if not isinstance(v, (int, float)) else f"{v:.2f}"
+    env.globals.update(max_label=MAX_LABEL_LENGTH, max_per_page=MAX_PAGE_SIZE)
 
     app = FastAPI(title="Sketchlab labeler", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store

@@ -51,6 +51,25 @@ def test_grid_filters_by_class_split_source_and_status(db, client):
     assert sorted(tile_ids(client.get("/images?label=none").text)) == sorted(train[:3])
 
 
+def test_filter_form_keeps_the_chosen_filters_and_the_forms_carry_the_servers_limits(
+        db, client):
+    from db.store import MAX_LABEL_LENGTH
+    from labeler.app import MAX_PAGE_SIZE
+    _, store, train, _ = db
+    circle = next(c["id"] for c in labeling.class_summary(store) if c["name"] == "circle")
+    page = client.get(f"/images?label={circle}&split=test&status=labeled&sort=oldest").text
+    for chosen in (f'<option value="{circle}" selected>circle</option>',
+                   '<option value="test" selected>test</option>',
+                   '<option value="labeled" selected>labeled</option>',
+                   '<option value="oldest" selected>oldest</option>'):
+        assert chosen in page
+    assert page.count(" selected>") == 4
+    assert f'max="{MAX_PAGE_SIZE}"' in page
+    for url in ("/images", f"/images/{train[0]}", "/capture", "/classes"):
+        fields = re.findall(r'maxlength="(\d+)"', client.get(url).text)
+        assert fields and set(fields) == {str(MAX_LABEL_LENGTH)}, url
+
+
 def test_grid_rejects_bad_filter_values_with_a_400_page_not_a_500(client):
     for query in ("page=x", "status=bogus", "label=abc", "sort=sideways", "source=fax",
                   "split=validation", "per_page=lots"):
