@@ -62,12 +62,18 @@ def test_file_is_in_wal_mode_and_connections_enforce_foreign_keys(store):
         store.set_label([12345], "circle", "test")
 
 
-def test_older_schema_file_is_migrated_in_place_and_keeps_its_rows(tmp_path):
-    path = tmp_path / "v1.db"
+def schema_v1_file(path):
+    """An open connection to a new file at schema version 1 (the first migration only)."""
     conn = sqlite3.connect(path)
     for sql in statements(MIGRATIONS[0]):
         conn.execute(sql)
     conn.execute("PRAGMA user_version = 1")
+    return conn
+
+
+def test_older_schema_file_is_migrated_in_place_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "v1.db"
+    conn = schema_v1_file(path)
     conn.execute("INSERT INTO images (sha256, data, width, height, source, split, created_at)"
                  " VALUES ('abc', x'89504e47', 3, 4, 'upload', 'test', '2024-01-01')")
     conn.commit()
@@ -406,10 +412,7 @@ print(store.schema_version())
 
 def test_processes_opening_an_old_file_at_once_migrate_it_exactly_once(tmp_path):
     path = tmp_path / "v1.db"
-    conn = sqlite3.connect(path)
-    for sql in statements(MIGRATIONS[0]):
-        conn.execute(sql)
-    conn.execute("PRAGMA user_version = 1")
+    conn = schema_v1_file(path)
     conn.commit()
     conn.close()
     # All start together (after the interpreters are up) to race for the migration.
