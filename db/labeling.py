@@ -288,9 +288,14 @@ def rename_class(store, class_id, new_name):
         if other:
             raise ClassConflict(f"A class named {new_name!r} already exists: merge into it "
                                 "instead of renaming.")
+        # A class merged away or deleted keeps its name in the versions trained with it.
+        if db.execute("SELECT 1 FROM model_versions WHERE EXISTS (SELECT 1 FROM json_each(classes)"
+                      " WHERE value = ?) AND EXISTS (SELECT 1 FROM json_each(classes)"
+                      " WHERE value = ?)", [old, new_name]).fetchone():
+            raise ClassConflict(f"A model version knows both {old!r} and {new_name!r} (a class "
+                                f"merged or deleted since): pick another name.")
         db.execute("UPDATE classes SET name = ? WHERE id = ?", [new_name, class_id])
-        db.execute("UPDATE corrections SET label = ? WHERE label = ? AND status = 'pending'",
-                   [new_name, old])
+        db.execute("UPDATE corrections SET label = ? WHERE label = ?", [new_name, old])
         db.execute("UPDATE corrections SET predicted_label = ? WHERE predicted_label = ?",
                    [new_name, old])
         db.execute("UPDATE predictions SET label = ? WHERE label = ?", [new_name, old])

@@ -510,9 +510,16 @@ def create_app(store_path, password=None, train_options=None):
         return redirect("/classes", f"Created the class {name}." if created
                         else f"The class {name} already exists.")
 
+    def _no_job_running(doing):
+        # A retrain or rescoring writes predictions with the names it read at its start.
+        if jobs.running():
+            raise ClassConflict(f"A model job is running: try {doing} again once it has "
+                                "finished (see Retrain).")
+
     @app.post("/classes/{class_id}/rename")
     async def class_rename(request: Request, class_id: int):
         form = await checked_form(request)
+        _no_job_running("renaming")
         old, new = labeling.rename_class(store, class_id, form.get("name") or "")
         return redirect("/classes", f"Renamed {old} to {new}.")
 
@@ -520,6 +527,7 @@ def create_app(store_path, password=None, train_options=None):
     async def class_merge(request: Request, class_id: int):
         form = await checked_form(request)
         target = _int(form.get("into"), None, "into")
+        _no_job_running("merging")
         source, into, moved = labeling.merge_classes(store, class_id, target)
         return redirect("/classes", f"Merged {source} into {into} ({moved} image(s) moved).")
 

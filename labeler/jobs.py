@@ -34,7 +34,7 @@ class Jobs:
     def start(self, job, target):
         """Start `target(report)` in the worker; False when a job is running."""
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            if self.running():
                 return False
             self.status = {"state": "running", "job": job, "stage": "starting", "done": 0,
                            "total": 0, "message": "", "result": None, "error": None,
@@ -44,6 +44,10 @@ class Jobs:
                                             name=f"labeler-{job}", daemon=True)
             self._thread.start()
         return True
+
+    def running(self):
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     def wait(self, timeout=None):
         thread = self._thread

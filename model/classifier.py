@@ -36,6 +36,9 @@ class Classifier:
             raise NoLiveModel("No model has been trained yet: label some images and run "
                               "python -m model.train (or press Retrain).")
         live_id, names = live
+        loaded = self._loaded
+        if loaded is not None and (loaded.version["id"], loaded.version["classes"]) == live:
+            return loaded.version  # the common case: no lock taken on the request path
         with self._lock:
             if self._loaded is None or self._loaded.version["id"] != live_id:
                 self._loaded = _load(self.store.model_version(live_id))

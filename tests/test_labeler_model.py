@@ -265,6 +265,40 @@ def test_renaming_a_class_keeps_its_images_correctly_predicted_and_serving_follo
     assert result["label"] == "pentagram" and result["version"] == live["id"]
 
 
+def test_a_rename_onto_a_name_an_old_version_still_knows_is_refused_and_changes_nothing(
+        trained):
+    path, store = trained
+    client = client_for(path)
+    ids = {c["name"]: c["id"] for c in labeling.class_summary(store)}
+    post(client, f"/classes/{ids['star']}/merge", {"into": str(ids["circle"])})
+    before = store.model_version()
+    response = post(client, f"/classes/{ids['square']}/rename", {"name": "star"})
+    assert response.status_code == 409 and "pick another name" in response.text
+    assert labeling.get_class(store, ids["square"])["name"] == "square"
+    assert store.model_version() == before
+
+
+def test_classes_are_not_renamed_or_merged_while_a_model_job_writes_predictions(trained):
+    import threading
+    path, store = trained
+    client = client_for(path)
+    ids = {c["name"]: c["id"] for c in labeling.class_summary(store)}
+    release = threading.Event()
+    jobs = client.app.state.jobs
+    assert jobs.start("held", lambda report: release.wait(60))
+    try:
+        for url, data in ((f"/classes/{ids['star']}/rename", {"name": "pentagram"}),
+                          (f"/classes/{ids['star']}/merge", {"into": str(ids["circle"])})):
+            response = post(client, url, data)
+            assert response.status_code == 409 and "once it has finished" in response.text
+        assert {c["name"] for c in labeling.class_summary(store)} == set(ids)
+    finally:
+        release.set()
+        jobs.wait()
+    post(client, f"/classes/{ids['star']}/rename", {"name": "pentagram"})
+    assert labeling.get_class(store, ids["star"])["name"] == "pentagram"
+
+
 def test_rollback_makes_an_older_version_live_again(trained):
     path, store = trained
     client = client_for(path)
