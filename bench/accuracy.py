@@ -35,7 +35,10 @@ def main(argv=None):
                         help="heads trained per point (seeds 0..N-1); the mean is reported")
     parser.add_argument("--plot", default=str(ROOT / "docs" / "accuracy.png"))
     args = parser.parse_args(argv)
-    sizes = sorted({int(n) for n in args.per_class.split(",")}, reverse=True)
+    try:
+        sizes = sorted({int(n) for n in args.per_class.split(",")}, reverse=True)
+    except ValueError:
+        sizes = [0]
     if not 1 <= sizes[-1] <= sizes[0] <= DEV_PER_CLASS - TEST_PER_CLASS or args.seeds < 1:
         parser.error(f"--per-class takes 1..{DEV_PER_CLASS - TEST_PER_CLASS}; --seeds at least 1")
     setup()

@@ -23,9 +23,10 @@ TRAIN_PER_CLASS = 300
 TEST_PER_CLASS = 300
 
 
-def setup():
-    """Point Keras at a temporary cache holding the shared weights (before Keras is imported)."""
-    for path in (DATASET, WEIGHTS):
+def setup(dataset=True):
+    """Point Keras at a temporary cache holding the shared weights (before Keras
+    is imported); exit with the reason when they, or the dataset it needs, are missing."""
+    for path in (DATASET, WEIGHTS) if dataset else (WEIGHTS,):
         if not path.exists():
             sys.exit(f"benchmark needs {path} (the project's shared data); not found")
     home = Path(tempfile.mkdtemp(prefix="sketchlab-bench-keras-"))

@@ -86,7 +86,7 @@ def running_demo(prefix):
     0.25 weights in a temporary KERAS_HOME, ready to classify. Yields a
     namespace: url, paths (sketch files), payloads (their sketchpad values),
     db, keras_home, startup_s; the process is stopped afterwards."""
-    keras_home = setup()
+    keras_home = setup(dataset=False)  # the demo draws its own sketches
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "client")
     from gradio_client import handle_file

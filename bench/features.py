@@ -26,6 +26,10 @@ from bench.common import ALPHA, fill_store, machine, quickdraw, setup
 
 BATCH_SIZES = (1, 32, 128)
 WORKER_IMAGES = 128  # arrays sent to each worker, run over and over for `seconds`
+# The pipeline measurement starts the worker pool on its first images, untimed
+# (at least model.features.POOL_MIN_FEATURES), then times the rest (as many again).
+PIPELINE_WARMUP = 300
+MIN_IMAGES = 600
 
 
 def main(argv=None):
@@ -34,6 +38,9 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=4.0,
                         help="seconds per LiteRT measurement")
     args = parser.parse_args(argv)
+    if args.images < MIN_IMAGES or args.seconds <= 0:
+        parser.error(f"--images takes at least {MIN_IMAGES} (the pipeline measurement warms "
+                     f"up on {PIPELINE_WARMUP}); --seconds must be positive")
     setup()
     from PIL import Image
     from model.backbone import FeatureExtractor, compiled
@@ -97,7 +104,9 @@ def _rate(run, arrays, seconds=0.0):
 def _pool_rate(pool, model_files, arrays, batch, seconds):
     """Images/s of all workers running at once, each on its own slice."""
     from model.features import FEATURE_WORKERS
-    parts = [(model_files, arrays[i * WORKER_IMAGES:(i + 1) * WORKER_IMAGES], batch, seconds)
+    # Each worker its own WORKER_IMAGES, wrapping round when there are fewer images.
+    parts = [(model_files, arrays[np.arange(i * WORKER_IMAGES, (i + 1) * WORKER_IMAGES)
+                                  % len(arrays)], batch, seconds)
              for i in range(FEATURE_WORKERS)]
     return sum(pool.starmap(_worker_rate, parts, chunksize=1))
 
@@ -114,9 +123,9 @@ def _pipeline_rate(rows, views):
     from model.features import ensure_features
     store = Store(Path(tempfile.mkdtemp(prefix="sketchlab-bench-")) / "bench.db")
     ids = fill_store(store, rows)
-    ensure_features(store, ALPHA, 224, ids[:300], 1)  # starts the pool, outside the timing
+    ensure_features(store, ALPHA, 224, ids[:PIPELINE_WARMUP], 1)  # starts the pool, untimed
     started = time.perf_counter()
-    computed, _ = ensure_features(store, ALPHA, 224, ids[300:], views)
+    computed, _ = ensure_features(store, ALPHA, 224, ids[PIPELINE_WARMUP:], views)
     return computed / (time.perf_counter() - started)
 
 

@@ -366,9 +366,9 @@ def create_app(store_path, password=None, train_options=None):
             raise SketchError("Image ids must be numbers.") from None
 
     def label_choice(form):
-        """The class a form names: a new name wins over the list."""
-        new = (form.get("new_label") or "").strip()
-        return new or (form.get("label") or "").strip()
+        """The class a form names, cleaned (a new name wins over the list), or ""."""
+        name = (form.get("new_label") or "").strip() or (form.get("label") or "").strip()
+        return clean_label(name) if name else ""
 
     # -- pages ---------------------------------------------------------------------------
 
@@ -398,6 +398,7 @@ def create_app(store_path, password=None, train_options=None):
             per_page=per_page, filters=filters, sort=sort, classes=classes,
             key_classes=classes[:KEY_CLASSES], predicted=labeling.version_classes(store, live_id),
             sources=SOURCES, splits=SPLITS, statuses=labeling.GRID_STATUSES,
+            unlabeled=labeling.UNLABELED,
             sorts=labeling.GRID_SORTS, select_all=q.get("select") == "page",
             page_url=lambda p, **extra: "/images?" + urlencode({**state, "page": p, **extra}),
             here="/images?" + urlencode({**state, "page": page}), live_id=live_id)

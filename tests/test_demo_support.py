@@ -6,7 +6,6 @@ backbone, real SQLite file) and every test gets its own copy of the file.
 import contextlib
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from bench.common import free_port
 from db.backup import backup
 from tests.conftest import ARTIFACTS, ROOT, TEST_ALPHA
 
@@ -84,12 +84,6 @@ def offline_downloads(monkeypatch):
             return real_get_file(fname, origin, *args, **kwargs)
         raise Exception(f"URL fetch failure on {origin}: offline (test)")
     monkeypatch.setattr(file_utils, "get_file", get_file)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

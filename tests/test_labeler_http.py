@@ -440,6 +440,23 @@ def test_an_upload_naming_a_source_other_than_upload_sources_is_refused(db, clie
     assert sorted(sources) == sorted(UPLOAD_SOURCES)
 
 
+def test_bad_class_forms_get_one_clear_error_and_change_nothing(db, client):
+    _, store, _, _ = db
+    star = _class_id(store, "star")
+    for data, status in (({"into": "abc"}, 400), ({}, 400), ({"into": "99999"}, 404)):
+        assert post(client, f"/classes/{star}/merge", data).status_code == status, data
+    for name in ("", "   ", "a\u202eb", "x" * 65):
+        assert post(client, f"/classes/{star}/rename", {"name": name}).status_code == 400
+    assert labeling.get_class(store, star)["name"] == "star"
+    before = store.count_images()
+    archive = _zip({"a.png": png_bytes("star", 98), "b.png": png_bytes("star", 97)})
+    for files in ([("files", ("a.png", png_bytes("star", 99), "image/png"))],
+                  [("files", ("a.zip", archive, "application/zip"))]):
+        response = post(client, "/upload", {"new_label": "x" * 65}, files=files)
+        assert response.status_code == 400 and response.text.count("at most 64") == 1
+    assert store.count_images() == before
+
+
 def _zip(entries):
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
@@ -563,7 +580,7 @@ def test_python_m_labeler_serves_the_grid_over_real_http_and_asks_for_its_passwo
     import time
     import httpx
     from tests.conftest import ROOT
-    from tests.test_demo_support import free_port
+    from bench.common import free_port
     port = free_port()
     log = tmp_path / "labeler.log"
     with open(log, "w") as out:
