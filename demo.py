@@ -53,9 +53,9 @@ QUEUE_MAX_SIZE = 64
 STREAM_EVERY = 0.3
 STREAM_TIME_LIMIT = 120
 WEBCAM_STREAMS = 4
-# After a failed start (weights missing, no model), a request retries it in the
-# background at most this often: weights put in place, or a model trained by
-# `python -m model.train`, are then served without a restart.
+# After a failed start, a request or a page load checks at most this often
+# whether its cause is gone (the weights file is in place, or `python -m
+# model.train` made a model) and then starts again in the background.
 RETRY_FAILED_START_S = 10
 # One Teach example in TEST_EVERY goes to the test split, so a new class is measured.
 TEST_EVERY = 5
@@ -131,7 +131,7 @@ class App:
         `again` runs it anew once the last attempt has ended."""
         with self._lock:
             if self._thread is None or (again and not self._thread.is_alive()):
-                self.phase = "preparing"
+                self.phase, self.problem = "preparing", None
                 self._thread = threading.Thread(target=self._prepare, name="first-model",
                                                 daemon=True)
                 self._thread.start()
@@ -189,8 +189,7 @@ class App:
         """The Classifier, or the SketchError saying why there is none (never random weights)."""
         if self.phase == "idle":
             self.start(wait=True)
-        elif self.phase == "failed" and time.monotonic() >= self.retry_at:
-            self.start(again=True)
+        self.retry_if_due()
         if self._classifier is not None:
             return self._classifier
         if self.problem is not None:
@@ -198,6 +197,17 @@ class App:
         raise NoLiveModel("The first model is still being trained on the starter sketches "
                           f"({self.progress or 'starting'}); this takes under a minute. "
                           "Try again shortly.")
+
+    def retry_if_due(self):
+        """After a failed start, start again in the background once its cause may
+        be gone: the missing weights file is in place, or another process trained
+        a model. Checked at most every RETRY_FAILED_START_S (a stat or one query)."""
+        if self.phase != "failed" or time.monotonic() < self.retry_at:
+            return
+        self.retry_at = time.monotonic() + RETRY_FAILED_START_S
+        weights = getattr(self.problem, "path", None)
+        if (os.path.exists(weights) if weights else self.store.live_version_id() is not None):
+            self.start(again=True)
 
     def classify(self, image):
         classifier = self.classifier()
@@ -558,9 +568,8 @@ def status():
     problem = app.problem
     if isinstance(problem, WeightsMissing):
         text = (f"## ⚠️ No predictions: backbone weights missing\n\n{_md(problem)}\n\n"
-                "Corrections are still saved. Once the file is in place the demo picks it "
-                f"up by itself within {RETRY_FAILED_START_S} s of the next request; no "
-                "restart needed.")
+                "Corrections are still saved. Once the file is in place, reload this page "
+                f"after {RETRY_FAILED_START_S} s: the demo picks it up without a restart.")
     elif problem is not None:
         text = f"## ⚠️ No predictions yet\n\n{_md(problem)}"
     elif app.phase in ("preparing", "idle"):
@@ -606,6 +615,7 @@ def on_load(request: gr.Request):
     allowed = app.may_teach(request)
     if app.phase == "idle":
         app.start()
+    app.retry_if_due()
     return (status(), model_info(), gr.Timer(active=app.phase == "preparing"),
             class_choices(), class_choices(), class_choices(),
             access_note(request), gr.update(interactive=allowed),

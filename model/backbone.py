@@ -66,7 +66,8 @@ def load_backbone(alpha, input_size):
                 weights="imagenet", pooling="avg")
         except Exception as error:
             if "fetch failure" in str(error) or isinstance(error, OSError):
-                raise WeightsMissing(weights_help(alpha, input_size)) from error
+                raise WeightsMissing(weights_help(alpha, input_size), os.path.join(
+                    keras_models_dir(), weights_filename(alpha, input_size))) from error
             raise
     base.trainable = False
     inputs = keras.Input((input_size, input_size, 3), name="image")

@@ -20,7 +20,12 @@ class InvalidLabel(SketchError):
 
 
 class WeightsMissing(SketchError):
-    """The ImageNet backbone weights are neither cached nor downloadable."""
+    """The ImageNet backbone weights are neither cached nor downloadable.
+    `path` is where Keras looks for them first."""
+
+    def __init__(self, message, path=None):
+        super().__init__(message)
+        self.path = path
 
 
 class NoLiveModel(SketchError):

@@ -315,8 +315,11 @@ def test_a_failed_start_recovers_by_itself_once_the_weights_are_in_place(
         demo.app.configure(db=db, alpha=TEST_ALPHA)
         demo.app.start(wait=True)
         assert demo.app.phase == "failed" and isinstance(demo.app.problem, WeightsMissing)
-        with pytest.raises(gr.Error, match=WEIGHTS):
-            demo.classify_sketch(sketch)
+        attempt = demo.app._thread
+        for _ in range(3):  # while the file is still missing, nothing is retried
+            with pytest.raises(gr.Error, match=WEIGHTS):
+                demo.classify_sketch(sketch)
+        assert demo.app._thread is attempt and demo.app.phase == "failed"
         aside.rename(weights)
         deadline = time.monotonic() + 120
         while demo.app.phase != "ready" and time.monotonic() < deadline:
