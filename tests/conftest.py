@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = "mobilenet_2_5_224_tf_no_top.h5"
 TEST_ALPHA = 0.25
 ARTIFACTS = ROOT / "artifacts"
+PAUSE_TIMEOUT_S = 300  # kill_when_paused: longest a child may take to reach its marker
 
 
 def _weights_sources():
@@ -88,6 +90,9 @@ def kill_when_paused(args, marker):
                              stderr=subprocess.STDOUT, text=True,
                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
     output = []
+    # A child that never reaches its marker is killed rather than left to hang the suite.
+    watchdog = threading.Timer(PAUSE_TIMEOUT_S, child.kill)
+    watchdog.start()
     try:
         for line in child.stdout:
             output.append(line)
@@ -95,6 +100,7 @@ def kill_when_paused(args, marker):
                 child.send_signal(signal.SIGKILL)
                 break
     finally:
+        watchdog.cancel()
         child.kill()
         child.wait(timeout=60)
         child.stdout.close()

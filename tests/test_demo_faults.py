@@ -227,11 +227,11 @@ def half_written(path):
 
 
 def integrity(path):
-    db = sqlite3.connect(path)
+    store = Store(path)
     try:
-        return db.execute("PRAGMA integrity_check").fetchone()[0]
+        return store.integrity_check()
     finally:
-        db.close()
+        store.close()
 
 
 @pytest.mark.parametrize("step", ["add_image", "add_prediction", "add_correction"])
