@@ -33,8 +33,8 @@ from pathlib import Path
 import gradio as gr
 
 from db import Store, clean_label, default_path
-from model.errors import (BadImage, BlankSketch, NoLiveModel, NotEnoughData, SketchError,
-                          StorageError, WeightsMissing)
+from db.errors import SketchError, StorageError
+from model.errors import BadImage, BlankSketch, NoLiveModel, NotEnoughData, WeightsMissing
 from model.images import decode, preprocess, stored_form, to_rgb
 
 log = logging.getLogger("sketchlab.demo")

@@ -9,7 +9,7 @@ import sqlite3
 import sys
 
 from db.store import BUSY_TIMEOUT_MS, default_path
-from model.errors import SketchError
+from db.errors import SketchError
 
 
 def backup(source, dest):

@@ -10,7 +10,7 @@ newest row of an (image, version) pair.
 import json
 
 from db.store import SPLITS, _chunks, clean_label, now
-from model.errors import ClassConflict, NotFound, SketchError
+from db.errors import ClassConflict, NotFound, SketchError
 
 GRID_SORTS = ("newest", "oldest", "least-confident", "top-losses")
 GRID_STATUSES = ("all", "labeled", "unlabeled", "misclassified", "deleted")

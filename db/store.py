@@ -20,7 +20,7 @@ from pathlib import Path
 import sqlite_utils
 
 from db.schema import MIGRATIONS, SCHEMA_VERSION, statements
-from model.errors import InvalidLabel, RateLimited, SketchError, StorageError
+from db.errors import InvalidLabel, RateLimited, SketchError, StorageError
 
 DEFAULT_PATH = "data/sketches.db"
 BUSY_TIMEOUT_MS = 15_000

@@ -37,7 +37,7 @@ def main(argv=None):
         return 2
     import uvicorn
     from labeler.app import create_app
-    from model.errors import SketchError
+    from db.errors import SketchError
     try:
         app = create_app(args.db or default_path(), password=password,
                          train_options={"alpha": args.alpha} if args.alpha else None)

@@ -43,8 +43,8 @@ from db import Store, labeling
 from db.store import MAX_LABEL_LENGTH, SOURCES, SPLITS, clean_label
 from labeler.importer import IMAGE_SUFFIXES, import_tree
 from labeler.jobs import Jobs
-from model.errors import (BadImage, ClassConflict, NoLiveModel, NotEnoughData, NotFound,
-                          SketchError, WeightsMissing)
+from db.errors import ClassConflict, NotFound, SketchError
+from model.errors import BadImage, NoLiveModel, NotEnoughData, WeightsMissing
 from model.images import MAX_IMAGE_BYTES, decode, stored_form
 
 HERE = Path(__file__).resolve().parent

@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from db import Store, clean_label, default_path
-from model.errors import SketchError
+from db.errors import SketchError
 from model.images import read_file, stored_form
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}

@@ -8,7 +8,7 @@ import time
 import traceback
 
 from db import labeling
-from model.errors import SketchError
+from db.errors import SketchError
 
 log = logging.getLogger("sketchlab.labeler")
 

@@ -1,10 +1,6 @@
-"""Every named exception of the project. Each boundary translates them once:
-the CLIs print the message and exit 2, the demo raises gr.Error, the labeler
-answers with a 4xx page."""
-
-
-class SketchError(Exception):
-    """Base class: the message is written for the person who caused it."""
+"""The model's errors: what can go wrong between an image and a prediction.
+They derive from db.errors.SketchError and carry their HTTP status."""
+from db.errors import SketchError
 
 
 class BadImage(SketchError):
@@ -15,13 +11,10 @@ class BlankSketch(SketchError):
     """The image has no ink: there is nothing to classify."""
 
 
-class InvalidLabel(SketchError):
-    """A class name that is empty, too long or otherwise unusable."""
-
-
 class WeightsMissing(SketchError):
     """The ImageNet backbone weights are neither cached nor downloadable.
     `path` is where Keras looks for them first."""
+    status = 409
 
     def __init__(self, message, path=None):
         super().__init__(message)
@@ -30,26 +23,12 @@ class WeightsMissing(SketchError):
 
 class NoLiveModel(SketchError):
     """No model version has been trained yet."""
+    status = 409
 
 
 class NotEnoughData(SketchError):
     """Training needs more labeled images than the database holds."""
-
-
-class RateLimited(SketchError):
-    """A sender passed the number of corrections allowed per minute or per day."""
-
-
-class StorageError(SketchError):
-    """The database cannot be written: read-only, disk full, or busy too long."""
-
-
-class NotFound(SketchError):
-    """A class, image, correction or version that does not exist."""
-
-
-class ClassConflict(SketchError):
-    """A class operation that the current classes do not allow (e.g. a rename onto an existing name)."""
+    status = 409
 
 
 class UnknownOption(SketchError):

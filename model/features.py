@@ -8,7 +8,7 @@ import numpy as np
 
 from model import backbone as backbones
 from model.config import backbone_name
-from model.errors import SketchError
+from db.errors import SketchError
 from model.images import PREPROCESSING_VERSION, augment, decode, preprocess
 
 FEATURE_BATCH = 128

@@ -7,7 +7,7 @@ import json
 import sys
 
 from db import Store, default_path
-from model.errors import SketchError
+from db.errors import SketchError
 from model.images import read_file
 
 

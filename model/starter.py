@@ -73,7 +73,7 @@ def main(argv=None):
     import json
     import sys
     from db import default_path
-    from model.errors import SketchError
+    from db.errors import SketchError
     parser = argparse.ArgumentParser(prog="python -m model.starter", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", default=None, help=f"SQLite file (default: {default_path()})")

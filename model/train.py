@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from db import Store, default_path
 from model.config import DEFAULTS, backbone_name, make_config
-from model.errors import NotEnoughData, SketchError
+from db.errors import SketchError
+from model.errors import NotEnoughData
 from model.features import ensure_features, feature_matrix
 
 HOLDOUT_FRACTION = 0.2

@@ -13,7 +13,7 @@ import pytest
 
 from db import Store
 from db.backup import backup
-from model.errors import SketchError, StorageError
+from db.errors import SketchError, StorageError
 from tests.conftest import ROOT, TEST_ALPHA, add_sketches, kill_when_paused, run_cli
 from model.images import stored_form
 from model.sketches import dataset

@@ -12,7 +12,7 @@ import pytest
 from db import Store, clean_label
 from db.schema import MIGRATIONS, SCHEMA_VERSION, statements
 from db.store import MAX_LABEL_LENGTH
-from model.errors import InvalidLabel, SketchError
+from db.errors import InvalidLabel, SketchError
 
 from tests.conftest import ROOT
 
@@ -441,7 +441,7 @@ def _one_image(store):
 
 def test_a_sender_may_send_corrections_per_minute_then_is_told_to_wait(store):
     from db.store import CORRECTIONS_PER_MINUTE
-    from model.errors import RateLimited
+    from db.errors import RateLimited
     image_id = _one_image(store)
     for _ in range(CORRECTIONS_PER_MINUTE):
         store.add_correction(image_id, "circle", "sketch", "anonymous@10.0.0.1")
@@ -457,7 +457,7 @@ def test_a_sender_may_send_corrections_per_day(store, monkeypatch):
     from datetime import timedelta
     from db import store as store_module
     from db.store import CORRECTIONS_PER_DAY
-    from model.errors import RateLimited
+    from db.errors import RateLimited
     image_id = _one_image(store)
     start = store_module.utcnow()
     ticks = iter(range(10**6))
