@@ -7,7 +7,7 @@ Importing this module builds the interface (`demo`) and the plain handler
 functions but does no TensorFlow work and opens no database: the `App`
 object creates the Store and the Classifier on first use. On a fresh
 database it seeds a starter set of generated sketches and trains a first
-model (model.starter) in the background while the page is already served.
+model (service.starter) in the background while the page is already served.
 
 Who may do what:
   * anyone who can open the page classifies and sends corrections; corrections
@@ -146,7 +146,7 @@ class App:
         return self.phase == "ready"
 
     def _prepare(self):
-        from model.starter import ensure_first_model
+        from service.starter import ensure_first_model
         try:
             with self._train_lock:
                 if self.store.live_version_id() is None:

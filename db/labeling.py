@@ -9,7 +9,7 @@ newest row of an (image, version) pair.
 """
 import json
 
-from db.store import SPLITS, _chunks, clean_label, now
+from db.store import _chunks, check_split, clean_label, now
 from db.errors import ClassConflict, NotFound, SketchError
 
 GRID_SORTS = ("newest", "oldest", "least-confident", "top-losses")
@@ -187,8 +187,7 @@ def label_images(store, image_ids, label, labeled_by):
 
 
 def move_to_split(store, image_ids, split):
-    if split not in SPLITS:
-        raise SketchError(f"Unknown split {split!r}; expected train or test.")
+    check_split(split)
     with store.transaction() as db:
         ids = _existing(db, image_ids)
         store.set_split(ids, split)

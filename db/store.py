@@ -67,6 +67,13 @@ def clean_label(text):
 _JOINERS = {"\u200c", "\u200d"}
 
 
+def check_split(split):
+    """`split`, or SketchError when it is not train or test."""
+    if split not in SPLITS:
+        raise SketchError(f"Unknown split {split!r}; expected train or test.")
+    return split
+
+
 def _invisible(char):
     """Controls, surrogates and format characters (bidi overrides that reorder
     text on screen, zero-width spaces) except the joiners words need.
@@ -186,8 +193,7 @@ class Store:
                    label=None, labeled_by=None):
         if source not in SOURCES:
             raise SketchError(f"Unknown image source {source!r}; expected one of {SOURCES}.")
-        if split not in SPLITS:
-            raise SketchError(f"Unknown split {split!r}; expected train or test.")
+        check_split(split)
         digest = hashlib.sha256(data).hexdigest()
         row = db.execute("SELECT id FROM images WHERE sha256 = ?", [digest]).fetchone()
         if row:
@@ -277,8 +283,7 @@ class Store:
             " WHERE i.split = ? AND i.deleted_at IS NULL ORDER BY i.id", [split])]
 
     def set_split(self, image_ids, split):
-        if split not in SPLITS:
-            raise SketchError(f"Unknown split {split!r}; expected train or test.")
+        check_split(split)
         with self.transaction() as db:
             for chunk in _chunks(list(image_ids), 500):
                 marks = ",".join("?" * len(chunk))

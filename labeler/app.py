@@ -26,7 +26,7 @@ import secrets
 import tempfile
 import threading
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import jinja2
@@ -41,11 +41,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from db import Store, labeling
 from db.store import MAX_LABEL_LENGTH, SOURCES, SPLITS, clean_label
-from labeler.importer import IMAGE_SUFFIXES, import_tree
-from labeler.jobs import Jobs
+from service.ingest import TooLarge, import_tree, store_uploads
+from service.jobs import Jobs
 from db.errors import ClassConflict, NotFound, SketchError
 from model.errors import BadImage, NoLiveModel, NotEnoughData, WeightsMissing
-from model.images import MAX_IMAGE_BYTES, decode, stored_form
 
 HERE = Path(__file__).resolve().parent
 # Confusion-matrix pictures kept in memory: the version page needs the cell
@@ -64,11 +63,6 @@ MAX_BATCH = 5000
 # One upload request (many files or zips): bytes and files.
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 MAX_UPLOAD_FILES = 1000
-# What the capture page's uploads may say they came from (imports have their own route).
-UPLOAD_SOURCES = ("upload", "webcam")
-# A zip: its files and their total uncompressed size (zip bombs stop here).
-MAX_ZIP_MEMBERS = 5000
-MAX_ZIP_BYTES = 500 * 1024 * 1024
 # Thumbnails: longest side in pixels, and how many the process keeps in memory.
 THUMB_SIDE = 128
 THUMB_CACHE_SIZE = 5000
@@ -85,10 +79,6 @@ EXPORT_CACHE = 4
 
 class Forbidden(Exception):
     """A POST without a valid CSRF token, or from another site."""
-
-
-class TooLarge(Exception):
-    """A request over one of the upload limits."""
 
 
 def _status_of(error):
@@ -161,56 +151,6 @@ def folder_name(name):
     out = "".join(f"%{ord(ch):02X}" if ch in '<>:"/\\|?*%' or ord(ch) < 32 else ch
                   for ch in name)
     return "%2E" + out[1:] if out.startswith(".") else out
-
-
-def zip_entries(data, default_label, default_split):
-    """(items, errors) from a zip, read as the folder importer reads a tree:
-    images in <class>/ or train|test/<class>/ get that class (and split),
-    images at the top get the chosen class. One wrapping folder (as zipping a
-    folder makes) is looked through when it holds sub-folders."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError) as error:
-        raise BadImage(f"Not a readable zip file: {error}.") from None
-    with archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        if len(members) > MAX_ZIP_MEMBERS:
-            raise TooLarge(f"The zip holds {len(members)} files; at most {MAX_ZIP_MEMBERS} "
-                           "are accepted at once.")
-        if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-            raise TooLarge(f"The zip unpacks to more than {MAX_ZIP_BYTES // 2**20} MB.")
-        paths = []
-        for member in members:
-            parts = PurePosixPath(member.filename.replace("\\", "/")).parts
-            if (not parts or any(p in ("..", "") or p.startswith(".") for p in parts)
-                    or parts[0] == "__MACOSX" or member.filename.startswith("/")
-                    or PurePosixPath(parts[-1]).suffix.lower() not in IMAGE_SUFFIXES):
-                continue
-            paths.append((member, list(parts)))
-        tops = {tuple(parts[:1]) for _, parts in paths}
-        if (len(tops) == 1 and any(len(parts) >= 3 for _, parts in paths)
-                and paths[0][1][0] not in SPLITS):
-            paths = [(m, parts[1:]) for m, parts in paths]
-        items, errors = [], []
-        for member, parts in paths:
-            split, label = default_split, default_label
-            if len(parts) >= 3 and parts[0] in SPLITS:
-                split, label = parts[0], parts[1]
-            elif len(parts) >= 2:
-                label = parts[0]
-            if member.file_size > MAX_IMAGE_BYTES:
-                errors.append((member.filename, f"larger than {MAX_IMAGE_BYTES // 2**20} MB"))
-                continue
-            try:
-                if label is not None:
-                    label = clean_label(label)
-                stored, width, height = stored_form(decode(archive.read(member)))
-            except SketchError as error:
-                errors.append((member.filename, str(error)))
-                continue
-            items.append({"data": stored, "width": width, "height": height,
-                          "split": split, "label": label})
-    return items, errors
 
 
 def create_app(store_path, password=None, train_options=None):
@@ -551,19 +491,15 @@ def create_app(store_path, password=None, train_options=None):
         form = await checked_form(request)
         files = [f for f in form.getlist("files") if hasattr(f, "read")]
         source = form.get("source") or "upload"
-        if source not in UPLOAD_SOURCES:
-            raise SketchError(f"Unknown source {source!r}; expected "
-                              f"{' or '.join(UPLOAD_SOURCES)}.")
         split = form.get("split") or "train"
-        if split not in SPLITS:
-            raise SketchError(f"Unknown split {split!r}; expected train or test.")
         label = label_choice(form) or None
         blobs = []
         for upload in files:
             data = await upload.read()
             if upload.filename or data:
                 blobs.append((upload.filename or "file", data))
-        summary = await run_in_threadpool(_store_uploads, blobs, label, split, source)
+        summary = await run_in_threadpool(store_uploads, store, blobs, label, split, source,
+                                          LABELED_BY)
         _score_new(summary["stored"])
         if _wants_json(request):
             return JSONResponse(summary)
@@ -582,37 +518,6 @@ def create_app(store_path, password=None, train_options=None):
         running job is not disturbed: its own scoring or the next one covers them)."""
         if stored and store.live_version_id() is not None:
             jobs.refresh()
-
-    def _store_uploads(blobs, label, split, source):
-        if not blobs:
-            raise BadImage("Choose at least one image or zip file.")
-        items, errors = [], []
-        for name, data in blobs:
-            if name.lower().endswith(".zip") or data[:4] == b"PK\x03\x04":
-                found, problems = zip_entries(data, label, split)
-                items += found
-                errors += problems
-                continue
-            try:
-                stored, width, height = stored_form(decode(data))
-            except SketchError as error:
-                errors.append((name, str(error)))
-                continue
-            items.append({"data": stored, "width": width, "height": height, "split": split,
-                          "label": label})
-        if not items:
-            raise BadImage("No image could be stored: " + "; ".join(
-                f"{name}: {message}" for name, message in errors[:10]))
-        for item in items:
-            item["source"] = source
-            if item["label"] is None:
-                del item["label"]
-            else:
-                item["labeled_by"] = LABELED_BY
-        results = store.add_images(items)
-        return {"stored": sum(created for _, created in results),
-                "duplicates": sum(not created for _, created in results),
-                "ids": [image_id for image_id, _ in results], "errors": errors}
 
     @app.post("/import")
     async def import_folder(request: Request):

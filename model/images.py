@@ -28,6 +28,8 @@ DEFAULT_MARGIN = 0.1
 PREPROCESSING_VERSION = 3
 # Augmentation thins strokes only where ink covers more than this fraction.
 THIN_STROKES_ABOVE = 0.08
+# require_ink preprocesses at this size: enough to find ink, cheap in NumPy.
+INK_CHECK_SIZE = 32
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
@@ -157,6 +159,11 @@ def preprocess(image, size, margin=DEFAULT_MARGIN, keep_grey=False):
     resample = Image.Resampling.BOX if side > 2 * size else Image.Resampling.BILINEAR
     out = np.asarray(square.resize((size, size), resample), dtype=np.uint8)
     return _channels(out, keep_grey) if grey else out
+
+
+def require_ink(image):
+    """BlankSketch for an image without ink."""
+    preprocess(image, INK_CHECK_SIZE)
 
 
 def _channels(grey, keep_grey):

@@ -77,7 +77,7 @@ def trained_template():
     with _template_lock:
         if "path" not in _template:
             from db import Store
-            from labeler.jobs import Jobs
+            from service.jobs import Jobs
             folder = Path(tempfile.mkdtemp(prefix="sketchlab-labeler-"))
             store = Store(folder / "trained.db")
             seeded(store)

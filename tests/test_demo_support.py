@@ -30,11 +30,11 @@ _template_lock = threading.Lock()
 
 
 def starter_template():
-    """Path of a database seeded and trained by model.starter, made once per process."""
+    """Path of a database seeded and trained by service.starter, made once per process."""
     with _template_lock:
         if "path" not in _template:
             from db import Store
-            from model.starter import ensure_first_model
+            from service.starter import ensure_first_model
             folder = Path(tempfile.mkdtemp(prefix="sketchlab-starter-"))
             store = Store(folder / "starter.db")
             started = time.perf_counter()

@@ -424,7 +424,7 @@ def test_upload_of_only_unreadable_files_is_a_400_page(client):
 
 
 def test_an_upload_naming_a_source_other_than_upload_sources_is_refused(db, client):
-    from labeler.app import UPLOAD_SOURCES
+    from service.ingest import UPLOAD_SOURCES
     _, store, _, _ = db
     before = store.count_images()
     files = [("files", ("s.png", png_bytes("star", 7), "image/png"))]

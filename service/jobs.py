@@ -1,7 +1,9 @@
-"""Background work of the labeler: retraining and refreshing the stored
-predictions, one job at a time in one worker thread (both use the backbone,
-and the machine has two cores). The status is a plain dict, read by the
-retrain page and by /retrain/status."""
+"""Background model work with progress: retraining, the first model of a
+fresh database and refreshing the stored predictions, one job at a time in
+one worker thread (they all use the backbone, and the machine has two cores).
+Both UIs run their jobs here; the status is a plain dict that the labeler's
+retrain page and /retrain/status read and the demo turns into its progress bar.
+"""
 import logging
 import threading
 import time
@@ -10,7 +12,21 @@ import traceback
 from db import labeling
 from db.errors import SketchError
 
-log = logging.getLogger("sketchlab.labeler")
+log = logging.getLogger("sketchlab.jobs")
+
+
+class Busy(SketchError):
+    """A job was asked for while another one runs."""
+    status = 409
+
+
+def progress_text(stage, done, total):
+    """What a progress report (stage, done, total) says to a person."""
+    return {"seeded": f"stored {done} starter sketches",
+            "features": f"computing features {done}/{total}",
+            "training": f"training epoch {done} of at most {total}",
+            "done": "evaluating",
+            "predictions": f"scoring images {done}/{total}"}.get(stage, stage)
 
 
 class Jobs:
@@ -19,6 +35,8 @@ class Jobs:
         self.train_options = dict(train_options or {})
         self._lock = threading.Lock()
         self._thread = None
+        # The exception that ended the last job, for callers that re-raise it.
+        self.last_error = None
         self.status = {"state": "idle", "job": None, "stage": "", "done": 0, "total": 0,
                        "message": "", "result": None, "error": None, "started": None,
                        "finished": None, "id": 0}
@@ -41,7 +59,7 @@ class Jobs:
                            "started": time.time(), "finished": None,
                            "id": self.status["id"] + 1}
             self._thread = threading.Thread(target=self._run, args=(target,),
-                                            name=f"labeler-{job}", daemon=True)
+                                            name=f"job-{job}", daemon=True)
             self._thread.start()
         return True
 
@@ -50,37 +68,49 @@ class Jobs:
         return thread is not None and thread.is_alive()
 
     def wait(self, timeout=None):
+        """Wait for the current job; returns its final status."""
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
+        return self.snapshot()
 
     def _run(self, target):
+        self.last_error = None
         try:
             result = target(self._report)
             self._set(state="done", result=result, finished=time.time(), stage="done")
         except SketchError as error:
+            self.last_error = error
             self._set(state="failed", error=str(error), finished=time.time())
         except Exception as error:  # shown on the page rather than lost in a thread
-            log.error("labeler job failed:\n%s", traceback.format_exc())
+            log.error("job failed:\n%s", traceback.format_exc())
+            self.last_error = error
             self._set(state="failed", error=f"{type(error).__name__}: {error}",
                       finished=time.time())
 
     def _report(self, stage, done, total):
-        messages = {"features": f"computing features {done}/{total}",
-                    "training": f"training epoch {done} of at most {total}",
-                    "done": "evaluating", "predictions": f"scoring images {done}/{total}"}
-        self._set(stage=stage, done=done, total=total, message=messages.get(stage, stage))
+        self._set(stage=stage, done=done, total=total, message=progress_text(stage, done, total))
 
     # -- the jobs ------------------------------------------------------------
 
-    def retrain(self, force=False):
+    def retrain(self, force=False, options=None):
+        """Retrain with the train options (and `options` over them); the stored
+        predictions follow a version that went live."""
         def run(report):
             from model.train import retrain
-            result = retrain(self.store, self.train_options, force=force, on_progress=report)
+            result = retrain(self.store, {**self.train_options, **(options or {})},
+                             force=force, on_progress=report)
             if result["live"]:
                 result["predictions"] = refresh_predictions(self.store, report)
             return result
         return self.start("retrain", run)
+
+    def first_model(self, alpha=None):
+        """Seed a fresh database with the starter set and train its first model."""
+        def run(report):
+            from service.starter import ensure_first_model
+            return ensure_first_model(self.store, alpha=alpha, on_progress=report)
+        return self.start("first-model", run)
 
     def refresh(self):
         def run(report):

@@ -8,35 +8,30 @@ fresh file) stores nothing twice, because the drawings are seeded and images
 are de-duplicated by content.
 """
 from db import Store
-from model.images import stored_form
 from model.sketches import SHAPES, dataset
+from service.ingest import store_generated
 
 STARTER_TRAIN_PER_CLASS = 30
 STARTER_TEST_PER_CLASS = 10
+# The test split is drawn with STARTER_SEED + 1: no drawing is in both.
 STARTER_SEED = 2024
-# Different seeds for the two splits: no drawing is in both.
-STARTER_TEST_SEED = STARTER_SEED + 1
 # Few augmented views keep the first training well under a minute on 2 cores.
 STARTER_OPTIONS = {"views": 2}
 LABELED_BY = "starter"
 
 
-def starter_items(train_per_class=STARTER_TRAIN_PER_CLASS, test_per_class=STARTER_TEST_PER_CLASS,
-                  seed=STARTER_SEED, shapes=SHAPES):
-    """The starter set as Store.add_images items (normalized PNGs, labeled)."""
-    items = []
-    for split, per_class, split_seed in (("train", train_per_class, seed),
-                                         ("test", test_per_class, seed + 1)):
-        for shape, image in dataset(per_class, seed=split_seed, shapes=shapes):
-            data, width, height = stored_form(image)
-            items.append({"data": data, "width": width, "height": height, "source": "generated",
-                          "split": split, "label": shape, "labeled_by": LABELED_BY})
-    return items
+def starter_drawings(train_per_class=STARTER_TRAIN_PER_CLASS,
+                     test_per_class=STARTER_TEST_PER_CLASS, seed=STARTER_SEED, shapes=SHAPES):
+    """The starter set as (image, split, label) triples."""
+    return [(image, split, shape)
+            for split, per_class, split_seed in (("train", train_per_class, seed),
+                                                 ("test", test_per_class, seed + 1))
+            for shape, image in dataset(per_class, seed=split_seed, shapes=shapes)]
 
 
 def seed_starter_set(store, **kwargs):
     """Store the starter set; returns how many images were new."""
-    return sum(created for _, created in store.add_images(starter_items(**kwargs)))
+    return store_generated(store, starter_drawings(**kwargs), LABELED_BY)
 
 
 def needs_first_model(store):
@@ -68,13 +63,13 @@ def ensure_first_model(store, alpha=None, on_progress=None, options=None):
 
 
 def main(argv=None):
-    """python -m model.starter [--db PATH] [--alpha A]: seed and train the first model."""
+    """python -m service.starter [--db PATH] [--alpha A]: seed and train the first model."""
     import argparse
     import json
     import sys
     from db import default_path
     from db.errors import SketchError
-    parser = argparse.ArgumentParser(prog="python -m model.starter", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m service.starter", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", default=None, help=f"SQLite file (default: {default_path()})")
     parser.add_argument("--alpha", type=float, default=None,

@@ -1,0 +1,221 @@
+"""One way in for images: a folder tree, zips and files uploaded in the
+labeler, the starter set, and examples taught in the demo all become stored
+images here, through one layout rule and one source vocabulary.
+
+Layouts (as Keras image_dataset_from_directory reads them), for folders and
+zips alike: `<class>/...` gives the class, `train|test/<class>/...` the split
+and the class. Bad files are reported and skipped; images already stored
+(same pixels) are not stored twice.
+"""
+import io
+import sys
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from tqdm import tqdm
+
+from db.errors import SketchError
+from db.store import SOURCES, SPLITS, check_split, clean_label
+from model.errors import BadImage
+from model.images import MAX_IMAGE_BYTES, decode, read_file, require_ink, stored_form
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
+# Images stored per transaction during a folder import.
+IMPORT_BATCH = 200
+# What uploads may say they came from (folder imports are "import").
+UPLOAD_SOURCES = ("upload", "webcam")
+# What a correction sent from the demo may say it came from.
+CORRECTION_SOURCES = ("sketch", "webcam", "upload")
+# A zip: its files and their total uncompressed size (zip bombs stop here).
+MAX_ZIP_MEMBERS = 5000
+MAX_ZIP_BYTES = 500 * 1024 * 1024
+# One taught example in TEST_EVERY goes to the test split, so a new class is measured.
+TEST_EVERY = 5
+
+
+class TooLarge(SketchError):
+    """A request over one of the upload limits."""
+    status = 413
+
+
+def check_source(source, allowed):
+    """`source` when it is one of `allowed`, else SketchError naming them."""
+    if source not in allowed or source not in SOURCES:
+        raise SketchError(f"Unknown source {source!r}; expected {' or '.join(allowed)}.")
+    return source
+
+
+def layout(parts):
+    """(split or None, class or None) of a file at `parts` (folders, then the
+    file name) below the root of a folder or zip."""
+    if parts[0] in SPLITS:
+        return (parts[0], parts[1]) if len(parts) >= 3 else (parts[0], None)
+    return None, (parts[0] if len(parts) >= 2 else None)
+
+
+def _hidden(parts):
+    return any(p in ("..", "") or p.startswith(".") for p in parts) or parts[0] == "__MACOSX"
+
+
+def _is_image(name):
+    return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+# -- folders --------------------------------------------------------------------------
+
+def find_images(root):
+    """[(path, class name, split)] of the image files in a folder-per-class tree
+    (files outside a class folder are left out)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SketchError(f"{root} is not a folder.")
+    found = []
+    for path in sorted(root.rglob("*")):
+        parts = path.relative_to(root).parts
+        if not path.is_file() or _hidden(parts) or not _is_image(path.name):
+            continue
+        split, label = layout(parts)
+        if label is not None:
+            found.append((path, label, split or "train"))
+    return found
+
+
+def import_tree(store, root, source="import", show_bar=False):
+    """Import a tree; returns {"imported", "duplicates", "errors": [[path, message]], "ids"}."""
+    files = find_images(root)
+    summary = {"imported": 0, "duplicates": 0, "errors": [], "ids": []}
+    batch = []
+    for path, label, split in tqdm(files, desc="import", unit="img", file=sys.stderr,
+                                   disable=not show_bar):
+        try:
+            batch.append(_item(read_file(path), split, clean_label(label), source, source))
+        except (SketchError, OSError) as error:
+            summary["errors"].append([str(path), str(error)])
+        if len(batch) >= IMPORT_BATCH:
+            _commit(store, batch, summary)
+    _commit(store, batch, summary)
+    return summary
+
+
+def _commit(store, batch, summary):
+    for image_id, created in store.add_images(batch):
+        summary["imported" if created else "duplicates"] += 1
+        summary["ids"].append(image_id)
+    batch.clear()
+
+
+def _item(image, split, label, source, labeled_by):
+    """A Store.add_images item: the image's stored form and where it goes."""
+    data, width, height = stored_form(image)
+    item = {"data": data, "width": width, "height": height, "split": split, "source": source}
+    if label is not None:
+        item.update(label=label, labeled_by=labeled_by)
+    return item
+
+
+# -- uploads and zips -------------------------------------------------------------------
+
+def is_zip(name, data):
+    return name.lower().endswith(".zip") or data[:4] == b"PK\x03\x04"
+
+
+def zip_entries(data, default_label, default_split):
+    """(entries, errors) of a zip: entries are (image, split, label), read by the
+    folder layout rule; images at the top get the chosen class. One wrapping
+    folder (as zipping a folder makes) is looked through when it holds
+    sub-folders."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError) as error:
+        raise BadImage(f"Not a readable zip file: {error}.") from None
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        if len(members) > MAX_ZIP_MEMBERS:
+            raise TooLarge(f"The zip holds {len(members)} files; at most {MAX_ZIP_MEMBERS} "
+                           "are accepted at once.")
+        if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+            raise TooLarge(f"The zip unpacks to more than {MAX_ZIP_BYTES // 2**20} MB.")
+        paths = []
+        for member in members:
+            parts = PurePosixPath(member.filename.replace("\\", "/")).parts
+            if (not parts or _hidden(parts) or member.filename.startswith("/")
+                    or not _is_image(parts[-1])):
+                continue
+            paths.append((member, list(parts)))
+        tops = {tuple(parts[:1]) for _, parts in paths}
+        if (len(tops) == 1 and any(len(parts) >= 3 for _, parts in paths)
+                and paths[0][1][0] not in SPLITS):
+            paths = [(m, parts[1:]) for m, parts in paths]
+        entries, errors = [], []
+        for member, parts in paths:
+            split, label = layout(parts)
+            split, label = split or default_split, label or default_label
+            if member.file_size > MAX_IMAGE_BYTES:
+                errors.append((member.filename, f"larger than {MAX_IMAGE_BYTES // 2**20} MB"))
+                continue
+            try:
+                if label is not None:
+                    label = clean_label(label)
+                entries.append((decode(archive.read(member)), split, label))
+            except SketchError as error:
+                errors.append((member.filename, str(error)))
+        return entries, errors
+
+
+def store_uploads(store, blobs, label, split, source, labeled_by):
+    """Store uploaded files (images and zips of images): `blobs` are (file name,
+    bytes). Returns {"stored", "duplicates", "ids", "errors": [(name, message)]};
+    BadImage when nothing could be stored."""
+    check_source(source, UPLOAD_SOURCES)
+    check_split(split)
+    if not blobs:
+        raise BadImage("Choose at least one image or zip file.")
+    items, errors = [], []
+    for name, data in blobs:
+        if is_zip(name, data):
+            entries, problems = zip_entries(data, label, split)
+            errors += problems
+        else:
+            try:
+                entries = [(decode(data), split, label)]
+            except SketchError as error:
+                errors.append((name, str(error)))
+                continue
+        for image, image_split, image_label in entries:
+            try:
+                items.append(_item(image, image_split, image_label, source, labeled_by))
+            except SketchError as error:
+                errors.append((name, str(error)))
+    if not items:
+        raise BadImage("No image could be stored: " + "; ".join(
+            f"{name}: {message}" for name, message in errors[:10]))
+    results = store.add_images(items)
+    return {"stored": sum(created for _, created in results),
+            "duplicates": sum(not created for _, created in results),
+            "ids": [image_id for image_id, _ in results], "errors": errors}
+
+
+# -- the starter set and taught examples -------------------------------------------------
+
+def store_generated(store, drawings, labeled_by):
+    """Store generated drawings: (image, split, label) triples. Returns how many were new."""
+    items = [_item(image, split, label, "generated", labeled_by)
+             for image, split, label in drawings]
+    return sum(created for _, created in store.add_images(items))
+
+
+def add_example(store, image, label, source, labeled_by):
+    """One labeled example taught in the demo: every TEST_EVERY-th of a class
+    goes to the test split. Returns (split, created, images of the class now)."""
+    label = clean_label(label or "")
+    require_ink(image)
+    before = _class_size(store, label)
+    split = "test" if (before + 1) % TEST_EVERY == 0 else "train"
+    image_id, created = store.add_image(**_item(image, split, label, source, labeled_by))
+    if not created:
+        store.set_label([image_id], label, labeled_by)
+    return split, created, _class_size(store, label)
+
+
+def _class_size(store, label):
+    return {c["name"]: c["images"] for c in store.classes()}.get(label, 0)
