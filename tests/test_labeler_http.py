@@ -10,6 +10,7 @@ import pytest
 
 from db import labeling
 from labeler import app as labeler_app
+from service import ingest
 from tests.labeler_support import (XSS, client_for, labeled, png_bytes, post, seeded_store,
                                    tile_ids, token)
 
@@ -498,14 +499,14 @@ def test_zip_folder_with_an_invalid_class_name_skips_only_its_files_and_says_why
 
 
 def test_zip_with_more_than_max_zip_members_is_refused(client, monkeypatch):
-    monkeypatch.setattr(labeler_app, "MAX_ZIP_MEMBERS", 2)
+    monkeypatch.setattr(ingest, "MAX_ZIP_MEMBERS", 2)
     data = _zip({f"{i}.png": png_bytes("circle", 300 + i) for i in range(3)})
     response = post(client, "/upload", {}, files=[("files", ("a.zip", data, "application/zip"))])
     assert response.status_code == 413 and "at most 2" in response.text
 
 
 def test_zip_unpacking_to_more_than_max_zip_bytes_is_refused(client, monkeypatch):
-    monkeypatch.setattr(labeler_app, "MAX_ZIP_BYTES", 1000)
+    monkeypatch.setattr(ingest, "MAX_ZIP_BYTES", 1000)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("big.png", b"\0" * 5000)
