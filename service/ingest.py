@@ -206,7 +206,8 @@ def store_generated(store, drawings, labeled_by):
 
 def add_example(store, image, label, source, labeled_by):
     """One labeled example taught in the demo: every TEST_EVERY-th of a class
-    goes to the test split. Returns (split, created, images of the class now)."""
+    goes to the test split. Returns {"label" (cleaned), "split", "created",
+    "total": images of the class now}."""
     label = clean_label(label or "")
     require_ink(image)
     before = _class_size(store, label)
@@ -214,7 +215,8 @@ def add_example(store, image, label, source, labeled_by):
     image_id, created = store.add_image(**_item(image, split, label, source, labeled_by))
     if not created:
         store.set_label([image_id], label, labeled_by)
-    return split, created, _class_size(store, label)
+    return {"label": label, "split": split, "created": created,
+            "total": _class_size(store, label)}
 
 
 def _class_size(store, label):

@@ -22,11 +22,13 @@ class Busy(SketchError):
 
 def progress_text(stage, done, total):
     """What a progress report (stage, done, total) says to a person."""
-    return {"seeded": f"stored {done} starter sketches",
+    return {"seeding": "seeding the starter set",
+            "seeded": f"stored {done} starter sketches",
             "features": f"computing features {done}/{total}",
             "training": f"training epoch {done} of at most {total}",
             "done": "evaluating",
-            "predictions": f"scoring images {done}/{total}"}.get(stage, stage)
+            "predictions": f"scoring images {done}/{total}",
+            "loading": "loading the model"}.get(stage, stage)
 
 
 class Jobs:

@@ -15,7 +15,7 @@ PAUSED = "paused after"
 
 
 def main(db, image, label, step):
-    import demo
+    import demo_handlers as handlers
     from db import Store
     from tests.conftest import TEST_ALPHA
 
@@ -28,8 +28,8 @@ def main(db, image, label, step):
         return result
 
     setattr(Store, step, paused)
-    demo.app.configure(db=db, alpha=TEST_ALPHA)
-    demo.correct(image, label, "sketch")
+    handlers.app.configure(db=db, alpha=TEST_ALPHA)
+    handlers.correct(image, label, "sketch")
     print("the correction finished: the pause never happened", flush=True)
     return 4
 

@@ -91,10 +91,10 @@ def test_drawing_a_circle_shows_circle_and_a_correction_is_saved(server, playwri
         page.screenshot(path=str(artifact("demo-browser-correction.png")), full_page=True)
     finally:
         browser.close()
-    [row] = [c for c in app.store.corrections() if c["label"] == "moon"]
+    [row] = [c for c in app.model.store.corrections() if c["label"] == "moon"]
     assert (row["status"], row["source"], row["predicted_label"]) == ("pending", "sketch",
                                                                        "circle")
-    stored = Image.open(io.BytesIO(app.store.image(row["image_id"])["data"]))
+    stored = Image.open(io.BytesIO(app.model.store.image(row["image_id"])["data"]))
     assert stored.mode == "RGB"  # normalized: flattened onto white
 
 
@@ -132,9 +132,9 @@ def write_y4m(path, image, frames=20, size=(640, 480)):
                 f.write(np.ascontiguousarray(plane).tobytes())
 
 
-def recorded_frames(app, monkeypatch):
+def recorded_frames(model, monkeypatch):
     """What the server classifies, kept so a failure can say what the frames held."""
-    frames, classify = [], app.classify
+    frames, classify = [], model.classify
 
     def recording(image):
         try:
@@ -144,7 +144,7 @@ def recorded_frames(app, monkeypatch):
             raise
         frames.append((image.copy(), result["label"]))
         return result
-    monkeypatch.setattr(app, "classify", recording)
+    monkeypatch.setattr(model, "classify", recording)
     return frames
 
 
@@ -165,7 +165,7 @@ def describe_frames(frames):
 def test_fake_webcam_showing_a_triangle_gets_a_live_prediction_and_a_snapshot(
         server, playwright, tmp_path, monkeypatch):
     url, app = server
-    frames = recorded_frames(app, monkeypatch)
+    frames = recorded_frames(app.model, monkeypatch)
     video = tmp_path / "triangle.y4m"
     write_y4m(video, draw_shape("triangle", seed=3, size=360))
     browser = open_browser(playwright, "--use-fake-device-for-media-stream",
@@ -201,7 +201,7 @@ def test_teach_tab_adds_drawn_examples_of_a_new_class_and_retrains_with_progress
         server, playwright):
     """Last in this module: it changes the live model of the shared database."""
     url, app = server
-    before = app.store.live_version_id()
+    before = app.model.store.live_version_id()
     browser = open_browser(playwright)
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
@@ -238,29 +238,29 @@ def test_teach_tab_adds_drawn_examples_of_a_new_class_and_retrains_with_progress
         # Whether the new version may go live is the promotion rule's call on its
         # stored accuracies; the page must report that call and the live model follow it.
         from model.train import promotes
-        newest = app.store.model_versions()[0]
+        newest = app.model.store.model_versions()[0]
         assert newest["id"] != before and "cross" in newest["classes"]
         metrics = newest["metrics"]
         goes_live = promotes(metrics["accuracy"], metrics.get("live_accuracy_before"))
         assert ("It is live now" in text) == goes_live and ("stays live" in text) != goes_live
-        assert app.store.live_version_id() == (newest["id"] if goes_live else before)
+        assert app.model.store.live_version_id() == (newest["id"] if goes_live else before)
         if goes_live:
             page.locator("#model-info").filter(has_text="cross").wait_for(timeout=TIMEOUT_MS)
     finally:
         browser.close()
-    assert len([i for i, label in app.store.labeled_images("train") if label == "cross"]) == 3
+    assert len([i for i, label in app.model.store.labeled_images("train") if label == "cross"]) == 3
 
 
 def test_page_without_backbone_weights_says_which_file_is_missing_and_where(
         server, playwright, tmp_path, monkeypatch):
     """alpha 0.5 weights are not on this machine; downloads are cut off as offline.
     (Reconfigures the served app: keep this test last in the module.)"""
-    import demo
+    import demo_handlers as handlers
     from model.backbone import keras_models_dir, weights_filename
     offline_downloads(monkeypatch)
     url, _ = server
-    demo.app.configure(db=tmp_path / "noweights.db", alpha=0.5)
-    demo.app.start(wait=True)
+    handlers.app.configure(db=tmp_path / "noweights.db", alpha=0.5)
+    handlers.app.model.start(wait=True)
     browser = open_browser(playwright)
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})

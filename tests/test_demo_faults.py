@@ -101,7 +101,7 @@ def _targets(app):
     """(file, bytes that must never come back) for each file an attacker would want."""
     def head(path):
         return Path(path).read_bytes()[:48]
-    return {"database": (app.db_path, SQLITE_HEADER),
+    return {"database": (app.model.db_path, SQLITE_HEADER),
             "demo.py": (ROOT / "demo.py", head(ROOT / "demo.py")),
             "requirements.txt": (ROOT / "requirements.txt", head(ROOT / "requirements.txt")),
             "db/store.py": (ROOT / "db" / "store.py", head(ROOT / "db" / "store.py")),
@@ -147,10 +147,10 @@ def test_correct_api_refuses_a_server_path_instead_of_an_upload(server):
     """A client may name a file in the request instead of uploading one; Gradio
     must not read the database (or anything it did not receive) that way."""
     url, app = server
-    before = table_counts(app.db_path)
+    before = table_counts(app.model.db_path)
     base = url.rstrip("/")
     answers = []
-    for path in (app.db_path, str(ROOT / "demo.py")):
+    for path in (app.model.db_path, str(ROOT / "demo.py")):
         started = httpx.post(base + "/gradio_api/call/correct", timeout=30, json={
             "data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, "ring", "upload"]})
         assert started.status_code == 200, started.text
@@ -160,15 +160,15 @@ def test_correct_api_refuses_a_server_path_instead_of_an_upload(server):
                for answer in answers), answers
     assert not any(SQLITE_HEADER.decode() in answer or "Gradio demo" in answer
                    for answer in answers)
-    assert table_counts(app.db_path) == before
+    assert table_counts(app.model.db_path) == before
 
 
 # -- the upload limit ----------------------------------------------------------------------
 
 def test_max_file_size_is_20_mb_like_the_image_limit_and_is_what_the_server_enforces(server):
-    import demo
+    import demo_handlers as handlers
     url, _ = server
-    assert demo.MAX_FILE_SIZE == "20mb"
+    assert handlers.settings.max_file_size == "20mb"
     config = httpx.get(url.rstrip("/") + "/config", timeout=30).json()
     assert config["max_file_size"] == MAX_IMAGE_BYTES == 20 * 1024 * 1024
 
@@ -237,7 +237,7 @@ def integrity(path):
 @pytest.mark.parametrize("step", ["add_image", "add_prediction", "add_correction"])
 def test_demo_killed_inside_a_correction_write_leaves_nothing_half_written(
         backbone, tmp_path, monkeypatch, step):
-    import demo
+    import demo_handlers as handlers
     db = copy_db(starter_template(), tmp_path / "demo.db")
     before = table_counts(db)
     image = tmp_path / "ring.png"
@@ -254,11 +254,11 @@ def test_demo_killed_inside_a_correction_write_leaves_nothing_half_written(
     assert output[-1].strip() == f"{PAUSED} {step}, in a transaction: True"
 
     # The killed writer's lock died with it: the next correction goes through.
-    fresh = demo.App()
+    fresh = handlers.App()
     fresh.configure(db=db, alpha=TEST_ALPHA)
-    monkeypatch.setattr(demo, "app", fresh)
-    saved = demo.correct(str(image), "ring", "sketch")
-    fresh.store.close()
+    monkeypatch.setattr(handlers, "app", fresh)
+    saved = handlers.correct(str(image), "ring", "sketch")
+    fresh.model.store.close()
     assert saved["status"] == "pending" and saved["predicted"] == "circle"
     after = table_counts(db)
     assert {t: after[t] - before[t] for t in after} == \
@@ -350,7 +350,7 @@ def test_retrain_under_http_load_keeps_every_call_answering_and_switches_atomica
         backbone, tmp_path):
     """4 clients classify and 1 corrects over HTTP while `python -m model.train`
     makes a new version live, with a new class, in another process."""
-    import demo
+    import demo_handlers as handlers
     from model.classifier import Classifier
     from model.features import ensure_features
     db = copy_db(starter_template(), tmp_path / "demo.db")
@@ -377,7 +377,7 @@ def test_retrain_under_http_load_keeps_every_call_answering_and_switches_atomica
         paths.append(tmp_path / f"cross{n}.png")
         draw_cross(rng).save(paths[-1])
     classifier = Classifier(store)
-    reference = {old: [dict(classifier.classify(demo.as_image(p))["top"]) for p in paths]}
+    reference = {old: [dict(classifier.classify(handlers.as_image(p))["top"]) for p in paths]}
     store.close()
 
     proc = DemoProcess("--db", str(db))
@@ -437,7 +437,7 @@ def test_retrain_under_http_load_keeps_every_call_answering_and_switches_atomica
     check = Store(db)
     assert check.live_version_id() == new != old
     classifier = Classifier(check)
-    reference[new] = [dict(classifier.classify(demo.as_image(p))["top"]) for p in paths]
+    reference[new] = [dict(classifier.classify(handlers.as_image(p))["top"]) for p in paths]
     # Each client image must be answered differently by the two versions, or
     # the version of an answer could not be told.
     assert all(distance(a, b) > 0.2 for a, b in zip(reference[old], reference[new]))

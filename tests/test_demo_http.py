@@ -57,7 +57,7 @@ def test_http_classify_then_correct_leaves_a_pending_row_in_sqlite(client, serve
     saved = client.predict(handle_file(str(path)), "ring", "sketch", api_name="/correct")
     assert saved["status"] == "pending" and saved["label"] == "ring"
     # A fresh connection to the file: the row is committed.
-    store = Store(app.db_path)
+    store = Store(app.model.db_path)
     [row] = [c for c in store.corrections() if c["id"] == saved["correction"]]
     assert (row["label"], row["status"], row["source"], row["predicted_label"]) == \
         ("ring", "pending", "sketch", "circle")
@@ -73,8 +73,8 @@ def test_http_correct_source_is_optional_and_defaults_to_upload(client, tmp_path
     saved = client.predict(handle_file(str(path)), "pyramid", api_name="/correct")
     assert saved["status"] == "pending"
     from db import Store
-    import demo
-    store = Store(demo.app.db_path)
+    import demo_handlers as handlers
+    store = Store(handlers.app.model.db_path)
     assert [c["source"] for c in store.corrections() if c["id"] == saved["correction"]] == \
         ["upload"]
     store.close()
@@ -90,11 +90,12 @@ def test_http_invalid_label_comes_back_as_a_readable_error(client, tmp_path):
 
 def test_queue_has_a_concurrency_limit_and_a_bounded_size():
     import demo
-    assert demo.demo._queue.max_size == demo.QUEUE_MAX_SIZE
+    import demo_handlers as handlers
+    assert demo.demo._queue.max_size == handlers.settings.queue_max_size
     limits = {fn.api_name: fn.concurrency_limit for fn in demo.demo.fns.values()
               if fn.api_name in ("classify_sketch", "classify_photo", "correct")}
-    assert limits == {"classify_sketch": demo.CLASSIFY_CONCURRENCY,
-                      "classify_photo": demo.CLASSIFY_CONCURRENCY, "correct": 4}
+    assert limits == {"classify_sketch": handlers.settings.classify_concurrency,
+                      "classify_photo": handlers.settings.classify_concurrency, "correct": 4}
 
 
 def test_command_line_first_run_with_auth_trains_serves_and_accepts_owner_corrections(

@@ -53,24 +53,24 @@ def copy_db(source, target):
 
 def serve(db_path, **settings):
     """Point the demo's App at `db_path` and load its live model."""
-    import demo
-    demo.app.configure(db=db_path, alpha=TEST_ALPHA, **settings)
-    demo.app.start(wait=True)
-    assert demo.app.phase == "ready", demo.status()
-    return demo.app
+    import demo_handlers as handlers
+    handlers.app.configure(db=db_path, alpha=TEST_ALPHA, **settings)
+    handlers.app.model.start(wait=True)
+    assert handlers.app.model.phase == "ready", handlers.status()
+    return handlers.app
 
 
 @contextlib.contextmanager
 def served_copy(folder):
     """The module-level `demo`, launched in this process on a fresh copy of the
     starter database; the app is reset afterwards."""
-    import demo
+    import demo_handlers as handlers
     app = serve(copy_db(starter_template(), Path(folder) / "demo.db"))
     try:
         with launched() as url:
             yield url, app
     finally:
-        demo.app.configure()
+        handlers.app.configure()
 
 
 def offline_downloads(monkeypatch):
