@@ -8,7 +8,8 @@ import os
 import sqlite3
 import sys
 
-from db.store import BUSY_TIMEOUT_MS, default_path
+from db.connection import BUSY_TIMEOUT_MS
+from db.store import default_path
 from db.errors import SketchError
 
 
