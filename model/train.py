@@ -21,11 +21,19 @@ from model.errors import NotEnoughData
 from model.features import ensure_features, feature_matrix
 
 HOLDOUT_FRACTION = 0.2
+# Knuth's multiplicative hash (2**32 / golden ratio): image ids spread evenly
+# over [0, 1), the same on every run, so the holdout is stable.
+HASH_MULTIPLIER = 2654435761
+# Added to ids before hashing for the validation split, so that it is not the
+# holdout's first fraction again.
+VALIDATION_SALT = 7919
 MIN_IMAGES_PER_CLASS = 2
 # "Not worse" allows this much less accuracy: two retrains on the same data
 # differ by about this much (0.8 points on the dev set), while a harmful
 # update (mislabeled or poisoned data) costs far more.
 PROMOTION_TOLERANCE = 0.01
+# Classes with fewer train images give none to early stopping's validation.
+MIN_IMAGES_FOR_VALIDATION = 5
 
 
 def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
@@ -140,7 +148,7 @@ def evaluation_split(train_rows, test_rows):
 
 
 def _stable_fraction(image_id):
-    return (image_id * 2654435761) % 2**32 / 2**32
+    return (image_id * HASH_MULTIPLIER) % 2**32 / 2**32
 
 
 def _usable(train_rows):
@@ -172,9 +180,9 @@ def _validation_split(y, groups, fraction):
     validation = np.zeros(len(y), dtype=bool)
     for label in np.unique(y):
         images = np.unique(groups[y == label])
-        if len(images) < 5:
+        if len(images) < MIN_IMAGES_FOR_VALIDATION:
             continue
-        ranked = sorted(images, key=lambda i: _stable_fraction(int(i) + 7919))
+        ranked = sorted(images, key=lambda i: _stable_fraction(int(i) + VALIDATION_SALT))
         held = ranked[:max(1, int(round(len(images) * fraction)))]
         validation |= np.isin(groups, held)
     return np.flatnonzero(~validation), np.flatnonzero(validation)
