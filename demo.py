@@ -33,6 +33,7 @@ from pathlib import Path
 import gradio as gr
 
 from db import Store, clean_label, default_path
+from db.cli import add_db_option
 from db.errors import SketchError, StorageError
 from model.errors import BadImage, BlankSketch, NoLiveModel, NotEnoughData, WeightsMissing
 from model.images import decode, preprocess, stored_form, to_rgb
@@ -791,8 +792,7 @@ def parse_auth(text):
 def parser():
     p = argparse.ArgumentParser(prog="python demo.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--db", default=None,
-                   help=f"SQLite file (default: $SKETCHLAB_DB or {default_path()})")
+    add_db_option(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     p.add_argument("--share", action="store_true", help="also make a public Gradio link")
