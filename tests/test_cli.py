@@ -274,3 +274,28 @@ def test_predict_top_zero_is_a_usage_error_not_a_crash(trained_db, tmp_path, cap
     # Either refused as a usage error, or answered with at least the best class.
     assert status == 2 or (status == 0 and json.loads(out)["top"])
 
+
+@pytest.mark.parametrize("arguments, warm_start", [
+    (["--warm-start", "False"], False), (["--warm-start", "no"], False),
+    (["--warm-start", "0"], False), (["--no-warm-start"], False),
+    (["--warm-start"], True), (["--warm-start", "TRUE"], True), (["--warm-start", "yes"], True),
+    (["--warm-start", "1", "--force"], True)])
+def test_train_boolean_options_read_false_as_false(arguments, warm_start):
+    from model.train import parse
+    _, options = parse(arguments)
+    assert options["warm_start"] is warm_start
+
+
+def test_train_options_not_given_are_left_to_the_defaults():
+    from model.train import parse
+    _, options = parse([])
+    assert options == {}
+
+
+@pytest.mark.parametrize("arguments", [["--warm-start", "maybe"], ["--no-warm-start", "true"]])
+def test_train_boolean_option_with_another_value_is_a_usage_error(arguments, capsys):
+    from model.train import parse
+    with pytest.raises(SystemExit) as exit:
+        parse(arguments)
+    assert exit.value.code == 2
+    assert "--warm-start" in capsys.readouterr().err
