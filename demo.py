@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from db import default_path
+from db.cli import add_db_option
 from demo_handlers import (app, classify_photo, classify_sketch, correct, correct_ui,
                            keep_frame, on_load, page_state, retrain_ui, settings,
                            sketch_live_ui, sketch_ui, teach_photo_ui, teach_sketch_ui,
@@ -220,8 +220,7 @@ def parser():
     p = argparse.ArgumentParser(prog="python demo.py", description=__doc__,
                                 epilog="settings:\n" + settings.describe(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--db", default=None,
-                   help=f"SQLite file (default: $SKETCHLAB_DB or {default_path()})")
+    add_db_option(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     p.add_argument("--share", action="store_true", help="also make a public Gradio link")

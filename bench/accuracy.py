@@ -5,8 +5,9 @@ class); training uses the first 10, 30, 100 and 300 drawings of each class,
 through the same `model.train.retrain` as the product (features cached once,
 no warm start, so each point is an independent training). Also compares a
 head trained on float32 features with one on the same features rounded to
-float16, as the cache stores them. Writes a learning
-curve plot (docs/accuracy.png) and prints, as its last line, one JSON object.
+float16, as the cache stores them. Writes a learning curve plot
+(artifacts/accuracy.png, or --plot PATH) and prints, as its last line, one
+JSON object.
 
 `--per-class 700,500,300` goes past the benchmark's 300 (the dev set has
 1,000 drawings a class; the last 300 stay the test split) to show where the
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import ALPHA, ROOT, TEST_PER_CLASS, fill_store, machine, quickdraw, setup
+from bench.common import (ALPHA, ARTIFACTS, INPUT_SIZE, TEST_PER_CLASS, fill_store, machine,
+                          quickdraw, setup)
 
 PER_CLASS = "300,100,30,10"
 DEV_PER_CLASS = 1000
@@ -33,7 +35,8 @@ def main(argv=None):
                              f"{PER_CLASS}; at most {DEV_PER_CLASS - TEST_PER_CLASS})")
     parser.add_argument("--seeds", type=int, default=1,
                         help="heads trained per point (seeds 0..N-1); the mean is reported")
-    parser.add_argument("--plot", default=str(ROOT / "docs" / "accuracy.png"))
+    parser.add_argument("--plot", default=str(ARTIFACTS / "accuracy.png"),
+                        help="where to write the learning curve (default: artifacts/accuracy.png)")
     args = parser.parse_args(argv)
     try:
         sizes = sorted({int(n) for n in args.per_class.split(",")}, reverse=True)
@@ -87,8 +90,9 @@ def _float16_check(rows, per_class=100):
     for label, split, pixels in rows:
         seen[(label, split)] = seen.get((label, split), 0) + 1
         if split == "test" or seen[(label, split)] <= per_class:
-            picked[split].append((classes.index(label), preprocess(Image.fromarray(pixels), 224)))
-    run = extractor(ALPHA, 224)
+            picked[split].append((classes.index(label),
+                                  preprocess(Image.fromarray(pixels), INPUT_SIZE)))
+    run = extractor(ALPHA, INPUT_SIZE)
     data = {split: (run(np.stack([a for _, a in items])), np.asarray([c for c, _ in items]))
             for split, items in picked.items()}
     results = {}

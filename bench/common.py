@@ -15,10 +15,15 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+# Git-ignored: a bench run never overwrites the committed pictures in docs/
+# unless it is given --plot docs/....
+ARTIFACTS = ROOT / "artifacts"
 SHARED = ROOT.parent / "shared"
 DATASET = SHARED / "data" / "quickdraw-dev.npz"
-WEIGHTS = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
 ALPHA = 0.25
+# Every bench runs the backbone at this side: the one the shared weights are for.
+INPUT_SIZE = 224
+WEIGHTS = SHARED / "weights" / f"mobilenet_2_5_{INPUT_SIZE}_tf_no_top.h5"
 TRAIN_PER_CLASS = 300
 TEST_PER_CLASS = 300
 

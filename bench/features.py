@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import ALPHA, fill_store, machine, quickdraw, setup
+from bench.common import ALPHA, INPUT_SIZE, fill_store, machine, quickdraw, setup
 
 BATCH_SIZES = (1, 32, 128)
 WORKER_IMAGES = 128  # arrays sent to each worker, run over and over for `seconds`
@@ -49,20 +49,20 @@ def main(argv=None):
     rows = quickdraw()[:args.images]
     started = time.perf_counter()
     # As bulk extraction prepares them: grey drawings keep one channel.
-    arrays = np.stack([preprocess(Image.fromarray(pixels), 224, keep_grey=True)
+    arrays = np.stack([preprocess(Image.fromarray(pixels), INPUT_SIZE, keep_grey=True)
                        for _, _, pixels in rows])
     preprocess_per_s = len(arrays) / (time.perf_counter() - started)
     result = {"images": len(arrays), "alpha": ALPHA, "workers": FEATURE_WORKERS,
               "preprocess_per_s": round(preprocess_per_s), "images_per_s": {},
               "in_process_images_per_s": {}, "tensorflow_images_per_s": {}}
-    tensorflow = compiled(ALPHA, 224)
+    tensorflow = compiled(ALPHA, INPUT_SIZE)
     wide = np.repeat(arrays[:256], 3, axis=-1)  # the Keras network takes three channels
-    model_files = FeatureExtractor(ALPHA, 224).model_files
+    model_files = FeatureExtractor(ALPHA, INPUT_SIZE).model_files
     pool = multiprocessing.get_context("spawn").Pool(FEATURE_WORKERS)
     for batch in BATCH_SIZES:
         result["images_per_s"][batch] = round(_pool_rate(pool, model_files, arrays, batch,
                                                          args.seconds))
-        litert = FeatureExtractor(ALPHA, 224, batch_size=batch)
+        litert = FeatureExtractor(ALPHA, INPUT_SIZE, batch_size=batch)
         result["in_process_images_per_s"][batch] = round(_rate(litert, arrays, args.seconds))
         run = lambda a, b=batch: [tensorflow(a[i:i + b].astype(np.float32)) for i in range(0, len(a), b)]
         result["tensorflow_images_per_s"][batch] = round(_rate(run, wide))
@@ -72,14 +72,15 @@ def main(argv=None):
     pool.close()
     result["in_process_threads"] = {}
     for threads in (1, 2):
-        litert = FeatureExtractor(ALPHA, 224, threads=threads)
+        litert = FeatureExtractor(ALPHA, INPUT_SIZE, threads=threads)
         result["in_process_threads"][threads] = round(_rate(litert, arrays, args.seconds))
         print(f"in process, {threads} thread(s), batch 1: "
               f"{result['in_process_threads'][threads]} img/s", flush=True)
     tinted = np.repeat(arrays, 3, axis=-1)
     tinted[..., 2] //= 2  # a yellowish paper: no longer grey
     result["colour_images_per_s"] = {
-        threads: round(_rate(FeatureExtractor(ALPHA, 224, threads=threads), tinted, args.seconds))
+        threads: round(_rate(FeatureExtractor(ALPHA, INPUT_SIZE, threads=threads), tinted,
+                             args.seconds))
         for threads in (1, 2)}
     print(f"in process, colour images, batch 1, by threads: {result['colour_images_per_s']}",
           flush=True)
@@ -123,9 +124,9 @@ def _pipeline_rate(rows, views):
     from model.features import ensure_features
     store = Store(Path(tempfile.mkdtemp(prefix="sketchlab-bench-")) / "bench.db")
     ids = fill_store(store, rows)
-    ensure_features(store, ALPHA, 224, ids[:PIPELINE_WARMUP], 1)  # starts the pool, untimed
+    ensure_features(store, ALPHA, INPUT_SIZE, ids[:PIPELINE_WARMUP], 1)  # starts the pool, untimed
     started = time.perf_counter()
-    computed, _ = ensure_features(store, ALPHA, 224, ids[PIPELINE_WARMUP:], views)
+    computed, _ = ensure_features(store, ALPHA, INPUT_SIZE, ids[PIPELINE_WARMUP:], views)
     return computed / (time.perf_counter() - started)
 
 

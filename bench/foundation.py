@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ALPHA, fill_store, machine, quickdraw, setup
+from bench.common import ALPHA, INPUT_SIZE, fill_store, machine, quickdraw, setup
 
 
 def main(argv=None):
@@ -32,7 +32,7 @@ def main(argv=None):
     store = Store(Path(tempfile.mkdtemp(prefix="sketchlab-bench-")) / "bench.db")
     fill_store(store, rows)
     started = time.perf_counter()
-    extractor(ALPHA, 224)
+    extractor(ALPHA, INPUT_SIZE)
     load_s = time.perf_counter() - started
 
     cold = retrain(store, options)
@@ -49,7 +49,7 @@ def main(argv=None):
         "warm_retrain_s": warm["seconds"], "warm_features_computed": warm["features_computed"],
         "warm_test_accuracy": round(warm["test_accuracy"], 4),
         "features_per_s": round(features_per_s, 1), "backbone_load_s": round(load_s, 2),
-        "engine": extractor(ALPHA, 224).engine, "machine": machine(),
+        "engine": extractor(ALPHA, INPUT_SIZE).engine, "machine": machine(),
     }
     for key, value in result.items():
         print(f"{key:>24}: {value}")

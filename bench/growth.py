@@ -8,7 +8,7 @@ plus small noise. The backbone's cost per image is linear and measured by
 bench.features; this measures what else grows: reading features from SQLite,
 training the head, evaluating, and memory. Each size runs in its own process
 so that its peak resident memory is its own. Prints a table and, as its last
-line, one JSON object."""
+line, one JSON object; plots both (artifacts/growth.png, or --plot PATH)."""
 import argparse
 import json
 import resource
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import ALPHA, ROOT, fill_store, machine, quickdraw, setup
+from bench.common import (ALPHA, ARTIFACTS, INPUT_SIZE, ROOT, fill_store, machine, quickdraw,
+                          setup)
 
 SIZES = (2_400, 8_000, 40_000, 100_000)
 VIEWS = 3
@@ -30,7 +31,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.growth", description=__doc__)
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
                         help="comma-separated training set sizes")
-    parser.add_argument("--plot", default=str(ROOT / "docs" / "growth.png"))
+    parser.add_argument("--plot", default=str(ARTIFACTS / "growth.png"),
+                        help="where to write the plot (default: artifacts/growth.png)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     setup()
@@ -89,9 +91,9 @@ def _one(size):
     rows = quickdraw()
     ids = fill_store(store, rows)
     train = [(i, r) for i, r in zip(ids, rows) if r[1] == "train"]
-    ensure_features(store, ALPHA, 224, ids, 1)
-    ensure_features(store, ALPHA, 224, [i for i, _ in train], VIEWS)
-    name = feature_key(ALPHA, 224)
+    ensure_features(store, ALPHA, INPUT_SIZE, ids, 1)
+    ensure_features(store, ALPHA, INPUT_SIZE, [i for i, _ in train], VIEWS)
+    name = feature_key(ALPHA, INPUT_SIZE)
     base = store.features([i for i, _ in train], name, VIEWS)
     rng = np.random.default_rng(0)
     copy = 0

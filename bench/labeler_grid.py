@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import free_port
+from bench.common import ALPHA, INPUT_SIZE, free_port
 
 IMAGES = 20_000
 BATCH_LABEL = 500
@@ -55,7 +55,8 @@ def fake_predictions(store, rng):
     from model.sketches import SHAPES
     classes = list(SHAPES)
     head = head_to_bytes(init_params([256, 4], rng))
-    version = store.add_model_version("stand-in", classes, {"alpha": 0.25, "input_size": 224},
+    version = store.add_model_version("stand-in", classes,
+                                      {"alpha": ALPHA, "input_size": INPUT_SIZE},
                                       {"accuracy": None}, head, live=True)
     ids = labeling.live_image_ids(store)
     p = rng.dirichlet(np.ones(len(classes)), size=len(ids))

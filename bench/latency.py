@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import ALPHA, fill_store, machine, quickdraw, setup
+from bench.common import ALPHA, INPUT_SIZE, fill_store, machine, quickdraw, setup
 
 
 def main(argv=None):
@@ -39,9 +39,9 @@ def main(argv=None):
     version = classifier.version
     reference = full_model(store.model_version())
     images = [Image.fromarray(pixels) for _, split, pixels in rows if split == "test"]
-    arrays = [preprocess(image, 224)[None].astype(np.float32) for image in images]
+    arrays = [preprocess(image, INPUT_SIZE)[None].astype(np.float32) for image in images]
     # What Classifier.classify hands the network: uint8, one channel for a grey drawing.
-    inputs = [preprocess(image, 224, keep_grey=True)[None] for image in images]
+    inputs = [preprocess(image, INPUT_SIZE, keep_grey=True)[None] for image in images]
 
     def serving(i):
         return classifier.probabilities(inputs[i % len(inputs)])[1]
@@ -79,7 +79,7 @@ def _latencies(run, calls):
 
 def _engine(alpha):
     from model.backbone import extractor
-    return extractor(alpha, 224).engine
+    return extractor(alpha, INPUT_SIZE).engine
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import ALPHA, fill_store, machine, quickdraw, setup
+from bench.common import ALPHA, INPUT_SIZE, fill_store, machine, quickdraw, setup
 
 
 def main(argv=None):
@@ -36,7 +36,7 @@ def main(argv=None):
     rows = quickdraw()
     store = Store(Path(tempfile.mkdtemp(prefix="sketchlab-bench-")) / "bench.db")
     fill_store(store, rows)
-    extractor(ALPHA, 224)  # the one-off conversion is not part of a retrain
+    extractor(ALPHA, INPUT_SIZE)  # the one-off conversion is not part of a retrain
     cold = retrain(store, {"alpha": ALPHA, "views": 3})
     late = [(label, "train", pixels) for label, split, pixels in quickdraw(303, 0)
             if split == "train"]
@@ -75,16 +75,16 @@ def reference(rows):
     arrays = {split: [] for split in ("train", "test")}
     labels = {split: [] for split in ("train", "test")}
     for label, split, pixels in rows:
-        arrays[split].append(preprocess(Image.fromarray(pixels), 224))
+        arrays[split].append(preprocess(Image.fromarray(pixels), INPUT_SIZE))
         labels[split].append(classes.index(label))
     x = {s: np.stack(a).astype(np.float32) for s, a in arrays.items()}
     y = {s: np.asarray(v) for s, v in labels.items()}
     keras.utils.set_random_seed(0)
-    inputs = keras.Input((224, 224, 3))
+    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3))
     h = keras.layers.RandomFlip("horizontal")(inputs)
     h = keras.layers.RandomRotation(0.05, fill_value=255.0, fill_mode="constant")(h)
     h = keras.layers.RandomZoom(0.1, fill_value=255.0, fill_mode="constant")(h)
-    h = load_backbone(ALPHA, 224)(h)
+    h = load_backbone(ALPHA, INPUT_SIZE)(h)
     for width in (1024, 1024, 512):
         h = keras.layers.Dense(width, activation="relu")(h)
     model = keras.Model(inputs, keras.layers.Dense(len(classes), activation="softmax")(h))

@@ -8,7 +8,9 @@ import os
 import sqlite3
 import sys
 
-from db.store import BUSY_TIMEOUT_MS, default_path
+from db.cli import add_db_option, exit_on_error
+from db.connection import BUSY_TIMEOUT_MS
+from db.store import default_path
 from db.errors import SketchError
 
 
@@ -49,14 +51,10 @@ def backup(source, dest):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m db.backup", description=__doc__)
     parser.add_argument("dest", metavar="DEST", help="file to write the copy to")
-    parser.add_argument("--db", default=None,
-                        help=f"SQLite file (default: $SKETCHLAB_DB or {default_path()})")
+    add_db_option(parser)
     args = parser.parse_args(argv)
-    try:
+    with exit_on_error():
         backup(args.db or default_path(), args.dest)
-    except SketchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     print(f"backed up to {args.dest}: integrity ok")
     return 0
 

@@ -1,6 +1,7 @@
 """The labeler's queries: the paginated grid, batch edits, classes, the review
 queue, stored predictions and the dataset export. Every function takes a
-Store; every multi-row write runs in one transaction.
+Store; its edits check what the labeler allows, then write through the Store's
+methods in one transaction.
 
 Predictions: the labeler stores one row per image per model version (the
 full probability list, most likely first, in `top`). The demo stores rows in
@@ -9,7 +10,8 @@ newest row of an (image, version) pair.
 """
 import json
 
-from db.store import _chunks, check_split, clean_label, now
+from db.connection import in_chunks, placeholders
+from db.store import check_split, clean_label
 from db.errors import ClassConflict, NotFound, SketchError
 
 GRID_SORTS = ("newest", "oldest", "least-confident", "top-losses")
@@ -122,13 +124,12 @@ def images_by_id(store, image_ids, version):
     """Grid rows for the given ids (deleted ones included), in the given order."""
     join, join_args = _prediction_join(version)
     found = {}
-    for chunk in _chunks(list(image_ids), 500):
-        marks = ",".join("?" * len(chunk))
+    for chunk in in_chunks(image_ids):
         for row in store.db.query(
                 f"SELECT i.id, i.source, i.split, i.width, i.height, i.deleted_at, l.class_id,"
                 f" c.name AS label, p.label AS predicted, p.confidence, p.top FROM images i"
                 f" LEFT JOIN labels l ON l.image_id = i.id LEFT JOIN classes c ON c.id = l.class_id"
-                f" {join} WHERE i.id IN ({marks})", [*join_args, *chunk]):
+                f" {join} WHERE i.id IN ({placeholders(chunk)})", [*join_args, *chunk]):
             row["top"] = json.loads(row["top"]) if row["top"] else []
             row["true_probability"] = _true_probability(row)
             found[row["id"]] = row
@@ -168,10 +169,10 @@ def image_png(store, image_id):
 def _existing(db, image_ids, deleted=False):
     found = []
     state = "IS NOT NULL" if deleted else "IS NULL"
-    for chunk in _chunks(sorted(set(image_ids)), 500):
-        marks = ",".join("?" * len(chunk))
+    for chunk in in_chunks(sorted(set(image_ids))):
         found += [r[0] for r in db.execute(
-            f"SELECT id FROM images WHERE deleted_at {state} AND id IN ({marks})", chunk)]
+            f"SELECT id FROM images WHERE deleted_at {state} AND id IN ({placeholders(chunk)})",
+            chunk)]
     return found
 
 
@@ -196,21 +197,16 @@ def move_to_split(store, image_ids, split):
 
 def delete_images(store, image_ids):
     """Soft delete: the images leave every view and training until restored."""
-    stamp = now()
     with store.transaction() as db:
         ids = _existing(db, image_ids)
-        for chunk in _chunks(ids, 500):
-            marks = ",".join("?" * len(chunk))
-            db.execute(f"UPDATE images SET deleted_at = ? WHERE id IN ({marks})", [stamp, *chunk])
+        store.set_deleted(ids, True)
     return ids
 
 
 def restore_images(store, image_ids):
     with store.transaction() as db:
         ids = _existing(db, image_ids, deleted=True)
-        for chunk in _chunks(ids, 500):
-            marks = ",".join("?" * len(chunk))
-            db.execute(f"UPDATE images SET deleted_at = NULL WHERE id IN ({marks})", chunk)
+        store.set_deleted(ids, False)
     return ids
 
 
@@ -256,10 +252,10 @@ def class_summary(store):
 
 
 def get_class(store, class_id):
-    row = store.db.execute("SELECT id, name FROM classes WHERE id = ?", [class_id]).fetchone()
-    if row is None:
+    rows = list(store.db.query("SELECT id, name FROM classes WHERE id = ?", [class_id]))
+    if not rows:
         raise NotFound(f"There is no class {class_id}.")
-    return {"id": row[0], "name": row[1]}
+    return rows[0]
 
 
 def create_class(store, name):
@@ -293,42 +289,8 @@ def rename_class(store, class_id, new_name):
                       " WHERE value = ?)", [old, new_name]).fetchone():
             raise ClassConflict(f"A model version knows both {old!r} and {new_name!r} (a class "
                                 f"merged or deleted since): pick another name.")
-        db.execute("UPDATE classes SET name = ? WHERE id = ?", [new_name, class_id])
-        db.execute("UPDATE corrections SET label = ? WHERE label = ?", [new_name, old])
-        db.execute("UPDATE corrections SET predicted_label = ? WHERE predicted_label = ?",
-                   [new_name, old])
-        db.execute("UPDATE predictions SET label = ? WHERE label = ?", [new_name, old])
-        _rename_in_tops(db, old, new_name)
-        _rename_in_versions(db, old, new_name)
+        store.rename_everywhere(class_id, old, new_name)
     return old, new_name
-
-
-def _rename_in_tops(db, old, new):
-    """The stored probability lists ([[label, p], ...]) that name `old`."""
-    rows = db.execute("SELECT id, top FROM predictions WHERE EXISTS (SELECT 1 FROM "
-                      "json_each(top) WHERE json_extract(value, '$[0]') = ?)", [old]).fetchall()
-    db.conn.executemany("UPDATE predictions SET top = ? WHERE id = ?", [
-        (json.dumps([[new if name == old else name, p] for name, p in json.loads(top)]), row_id)
-        for row_id, top in rows])
-
-
-def _rename_in_versions(db, old, new):
-    """The model versions' class lists and the names in their metrics."""
-    def swap(names):
-        return [new if name == old else name for name in names]
-    rows = db.execute("SELECT id, classes, metrics FROM model_versions WHERE EXISTS "
-                      "(SELECT 1 FROM json_each(classes) WHERE value = ?)", [old]).fetchall()
-    updates = []
-    for row_id, classes, metrics in rows:
-        metrics = json.loads(metrics)
-        if "per_class" in metrics:
-            metrics["per_class"] = dict(zip(swap(metrics["per_class"]),
-                                            metrics["per_class"].values()))
-        if "confusion" in metrics:
-            metrics["confusion"]["labels"] = swap(metrics["confusion"]["labels"])
-        updates.append((json.dumps(swap(json.loads(classes))), json.dumps(metrics), row_id))
-    db.conn.executemany("UPDATE model_versions SET classes = ?, metrics = ? WHERE id = ?",
-                        updates)
 
 
 def merge_classes(store, source_id, target_id):
@@ -336,14 +298,10 @@ def merge_classes(store, source_id, target_id):
     Returns (source name, target name, how many labels moved)."""
     if int(source_id) == int(target_id):
         raise ClassConflict("A class cannot be merged into itself.")
-    with store.transaction() as db:
+    with store.transaction():
         source = get_class(store, source_id)
         target = get_class(store, target_id)
-        moved = db.execute("UPDATE labels SET class_id = ?, created_at = ? WHERE class_id = ?",
-                           [target["id"], now(), source["id"]]).rowcount
-        db.execute("UPDATE corrections SET label = ? WHERE label = ? AND status = 'pending'",
-                   [target["name"], source["name"]])
-        db.execute("DELETE FROM classes WHERE id = ?", [source["id"]])
+        moved = store.merge_into(source, target)
     return source["name"], target["name"], moved
 
 
@@ -360,7 +318,7 @@ def delete_class(store, class_id):
                 f"The class {name!r} is not empty: it labels {live or 0} image(s)"
                 + (f" and {deleted} deleted image(s)" if deleted else "")
                 + ". Relabel them or merge the class into another one first.")
-        db.execute("DELETE FROM classes WHERE id = ?", [class_id])
+        store.remove_class(class_id)
     return name
 
 
@@ -385,24 +343,10 @@ def correction_queue(store, status, offset, limit):
 # -- predictions ----------------------------------------------------------------------
 
 def put_predictions(store, version, rows):
-    """Store the predictions of `version`: rows of (image_id, [[label, p], ...]
-    most likely first). Older rows of the same image and version are replaced
-    unless a correction refers to them."""
-    stamp = now()
-    with store.transaction() as db:
-        for chunk in _chunks(list(rows), 500):
-            ids = [image_id for image_id, _ in chunk]
-            marks = ",".join("?" * len(ids))
-            db.execute(
-                f"DELETE FROM predictions WHERE model_version = ? AND image_id IN ({marks})"
-                " AND id NOT IN (SELECT prediction_id FROM corrections"
-                " WHERE prediction_id IS NOT NULL)", [version, *ids])
-            db.conn.executemany(
-                "INSERT INTO predictions (image_id, model_version, label, confidence, top,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(image_id, version, top[0][0], top[0][1],
-                  json.dumps(top[:MAX_STORED_PROBABILITIES]), stamp)
-                 for image_id, top in chunk])
+    """Store.replace_predictions, keeping the MAX_STORED_PROBABILITIES most
+    likely classes of each image."""
+    store.replace_predictions(version, [(image_id, top[:MAX_STORED_PROBABILITIES])
+                                        for image_id, top in rows])
 
 
 def unpredicted_image_ids(store, version):

@@ -1,33 +1,18 @@
-"""One SQLite file for images, labels, predictions, corrections, cached
-features and model versions, used through sqlite-utils.
-
-Each thread gets its own connection (Gradio and the labeler serve requests
-from worker threads, and a sqlite3 connection must not be shared between
-them). Writes run in short `BEGIN IMMEDIATE` transactions so that concurrent
-writers queue on the busy timeout instead of failing half-way.
-"""
-import contextlib
+"""One SQLite file for images, labels, predictions, corrections, cached features
+and model versions (connections and transactions: db.connection)."""
 import hashlib
 import json
 import os
-import sqlite3
-import threading
-import time
 import unicodedata
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-import sqlite_utils
-
-from db.schema import MIGRATIONS, SCHEMA_VERSION, statements
-from db.errors import InvalidLabel, RateLimited, SketchError, StorageError
+from db.connection import Connection, in_chunks, placeholders
+from db.errors import InvalidLabel, RateLimited, SketchError
 
 DEFAULT_PATH = "data/sketches.db"
-BUSY_TIMEOUT_MS = 15_000
 MAX_LABEL_LENGTH = 64
 SOURCES = ("sketch", "webcam", "upload", "import", "generated")
 SPLITS = ("train", "test")
-CORRECTION_STATUSES = ("pending", "accepted", "rejected")
 # Corrections one sender may send (the owner's, accepted at once, are not counted).
 CORRECTIONS_PER_MINUTE = 20
 CORRECTIONS_PER_DAY = 500
@@ -82,94 +67,11 @@ def _invisible(char):
     return category in ("Cc", "Cs") or (category == "Cf" and char not in _JOINERS)
 
 
-class Store:
+class Store(Connection):
+    """The project's data, one method per kind of read or write."""
+
     def __init__(self, path=None):
-        self.path = str(path or default_path())
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._migrate()
-
-    # -- connections and transactions ------------------------------------
-
-    @property
-    def db(self):
-        db = getattr(self._local, "db", None)
-        if db is None:
-            try:
-                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
-                                       isolation_level=None, check_same_thread=False)
-                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                _use_wal(conn)
-                conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute("PRAGMA foreign_keys = ON")
-            except sqlite3.OperationalError as error:
-                raise self._storage_error(error) from error
-            db = self._local.db = sqlite_utils.Database(conn)
-        return db
-
-    @contextlib.contextmanager
-    def transaction(self):
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception.
-
-        Nested use joins the outer transaction, so helpers can be composed.
-        """
-        db = self.db
-        if db.conn.in_transaction:
-            yield db
-            return
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                if db.conn.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        except sqlite3.OperationalError as error:
-            if db.conn.in_transaction:
-                db.execute("ROLLBACK")
-            raise self._storage_error(error) from error
-
-    def _storage_error(self, error):
-        text = str(error)
-        if "readonly" in text or "read-only" in text:
-            return StorageError(f"The database {self.path} is read-only: nothing was saved. "
-                                "Check the file's and folder's permissions.")
-        if "full" in text:
-            return StorageError(f"The database {self.path} cannot grow (disk full): nothing "
-                                "was saved. Free some space and try again.")
-        if "locked" in text or "busy" in text:
-            return StorageError("The database is busy with another writer: nothing was saved. "
-                                "Try again in a moment.")
-        return StorageError(f"Database error on {self.path}: {text}. Nothing was saved.")
-
-    def close(self):
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.conn.close()
-            self._local.db = None
-
-    def _migrate(self):
-        version = self.schema_version()
-        if version > SCHEMA_VERSION:
-            raise SketchError(
-                f"{self.path} has schema version {version}, newer than this code "
-                f"understands ({SCHEMA_VERSION}); update the code.")
-        for number in range(version + 1, SCHEMA_VERSION + 1):
-            with self.transaction() as db:
-                # Another process may have migrated while we waited for the lock.
-                if self.schema_version() >= number:
-                    continue
-                for sql in statements(MIGRATIONS[number - 1]):
-                    db.execute(sql)
-                db.execute(f"PRAGMA user_version = {number}")
-
-    def schema_version(self):
-        return self.db.execute("PRAGMA user_version").fetchone()[0]
-
-    def integrity_check(self):
-        return self.db.execute("PRAGMA integrity_check").fetchone()[0]
+        super().__init__(path or default_path())
 
     # -- images ------------------------------------------------------------
 
@@ -180,11 +82,8 @@ class Store:
         `height`, `source`, and optionally `split`, `label` and `labeled_by`.
         Returns one `(image_id, created)` pair per item.
         """
-        results = []
         with self.transaction() as db:
-            for item in items:
-                results.append(self._add_image(db, **item))
-        return results
+            return [self._add_image(db, **item) for item in items]
 
     def add_image(self, **item):
         return self.add_images([item])[0]
@@ -198,11 +97,10 @@ class Store:
         row = db.execute("SELECT id FROM images WHERE sha256 = ?", [digest]).fetchone()
         if row:
             return row[0], False
-        cursor = db.execute(
+        image_id = db.execute(
             "INSERT INTO images (sha256, data, width, height, source, split, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [digest, data, width, height, source, split, now()])
-        image_id = cursor.lastrowid
+            [digest, data, width, height, source, split, now()]).lastrowid
         if label is not None:
             self._set_label(db, [image_id], label, labeled_by or source)
         return image_id, True
@@ -216,10 +114,9 @@ class Store:
     def image_data(self, image_ids):
         """(id, PNG bytes) for the given ids, in the given order."""
         found = {}
-        for chunk in _chunks(list(image_ids), 500):
-            marks = ",".join("?" * len(chunk))
+        for chunk in in_chunks(image_ids):
             for row in self.db.execute(
-                    f"SELECT id, data FROM images WHERE id IN ({marks})", chunk):
+                    f"SELECT id, data FROM images WHERE id IN ({placeholders(chunk)})", chunk):
                 found[row[0]] = row[1]
         return [(i, found[i]) for i in image_ids if i in found]
 
@@ -261,11 +158,39 @@ class Store:
         Returns how many labels were removed."""
         removed = 0
         with self.transaction() as db:
-            for chunk in _chunks(sorted(set(image_ids)), 500):
-                marks = ",".join("?" * len(chunk))
-                removed += db.execute(f"DELETE FROM labels WHERE image_id IN ({marks})",
-                                      chunk).rowcount
+            for chunk in in_chunks(sorted(set(image_ids))):
+                removed += db.execute(
+                    f"DELETE FROM labels WHERE image_id IN ({placeholders(chunk)})",
+                    chunk).rowcount
         return removed
+
+    def rename_everywhere(self, class_id, old, new):
+        """Give class `class_id` the name `new` and put it in place of `old`
+        wherever a name is stored: corrections, predictions (label and
+        probability list) and the versions' class lists and metrics."""
+        with self.transaction() as db:
+            db.execute("UPDATE classes SET name = ? WHERE id = ?", [new, class_id])
+            db.execute("UPDATE corrections SET label = ? WHERE label = ?", [new, old])
+            db.execute("UPDATE corrections SET predicted_label = ? WHERE predicted_label = ?",
+                       [new, old])
+            db.execute("UPDATE predictions SET label = ? WHERE label = ?", [new, old])
+            _rename_in_tops(db, old, new)
+            _rename_in_versions(db, old, new)
+
+    def merge_into(self, source, target):
+        """Move the labels and pending corrections of class `source` to class
+        `target` ({id, name} each) and delete `source`; returns the labels moved."""
+        with self.transaction() as db:
+            moved = db.execute("UPDATE labels SET class_id = ?, created_at = ? WHERE class_id = ?",
+                               [target["id"], now(), source["id"]]).rowcount
+            db.execute("UPDATE corrections SET label = ? WHERE label = ? AND status = 'pending'",
+                       [target["name"], source["name"]])
+            db.execute("DELETE FROM classes WHERE id = ?", [source["id"]])
+        return moved
+
+    def remove_class(self, class_id):
+        with self.transaction() as db:
+            db.execute("DELETE FROM classes WHERE id = ?", [class_id])
 
     def classes(self):
         """Every class with its count of live labeled images, by name."""
@@ -285,21 +210,27 @@ class Store:
     def set_split(self, image_ids, split):
         check_split(split)
         with self.transaction() as db:
-            for chunk in _chunks(list(image_ids), 500):
-                marks = ",".join("?" * len(chunk))
-                db.execute(f"UPDATE images SET split = ? WHERE id IN ({marks})",
+            for chunk in in_chunks(image_ids):
+                db.execute(f"UPDATE images SET split = ? WHERE id IN ({placeholders(chunk)})",
                            [split, *chunk])
+
+    def set_deleted(self, image_ids, deleted):
+        """Soft delete (`deleted` true) or restore images."""
+        stamp = now() if deleted else None
+        with self.transaction() as db:
+            for chunk in in_chunks(image_ids):
+                db.execute(f"UPDATE images SET deleted_at = ? WHERE id IN ({placeholders(chunk)})",
+                           [stamp, *chunk])
 
     # -- features -----------------------------------------------------------
 
     def missing_features(self, image_ids, backbone, views):
         """The (image_id, view) pairs among `image_ids` x range(views) not cached."""
         have = set()
-        for chunk in _chunks(list(image_ids), 500):
-            marks = ",".join("?" * len(chunk))
+        for chunk in in_chunks(image_ids):
             have.update(self.db.execute(
                 f"SELECT image_id, view FROM features WHERE backbone = ? AND view < ?"
-                f" AND image_id IN ({marks})", [backbone, views, *chunk]).fetchall())
+                f" AND image_id IN ({placeholders(chunk)})", [backbone, views, *chunk]).fetchall())
         return [(i, v) for i in image_ids for v in range(views) if (i, v) not in have]
 
     def put_features(self, backbone, rows):
@@ -312,19 +243,16 @@ class Store:
     def features(self, image_ids, backbone, views):
         """{(image_id, view): vector bytes} for the cached features among those asked."""
         found = {}
-        for chunk in _chunks(list(image_ids), 500):
-            marks = ",".join("?" * len(chunk))
+        for chunk in in_chunks(image_ids):
             for image_id, view, vector in self.db.execute(
-                    f"SELECT image_id, view, vector FROM features WHERE backbone = ?"
-                    f" AND view < ? AND image_id IN ({marks})", [backbone, views, *chunk]):
+                    f"SELECT image_id, view, vector FROM features WHERE backbone = ? AND view < ?"
+                    f" AND image_id IN ({placeholders(chunk)})", [backbone, views, *chunk]):
                 found[(image_id, view)] = vector
         return found
 
     def count_features(self, backbone=None):
-        if backbone is None:
-            return self.db.execute("SELECT COUNT(*) FROM features").fetchone()[0]
-        return self.db.execute("SELECT COUNT(*) FROM features WHERE backbone = ?",
-                               [backbone]).fetchone()[0]
+        where, args = ("", []) if backbone is None else (" WHERE backbone = ?", [backbone])
+        return self.db.execute(f"SELECT COUNT(*) FROM features{where}", args).fetchone()[0]
 
     # -- model versions -------------------------------------------------------
 
@@ -377,9 +305,25 @@ class Store:
     def add_prediction(self, image_id, model_version, label, confidence, top):
         with self.transaction() as db:
             return db.execute(
-                "INSERT INTO predictions (image_id, model_version, label, confidence, top,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                _INSERT_PREDICTION,
                 [image_id, model_version, label, confidence, json.dumps(top), now()]).lastrowid
+
+    def replace_predictions(self, version, rows):
+        """Store predictions of `version`: rows of (image_id, [[label, p], ...] most
+        likely first). Older rows of the same image and version are replaced
+        unless a correction refers to them."""
+        stamp = now()
+        with self.transaction() as db:
+            for chunk in in_chunks(rows):
+                ids = [image_id for image_id, _ in chunk]
+                db.execute(
+                    f"DELETE FROM predictions WHERE model_version = ?"
+                    f" AND image_id IN ({placeholders(ids)}) AND id NOT IN"
+                    " (SELECT prediction_id FROM corrections WHERE prediction_id IS NOT NULL)",
+                    [version, *ids])
+                db.conn.executemany(_INSERT_PREDICTION, [
+                    (image_id, version, top[0][0], top[0][1], json.dumps(top), stamp)
+                    for image_id, top in chunk])
 
     def add_correction(self, image_id, label, source, sender, predicted_label=None,
                        prediction_id=None, accept=False):
@@ -421,11 +365,9 @@ class Store:
 
     def prediction(self, prediction_id):
         rows = list(self.db.query("SELECT * FROM predictions WHERE id = ?", [prediction_id]))
-        if not rows:
-            return None
-        row = dict(rows[0])
-        row["top"] = json.loads(row["top"])
-        return row
+        for row in rows:
+            row["top"] = json.loads(row["top"])
+        return rows[0] if rows else None
 
     def _check_rate(self, db, sender):
         stamp = utcnow()
@@ -465,6 +407,38 @@ class Store:
             f"SELECT * FROM corrections {where} ORDER BY created_at, id", args))
 
 
+_INSERT_PREDICTION = ("INSERT INTO predictions (image_id, model_version, label, confidence, top,"
+                      " created_at) VALUES (?, ?, ?, ?, ?, ?)")
+
+
+def _rename_in_tops(db, old, new):
+    """The stored probability lists ([[label, p], ...]) that name `old`."""
+    rows = db.execute("SELECT id, top FROM predictions WHERE EXISTS (SELECT 1 FROM "
+                      "json_each(top) WHERE json_extract(value, '$[0]') = ?)", [old]).fetchall()
+    db.conn.executemany("UPDATE predictions SET top = ? WHERE id = ?", [
+        (json.dumps([[new if name == old else name, p] for name, p in json.loads(top)]), row_id)
+        for row_id, top in rows])
+
+
+def _rename_in_versions(db, old, new):
+    """The model versions' class lists and the names in their metrics."""
+    def swap(names):
+        return [new if name == old else name for name in names]
+    rows = db.execute("SELECT id, classes, metrics FROM model_versions WHERE EXISTS "
+                      "(SELECT 1 FROM json_each(classes) WHERE value = ?)", [old]).fetchall()
+    updates = []
+    for row_id, classes, metrics in rows:
+        metrics = json.loads(metrics)
+        if "per_class" in metrics:
+            metrics["per_class"] = dict(zip(swap(metrics["per_class"]),
+                                            metrics["per_class"].values()))
+        if "confusion" in metrics:
+            metrics["confusion"]["labels"] = swap(metrics["confusion"]["labels"])
+        updates.append((json.dumps(swap(json.loads(classes))), json.dumps(metrics), row_id))
+    db.conn.executemany("UPDATE model_versions SET classes = ?, metrics = ? WHERE id = ?",
+                        updates)
+
+
 def _decode_version(row):
     row = dict(row)
     for key in ("classes", "config", "metrics"):
@@ -472,22 +446,3 @@ def _decode_version(row):
     row["live"] = bool(row["live"])
     return row
 
-
-def _chunks(items, size):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _use_wal(conn):
-    """Switch the file to WAL. The switch needs the file alone for a moment, and
-    SQLite answers "locked" at once, without waiting the busy timeout, when
-    another process holds it (several opening an old file together): retry."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)

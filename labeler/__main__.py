@@ -7,6 +7,7 @@ import os
 import sys
 
 from db import default_path
+from db.cli import add_db_option, exit_on_error
 from labeler.app import LOOPBACK, PASSWORD_ENV
 
 DEFAULT_HOST = "127.0.0.1"
@@ -16,8 +17,7 @@ DEFAULT_PORT = 7861
 def parse(argv=None):
     parser = argparse.ArgumentParser(prog="python -m labeler", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", default=None,
-                        help=f"SQLite file (default: $SKETCHLAB_DB or {default_path()})")
+    add_db_option(parser)
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address (default: {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port (default: {DEFAULT_PORT})")
@@ -37,13 +37,9 @@ def main(argv=None):
         return 2
     import uvicorn
     from labeler.app import create_app
-    from db.errors import SketchError
-    try:
+    with exit_on_error():
         app = create_app(args.db or default_path(), password=password,
                          train_options={"alpha": args.alpha} if args.alpha else None)
-    except SketchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"Labeler on http://{host}:{args.port}/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

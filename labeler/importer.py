@@ -9,8 +9,8 @@ import argparse
 import json
 import sys
 
-from db import Store, default_path
-from db.errors import SketchError
+from db import Store
+from db.cli import add_db_option, exit_on_error
 from service.ingest import import_tree
 
 
@@ -18,14 +18,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m labeler.importer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", metavar="DIR")
-    parser.add_argument("--db", default=None,
-                        help=f"SQLite file (default: $SKETCHLAB_DB or {default_path()})")
+    add_db_option(parser)
     args = parser.parse_args(argv)
-    try:
+    with exit_on_error():
         summary = import_tree(Store(args.db), args.folder, show_bar=True)
-    except SketchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     for path, message in summary["errors"]:
         print(f"skipped {path}: {message}", file=sys.stderr)
     print(json.dumps({"imported": summary["imported"], "duplicates": summary["duplicates"],

@@ -9,8 +9,9 @@ DEFAULTS = {
     # Feature cache: view 0 is the plain image, views 1.. are augmented copies.
     "views": 3,
     # Head: dense layers (ReLU, dropout) then softmax, as the article's, but
-    # narrower: on cached features a 1024-1024-512 head costs ~6x the time
-    # for no accuracy (bench.head_widths).
+    # narrower: on cached features the article's 1024-1024-512 took 41 s to
+    # reach 0.905, this one 2.8 s to reach 0.933 (docs/PERFORMANCE.md, "Head
+    # widths": a one-off measurement that no bench module repeats).
     "head_units": [256, 128, 64],
     "dropout": 0.2,
     "epochs": 60,           # an upper bound: early stopping usually ends sooner

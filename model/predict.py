@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from db import Store, default_path
+from db import Store
+from db.cli import add_db_option, exit_on_error
 from db.errors import SketchError
 from model.images import read_file
 
@@ -22,16 +23,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m model.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    parser.add_argument("--db", default=None,
-                        help=f"SQLite file (default: $SKETCHLAB_DB or {default_path()})")
+    add_db_option(parser)
     parser.add_argument("--top", type=_positive, default=3, help="classes to list (default: 3)")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_error():
         from model.classifier import Classifier
         classifier = Classifier(Store(args.db))
-    except SketchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     status = 0
     for path in args.images:
         try:

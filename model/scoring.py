@@ -35,9 +35,9 @@ def score_images(store, version, image_ids, on_progress=None):
         yield rows
 
 
-def evaluation_rows(store, version):
-    """[(image_id, true label)] of the images this version was evaluated on, as
-    the data stands now: the test split, or the stable holdout of train."""
+def evaluation_rows(store):
+    """[(image_id, true label)] of the images a retrain evaluates on, as the
+    data stands now: the test split, or the stable holdout of train."""
     from model.train import evaluation_split
     _, eval_rows, _ = evaluation_split(store.labeled_images("train"), store.labeled_images("test"))
     return eval_rows
@@ -46,7 +46,7 @@ def evaluation_rows(store, version):
 def confusion_cell(store, version, truth, predicted):
     """Ids of the evaluation images labeled `truth` that `version` classifies as
     `predicted` (one cell of its confusion matrix, on the current data)."""
-    rows = [r for r in evaluation_rows(store, version) if r[1] == truth]
+    rows = [r for r in evaluation_rows(store) if r[1] == truth]
     if not rows:
         return []
     found = []

@@ -14,18 +14,26 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from db import Store, default_path
+from db import Store
+from db.cli import add_db_option, exit_on_error
 from model.config import DEFAULTS, backbone_name, make_config
-from db.errors import SketchError
 from model.errors import NotEnoughData
 from model.features import ensure_features, feature_matrix
 
 HOLDOUT_FRACTION = 0.2
+# Knuth's multiplicative hash (2**32 / golden ratio): image ids spread evenly
+# over [0, 1), the same on every run, so the holdout is stable.
+HASH_MULTIPLIER = 2654435761
+# Added to ids before hashing for the validation split, so that it is not the
+# holdout's first fraction again.
+VALIDATION_SALT = 7919
 MIN_IMAGES_PER_CLASS = 2
 # "Not worse" allows this much less accuracy: two retrains on the same data
 # differ by about this much (0.8 points on the dev set), while a harmful
 # update (mislabeled or poisoned data) costs far more.
 PROMOTION_TOLERANCE = 0.01
+# Classes with fewer train images give none to early stopping's validation.
+MIN_IMAGES_FOR_VALIDATION = 5
 
 
 def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
@@ -140,7 +148,7 @@ def evaluation_split(train_rows, test_rows):
 
 
 def _stable_fraction(image_id):
-    return (image_id * 2654435761) % 2**32 / 2**32
+    return (image_id * HASH_MULTIPLIER) % 2**32 / 2**32
 
 
 def _usable(train_rows):
@@ -172,9 +180,9 @@ def _validation_split(y, groups, fraction):
     validation = np.zeros(len(y), dtype=bool)
     for label in np.unique(y):
         images = np.unique(groups[y == label])
-        if len(images) < 5:
+        if len(images) < MIN_IMAGES_FOR_VALIDATION:
             continue
-        ranked = sorted(images, key=lambda i: _stable_fraction(int(i) + 7919))
+        ranked = sorted(images, key=lambda i: _stable_fraction(int(i) + VALIDATION_SALT))
         held = ranked[:max(1, int(round(len(images) * fraction)))]
         validation |= np.isin(groups, held)
     return np.flatnonzero(~validation), np.flatnonzero(validation)
@@ -240,34 +248,68 @@ def _reporter(on_progress, show_bar):
     return report
 
 
+# What `--flag VALUE` accepts for a boolean option, in any case.
+TRUE_WORDS = ("true", "yes", "1")
+FALSE_WORDS = ("false", "no", "0")
+
+
+def _boolean(text):
+    word = text.lower()
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise argparse.ArgumentTypeError(
+        f"expected one of {', '.join(TRUE_WORDS + FALSE_WORDS)}, not {text!r}")
+
+
+class BooleanOption(argparse.BooleanOptionalAction):
+    """--flag and --no-flag, and --flag VALUE for scripts that pass one value
+    (a bare `type=bool` would read "False" as true, as any non-empty string)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, type=_boolean, **kwargs)
+        self.nargs = "?"
+        self.metavar = "BOOL"
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        negative = option_string.startswith("--no-")
+        if negative and values is not None:
+            raise argparse.ArgumentError(self, f"{option_string} takes no value")
+        setattr(namespace, self.dest, not negative and (values is None or values))
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m model.train", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", default=None, help=f"SQLite file (default: $SKETCHLAB_DB or "
-                        f"{default_path()})")
+    add_db_option(parser)
     parser.add_argument("--force", action="store_true",
                         help="make the new version live even if it is worse")
     for key, value in DEFAULTS.items():
         flag = "--" + key.replace("_", "-")
-        if isinstance(value, list):
+        default = f"(default: {value}" + (", or the live version's" if key in ("alpha", "input_size")
+                                          else "") + ")"
+        if isinstance(value, bool):
+            parser.add_argument(flag, action=BooleanOption, help=(
+                f"BOOL: {'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)}; {flag} alone means "
+                f"true, --no-{flag[2:]} (no BOOL) false {default}"))
+        elif isinstance(value, list):
             parser.add_argument(flag, type=lambda s: [int(p) for p in s.split(",")],
                                 help=f"comma-separated (default: {','.join(map(str, value))})")
         else:
-            parser.add_argument(flag, type=type(value), help=f"(default: {value}"
-                                + (", or the live version's" if key in ("alpha", "input_size")
-                                   else "") + ")")
+            parser.add_argument(flag, type=type(value), help=default)
     return parser
 
 
-def main(argv=None):
+def parse(argv=None):
+    """The command line's (arguments, training options given on it)."""
     args = _parser().parse_args(argv)
-    options = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
-    try:
+    return args, {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
+
+
+def main(argv=None):
+    args, options = parse(argv)
+    with exit_on_error():
         result = retrain(Store(args.db), options, force=args.force, show_bar=True)
-    except SketchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     print(json.dumps(result))
     return 0
 

@@ -66,20 +66,15 @@ def main(argv=None):
     """python -m service.starter [--db PATH] [--alpha A]: seed and train the first model."""
     import argparse
     import json
-    import sys
-    from db import default_path
-    from db.errors import SketchError
+    from db.cli import add_db_option, exit_on_error
     parser = argparse.ArgumentParser(prog="python -m service.starter", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", default=None, help=f"SQLite file (default: {default_path()})")
+    add_db_option(parser)
     parser.add_argument("--alpha", type=float, default=None,
                         help="backbone width for the first training (default: config default)")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_error():
         result = ensure_first_model(Store(args.db), alpha=args.alpha)
-    except SketchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     print(json.dumps(result if result is not None else {"live": "already"}))
     return 0
 

@@ -6,12 +6,39 @@ from tests.conftest import ROOT, run_cli
 
 BENCHES = sorted(p.stem for p in (ROOT / "bench").glob("*.py")
                  if p.stem not in ("__init__", "common"))
+# The options each bench's --help must name.
+OPTIONS = {
+    "accuracy": ("--views", "--per-class", "--seeds", "--plot"),
+    "demo_latency": ("--calls", "--clients", "--warmup"),
+    "features": ("--images", "--seconds"),
+    "foundation": ("--views",),
+    "growth": ("--sizes", "--plot"),
+    "labeler_grid": ("--images", "--db"),
+    "latency": ("--calls",),
+    "load": ("--clients", "--seconds", "--retrain"),
+    "retrain": ("--skip-reference",),
+}
+
+
+def test_every_bench_has_its_options_listed_here():
+    assert sorted(OPTIONS) == BENCHES
 
 
 @pytest.mark.parametrize("name", BENCHES)
 def test_every_bench_describes_itself_with_help(name):
     result = run_cli("-m", f"bench.{name}", "--help")
     assert result.stdout.startswith(f"usage: python -m bench.{name}")
+    for option in OPTIONS[name]:
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize("name", ["accuracy", "growth"])
+def test_plots_go_to_the_git_ignored_artifacts_unless_told_otherwise(name):
+    from bench.common import ARTIFACTS
+    assert ARTIFACTS == ROOT / "artifacts"
+    assert "artifacts/" in (ROOT / ".gitignore").read_text().split()
+    words = run_cli("-m", f"bench.{name}", "--help").stdout.split()
+    assert f"artifacts/{name}.png)" in words
 
 
 @pytest.mark.parametrize("arguments", [["--per-class", "300,{most_plus_one}"],

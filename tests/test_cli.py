@@ -1,5 +1,5 @@
-"""The three command-line tools, run as real subprocesses on real files:
-the folder importer, the retrain job and the predict CLI."""
+"""The command-line tools, run as real subprocesses on real files: the folder
+importer, the retrain job and the predict CLI; every CLI's --help."""
 import json
 
 import numpy as np
@@ -230,12 +230,24 @@ CLIS = {
 }
 
 
-@pytest.mark.parametrize("module", sorted(CLIS))
-def test_help_describes_each_cli(module):
-    result = run_cli("-m", module, "--help")
-    assert result.stdout.startswith(f"usage: python -m {module}")
-    for word in CLIS[module]:
+# The command after "python", and the options its --help must name.
+HELP = {
+    "demo.py": ("--db", "--host", "--port", "--share", "--auth", "--alpha"),
+    "-m labeler": ("--db", "--host", "--port", "--password", "--alpha"),
+    "-m service.starter": ("--db", "--alpha"),
+    "-m db.backup": ("DEST", "--db"),
+    **{f"-m {module}": words for module, words in CLIS.items()},
+}
+
+
+@pytest.mark.parametrize("command", sorted(HELP))
+def test_help_describes_each_cli(command):
+    result = run_cli(*command.split(), "--help")
+    assert result.stdout.startswith(f"usage: python {command}")
+    for word in HELP[command]:
         assert word in result.stdout
+    # One --db help everywhere, naming the environment variable too.
+    assert "$SKETCHLAB_DB" in result.stdout
 
 
 @pytest.mark.parametrize("module", sorted(CLIS))
@@ -261,3 +273,29 @@ def test_predict_top_zero_is_a_usage_error_not_a_crash(trained_db, tmp_path, cap
     out = capsys.readouterr().out
     # Either refused as a usage error, or answered with at least the best class.
     assert status == 2 or (status == 0 and json.loads(out)["top"])
+
+
+@pytest.mark.parametrize("arguments, warm_start", [
+    (["--warm-start", "False"], False), (["--warm-start", "no"], False),
+    (["--warm-start", "0"], False), (["--no-warm-start"], False),
+    (["--warm-start"], True), (["--warm-start", "TRUE"], True), (["--warm-start", "yes"], True),
+    (["--warm-start", "1", "--force"], True)])
+def test_train_boolean_options_read_false_as_false(arguments, warm_start):
+    from model.train import parse
+    _, options = parse(arguments)
+    assert options["warm_start"] is warm_start
+
+
+def test_train_options_not_given_are_left_to_the_defaults():
+    from model.train import parse
+    _, options = parse([])
+    assert options == {}
+
+
+@pytest.mark.parametrize("arguments", [["--warm-start", "maybe"], ["--no-warm-start", "true"]])
+def test_train_boolean_option_with_another_value_is_a_usage_error(arguments, capsys):
+    from model.train import parse
+    with pytest.raises(SystemExit) as exit:
+        parse(arguments)
+    assert exit.value.code == 2
+    assert "--warm-start" in capsys.readouterr().err
