@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import ALPHA, INPUT_SIZE, free_port
+from model.classifier import ranked
 
 IMAGES = 20_000
 BATCH_LABEL = 500
@@ -60,10 +61,7 @@ def fake_predictions(store, rng):
                                       {"accuracy": None}, head, live=True)
     ids = labeling.live_image_ids(store)
     p = rng.dirichlet(np.ones(len(classes)), size=len(ids))
-    rows = []
-    for image_id, probabilities in zip(ids, p):
-        order = np.argsort(probabilities)[::-1]
-        rows.append((image_id, [[classes[k], round(float(probabilities[k]), 6)] for k in order]))
+    rows = [(image_id, ranked(probabilities, classes)) for image_id, probabilities in zip(ids, p)]
     labeling.put_predictions(store, version, rows)
     return version
 

@@ -18,7 +18,7 @@ import threading
 import numpy as np
 
 from model.errors import WeightsMissing
-from model.images import grey_images
+from model.images import grey_images, to_uint8
 
 _ALPHA_TEXT = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}
 # Interpreter threads for serving: both cores of the target machines (bench.features).
@@ -70,8 +70,7 @@ def load_backbone(alpha, input_size):
                     keras_models_dir(), weights_filename(alpha, input_size))) from error
             raise
     base.trainable = False
-    inputs = keras.Input((input_size, input_size, 3), name="image")
-    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1, name="mobilenet_scale")(inputs)
+    inputs, scaled = _scaled_input(input_size, 3)
     model = keras.Model(inputs, base(scaled, training=False), name=f"mobilenet_{alpha:g}")
     model.trainable = False
     return model
@@ -97,14 +96,6 @@ def probe_images(input_size):
     sketch = np.where(ring[..., None], 0, 255).repeat(3, axis=2)
     noise = rng.integers(0, 256, (input_size, input_size, 3))
     return np.stack([np.full_like(sketch, 255), noise, sketch]).astype(np.float32)
-
-
-def as_uint8(arrays):
-    """Backbone inputs as uint8, rounding (not truncating) any float pixels."""
-    arrays = np.asarray(arrays)
-    if arrays.dtype == np.uint8:
-        return arrays
-    return np.clip(np.rint(arrays), 0, 255).astype(np.uint8)
 
 
 class LiteRTRunner:
@@ -155,7 +146,7 @@ class LiteRTBackbone:
         return cls(colour, grey, threads, batch_size)
 
     def __call__(self, arrays):
-        arrays = as_uint8(arrays)
+        arrays = to_uint8(arrays)
         if arrays.shape[-1] == 1:
             return self._grey(arrays)
         grey = grey_images(arrays)
@@ -256,9 +247,15 @@ def _grey_backbone(model, alpha, input_size):
         if layer.name == "conv1":
             weights = [weights[0].sum(axis=2, keepdims=True)]
         target.set_weights(weights)
-    inputs = keras.Input((input_size, input_size, 1), name="image")
-    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1, name="mobilenet_scale")(inputs)
+    inputs, scaled = _scaled_input(input_size, 1)
     return keras.Model(inputs, grey(scaled, training=False))
+
+
+def _scaled_input(input_size, channels):
+    """The network's input, 0-255 pixels, and the same scaled to MobileNet's [-1, 1]."""
+    import keras
+    inputs = keras.Input((input_size, input_size, channels), name="image")
+    return inputs, keras.layers.Rescaling(1 / 127.5, offset=-1, name="mobilenet_scale")(inputs)
 
 
 def _convert_uint8(model, input_size, channels):

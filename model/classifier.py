@@ -67,9 +67,14 @@ class Classifier:
         return describe(probabilities[0], version["classes"], version["id"], k)
 
 
+def ranked(probabilities, classes, k=None):
+    """[[class, p], ...], most likely first: the first `k`, or all of them."""
+    order = np.argsort(probabilities)[::-1][:k]
+    return [[classes[i], round(float(probabilities[i]), 6)] for i in order]
+
+
 def describe(probabilities, classes, version, k=TOP_K):
-    order = np.argsort(probabilities)[::-1][:max(1, k)]
-    top = [[classes[i], round(float(probabilities[i]), 6)] for i in order]
+    top = ranked(probabilities, classes, max(1, k))
     return {"label": top[0][0], "confidence": top[0][1], "top": top, "version": version}
 
 

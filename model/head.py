@@ -14,6 +14,9 @@ import numpy as np
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPSILON = 1e-7  # Keras's default
+# Probabilities are floored here before the log of the loss: a confident miss
+# costs -log(1e-7) = 16, not infinity.
+LOG_FLOOR = 1e-7
 MIN_EPOCHS = 3
 
 
@@ -95,7 +98,7 @@ def train_head(x, y, n_classes, config, validation=None, on_epoch=None, init=Non
                 yb = y[index]
                 probabilities, inputs, masks = forward(params, x[index], config["dropout"], rng)
                 picked = probabilities[np.arange(len(yb)), yb]
-                loss_sum += float(-np.log(np.maximum(picked, 1e-7)).sum())
+                loss_sum += float(-np.log(np.maximum(picked, LOG_FLOOR)).sum())
                 correct += float((probabilities.argmax(axis=1) == yb).sum())
                 step += 1
                 rate = config["learning_rate"] * np.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
@@ -133,7 +136,7 @@ def evaluate_head(params, x, y):
     """(mean cross-entropy, accuracy) of a head on labeled features."""
     probabilities = forward(params, x)[0]
     picked = probabilities[np.arange(len(y)), y]
-    return (float(-np.log(np.maximum(picked, 1e-7)).mean()),
+    return (float(-np.log(np.maximum(picked, LOG_FLOOR)).mean()),
             float((probabilities.argmax(axis=1) == y).mean()))
 
 

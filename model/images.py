@@ -77,13 +77,13 @@ def _check_size(size):
 def to_rgb(image):
     """Any mode (RGBA, LA, P with transparency, 16-bit, CMYK, ...) -> RGB on white."""
     if isinstance(image, np.ndarray):
-        image = Image.fromarray(_to_uint8(image))
+        image = Image.fromarray(to_uint8(image, unit_floats=True))
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if array.max() > 255 else 255.0
         image = Image.fromarray((array / peak * 255).round().astype(np.uint8))
     if image.mode == "F":
-        image = Image.fromarray(_to_uint8(np.asarray(image)))
+        image = Image.fromarray(to_uint8(np.asarray(image), unit_floats=True))
     if image.mode == "P" or image.mode == "PA":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "La", "RGBa"):
@@ -93,13 +93,16 @@ def to_rgb(image):
     return image.convert("RGB")
 
 
-def _to_uint8(array):
+def to_uint8(array, unit_floats=False):
+    """Pixels as uint8, rounded (not truncated) and clipped. With `unit_floats`,
+    float pixels no brighter than 1.0 are fractions of white (as image
+    libraries hand them over); backbone inputs are always 0-255."""
     array = np.asarray(array)
     if array.dtype == np.uint8:
         return array
-    if array.dtype.kind == "f" and array.max(initial=0) <= 1.0:
+    if unit_floats and array.dtype.kind == "f" and array.max(initial=0) <= 1.0:
         array = array * 255
-    return np.clip(array, 0, 255).round().astype(np.uint8)
+    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
 
 
 def normalize(image):

@@ -2,8 +2,7 @@
 its confusion-matrix drill-down. Probabilities come from the cached view-0
 features and the stored NumPy head: the backbone runs only for images whose
 features are not cached yet."""
-import numpy as np
-
+from model.classifier import ranked
 from model.features import ensure_features, feature_matrix
 from model.head import NumpyHead
 
@@ -25,11 +24,8 @@ def score_images(store, version, image_ids, on_progress=None):
         chunk = ids[start:start + SCORE_BATCH]
         ensure_features(store, alpha, size, chunk, 1)
         vectors, found = feature_matrix(store, alpha, size, [(i, 0) for i in chunk])
-        rows = []
-        if found:
-            for (image_id, _), p in zip(found, head(vectors)):
-                order = np.argsort(p)[::-1]
-                rows.append((image_id, [[classes[k], round(float(p[k]), 6)] for k in order]))
+        rows = [(image_id, ranked(p, classes))
+                for (image_id, _), p in zip(found, head(vectors))] if found else []
         if on_progress:
             on_progress(min(start + len(chunk), len(ids)), len(ids))
         yield rows

@@ -118,9 +118,9 @@ def test_colour_images_and_mixed_batches_match_keras_too(backbone, sketches):
 
 
 def test_float_pixels_are_rounded_not_truncated_for_the_uint8_backbone():
-    from model.backbone import as_uint8
+    from model.images import to_uint8
     pixels = np.array([-3.0, 0.4, 0.6, 127.5, 254.7, 300.0], np.float32)
-    assert as_uint8(pixels).tolist() == [0, 0, 1, 128, 255, 255]
+    assert to_uint8(pixels).tolist() == [0, 0, 1, 128, 255, 255]
 
 
 def test_extractor_falls_back_to_tensorflow_when_litert_disagrees(backbone, sketches, monkeypatch):
