@@ -244,6 +244,14 @@ def test_with_auth_only_the_signed_in_owner_may_teach(served):
     assert "Added to **star**" in message
 
 
+def test_a_correction_naming_an_unknown_source_is_refused_not_rewritten(served):
+    import demo_handlers as handlers
+    before = served.model.store.count_images()
+    with pytest.raises(gr.Error, match="Unknown source 'import'"):
+        handlers.correct(draw_shape("star", seed=3), "star", "import", None)
+    assert served.model.store.count_images() == before
+
+
 def test_blank_example_or_correction_is_refused(served):
     import demo_handlers as handlers
     white = Image.new("RGB", (300, 300), "white")

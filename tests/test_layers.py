@@ -24,9 +24,20 @@ def upper(names, layers):
 
 
 def test_db_imports_nothing_from_the_layers_above():
-    assert upper(imported_after(DB_MODULES), {"model", "service", "labeler", "demo"}) == []
+    assert upper(imported_after(DB_MODULES),
+                 {"model", "service", "labeler", "demo", "demo_handlers"}) == []
 
 
 def test_pure_model_modules_import_nothing_from_the_layers_above():
     names = imported_after(PURE_MODEL_MODULES)
-    assert upper(names, {"service", "labeler", "demo"}) == []
+    assert upper(names, {"service", "labeler", "demo", "demo_handlers"}) == []
+
+
+SERVICE_MODULES = ["service.ingest", "service.jobs", "service.lifecycle", "service.access",
+                   "service.corrections", "service.settings", "service.starter"]
+
+
+def test_service_knows_no_user_interface():
+    names = imported_after(SERVICE_MODULES)
+    assert upper(names, {"labeler", "demo", "demo_handlers", "gradio", "fastapi",
+                         "starlette"}) == []
