@@ -95,7 +95,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import httpx
     from db import Store, labeling
-    from labeler.app import PAGE_SIZE, create_app
+    from labeler.app import create_app
+    from labeler.settings import PAGE_SIZE
 
     path = Path(args.db) if args.db else Path(tempfile.mkdtemp(prefix="labeler-bench-")) / "b.db"
     store = Store(path)

@@ -44,37 +44,15 @@ from db.store import MAX_LABEL_LENGTH, SOURCES, SPLITS, clean_label
 from service.ingest import TooLarge, import_tree, store_uploads
 from service.jobs import Jobs
 from db.errors import ClassConflict, NotFound, SketchError
+from labeler import settings
 from model.errors import BadImage, NoLiveModel, NotEnoughData, WeightsMissing
 
 HERE = Path(__file__).resolve().parent
-# Confusion-matrix pictures kept in memory: the version page needs the cell
-# positions and the browser then asks for the same picture.
-CONFUSION_CACHE = 32
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PASSWORD_ENV = "SKETCHLAB_LABELER_PASSWORD"
 LABELED_BY = "labeler"
 CSRF_COOKIE = "labeler_csrf"
 CSRF_FIELD = "csrf"
-# Grid pages: PAGE_SIZE thumbnails by default, at most MAX_PAGE_SIZE.
-PAGE_SIZE = 60
-MAX_PAGE_SIZE = 200
-# Images one batch request may change (select-all pages included).
-MAX_BATCH = 5000
-# One upload request (many files or zips): bytes and files.
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024
-MAX_UPLOAD_FILES = 1000
-# Thumbnails: longest side in pixels, and how many the process keeps in memory.
-THUMB_SIDE = 128
-THUMB_CACHE_SIZE = 5000
-QUEUE_PAGE_SIZE = 50
-# A webcam burst stops after this many frames even while the button is held.
-MAX_BURST_FRAMES = 300
-# Number keys 1..9 label the focused image with one of the first classes.
-KEY_CLASSES = 9
-# Flash messages kept for the redirect that follows a POST.
-FLASH_KEEP = 200
-# Model exports kept in memory (a TFLite conversion takes seconds).
-EXPORT_CACHE = 4
 
 
 class Forbidden(Exception):
@@ -93,7 +71,7 @@ class Thumbnails:
     """PNG thumbnails, made once per image and kept in an LRU cache."""
 
     def __init__(self, size=None):
-        self.size = THUMB_CACHE_SIZE if size is None else size
+        self.size = settings.THUMB_CACHE_SIZE if size is None else size
         self._cache = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -104,7 +82,7 @@ class Thumbnails:
                 return self._cache[image_id]
         sha, data = labeling.image_png(store, image_id)
         image = Image.open(io.BytesIO(data))
-        image.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
+        image.thumbnail((settings.THUMB_SIDE, settings.THUMB_SIDE), Image.Resampling.BILINEAR)
         out = io.BytesIO()
         image.save(out, format="PNG")
         value = (sha, out.getvalue())
@@ -129,7 +107,7 @@ class Flash:
         key = secrets.token_urlsafe(12)
         with self._lock:
             self._items[key] = {"text": text, "undo": undo or [], "kind": kind}
-            while len(self._items) > FLASH_KEEP:
+            while len(self._items) > settings.FLASH_KEEP:
                 self._items.popitem(last=False)
         return key
 
@@ -172,7 +150,7 @@ def create_app(store_path, password=None, train_options=None):
                              autoescape=True, undefined=jinja2.ChainableUndefined)
     env.filters["pct"] = lambda v: "–" if not isinstance(v, (int, float)) else f"{100 * v:.1f}%"
     env.filters["prob"] = lambda v: "–" if not isinstance(v, (int, float)) else f"{v:.2f}"
-    env.globals.update(max_label=MAX_LABEL_LENGTH, max_per_page=MAX_PAGE_SIZE)
+    env.globals.update(max_label=MAX_LABEL_LENGTH, max_per_page=settings.MAX_PAGE_SIZE)
 
     app = FastAPI(title="Sketchlab labeler", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
@@ -192,9 +170,9 @@ def create_app(store_path, password=None, train_options=None):
                             headers={"WWW-Authenticate": 'Basic realm="labeler"'},
                             media_type="text/plain")
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_UPLOAD_BYTES:
+        if length and length.isdigit() and int(length) > settings.MAX_UPLOAD_BYTES:
             return _error_page(request, 413, "Too large", f"A request can carry at most "
-                               f"{MAX_UPLOAD_BYTES // 2**20} MB; upload in parts.")
+                               f"{settings.MAX_UPLOAD_BYTES // 2**20} MB; upload in parts.")
         cookie = request.cookies.get(CSRF_COOKIE)
         fresh = None
         if not cookie or len(cookie) != 43:
@@ -282,11 +260,12 @@ def create_app(store_path, password=None, train_options=None):
             if f"{parts.scheme}://{parts.netloc}" != expected:
                 raise Forbidden("Cross-site request refused.")
         try:
-            form = await request.form(max_files=MAX_UPLOAD_FILES, max_fields=MAX_BATCH + 100)
+            form = await request.form(max_files=settings.MAX_UPLOAD_FILES,
+                                      max_fields=settings.MAX_BATCH + 100)
         except Exception as error:  # Starlette's MultiPartException and friends
             if "Too many" in str(error):
-                raise TooLarge(f"{error} (at most {MAX_UPLOAD_FILES} files and {MAX_BATCH} "
-                               "images per request).") from None
+                raise TooLarge(f"{error} (at most {settings.MAX_UPLOAD_FILES} files and "
+                               f"{settings.MAX_BATCH} images per request).") from None
             raise BadImage(f"The form could not be read: {error}") from None
         token = form.get(CSRF_FIELD)
         cookie = request.cookies.get(CSRF_COOKIE)
@@ -298,8 +277,8 @@ def create_app(store_path, password=None, train_options=None):
 
     def ids_of(form):
         values = form.getlist("ids")
-        if len(values) > MAX_BATCH:
-            raise TooLarge(f"At most {MAX_BATCH} images can be changed at once.")
+        if len(values) > settings.MAX_BATCH:
+            raise TooLarge(f"At most {settings.MAX_BATCH} images can be changed at once.")
         try:
             return [int(v) for v in values]
         except ValueError:
@@ -321,22 +300,23 @@ def create_app(store_path, password=None, train_options=None):
         q = request.query_params
         filters = _filters(q)
         sort = q.get("sort") or "newest"
-        page, per_page = _int(q.get("page"), 1, "page"), _int(q.get("per_page"), PAGE_SIZE,
-                                                              "per_page")
-        per_page = max(1, min(per_page, MAX_PAGE_SIZE))
+        page = _int(q.get("page"), 1, "page")
+        per_page = _int(q.get("per_page"), settings.PAGE_SIZE, "per_page")
+        per_page = max(1, min(per_page, settings.MAX_PAGE_SIZE))
         page = max(1, page)
         live_id = store.live_version_id()
         rows, total = labeling.grid(store, filters, sort, (page - 1) * per_page, per_page,
                                     live_id)
         pages = max(1, -(-total // per_page))
-        state = {k: v for k, v in {**filters, "sort": sort if sort != "newest" else "",
-                                   "per_page": per_page if per_page != PAGE_SIZE else ""}.items()
-                 if v}
+        state = {k: v for k, v in {
+            **filters, "sort": sort if sort != "newest" else "",
+            "per_page": per_page if per_page != settings.PAGE_SIZE else ""}.items() if v}
         classes = labeling.class_names(store)
         return render(
             request, "images.html", rows=rows, total=total, page=page, pages=pages,
             per_page=per_page, filters=filters, sort=sort, classes=classes,
-            key_classes=classes[:KEY_CLASSES], predicted=labeling.version_classes(store, live_id),
+            key_classes=classes[:settings.KEY_CLASSES],
+            predicted=labeling.version_classes(store, live_id),
             sources=SOURCES, splits=SPLITS, statuses=labeling.GRID_STATUSES,
             unlabeled=labeling.UNLABELED,
             sorts=labeling.GRID_SORTS, select_all=q.get("select") == "page",
@@ -404,10 +384,10 @@ def create_app(store_path, password=None, train_options=None):
         if status not in ("pending", "accepted", "rejected"):
             raise SketchError("Status must be pending, accepted or rejected.")
         page = max(1, _int(q.get("page"), 1, "page"))
-        rows, total = labeling.correction_queue(store, status, (page - 1) * QUEUE_PAGE_SIZE,
-                                                QUEUE_PAGE_SIZE)
+        size = settings.QUEUE_PAGE_SIZE
+        rows, total = labeling.correction_queue(store, status, (page - 1) * size, size)
         return render(request, "review.html", rows=rows, total=total, status=status, page=page,
-                      pages=max(1, -(-total // QUEUE_PAGE_SIZE)),
+                      pages=max(1, -(-total // size)),
                       select_all=q.get("select") == "page")
 
     @app.post("/review")
@@ -428,8 +408,8 @@ def create_app(store_path, password=None, train_options=None):
             raise SketchError("Correction ids must be numbers.") from None
         if not ids:
             raise SketchError("Select at least one correction first.")
-        if len(ids) > MAX_BATCH:
-            raise TooLarge(f"At most {MAX_BATCH} corrections can be reviewed at once.")
+        if len(ids) > settings.MAX_BATCH:
+            raise TooLarge(f"At most {settings.MAX_BATCH} corrections can be reviewed at once.")
         status = {"accept": "accepted", "reject": "rejected"}.get(action)
         if status is None:
             raise SketchError("A review either accepts or rejects.")
@@ -483,8 +463,9 @@ def create_app(store_path, password=None, train_options=None):
     @app.get("/capture", response_class=HTMLResponse)
     def capture(request: Request):
         return render(request, "capture.html", classes=labeling.class_names(store),
-                      splits=SPLITS, max_files=MAX_UPLOAD_FILES, max_frames=MAX_BURST_FRAMES,
-                      max_mb=MAX_UPLOAD_BYTES // 2**20)
+                      splits=SPLITS, max_files=settings.MAX_UPLOAD_FILES,
+                      max_frames=settings.MAX_BURST_FRAMES,
+                      max_mb=settings.MAX_UPLOAD_BYTES // 2**20)
 
     @app.post("/upload")
     async def upload(request: Request):
@@ -606,9 +587,9 @@ def create_app(store_path, password=None, train_options=None):
         from model.scoring import confusion_cell as cell_ids
         version = _version(version_id)
         ids = cell_ids(store, version, truth, predicted)
-        rows = labeling.images_by_id(store, ids[:MAX_PAGE_SIZE], version_id)
+        rows = labeling.images_by_id(store, ids[:settings.MAX_PAGE_SIZE], version_id)
         return render(request, "cell.html", version=version, truth=truth, predicted=predicted,
-                      rows=rows, total=len(ids), limit=MAX_PAGE_SIZE)
+                      rows=rows, total=len(ids), limit=settings.MAX_PAGE_SIZE)
 
     @app.post("/versions/{version_id}/live")
     async def make_live(request: Request, version_id: int):
@@ -663,7 +644,7 @@ def create_app(store_path, password=None, train_options=None):
         data = {"keras": export.keras_bytes, "tflite": export.tflite_bytes}[kind](version)
         with exports_lock:
             exports[key] = data
-            while len(exports) > EXPORT_CACHE:
+            while len(exports) > settings.EXPORT_CACHE:
                 exports.popitem(last=False)
         return version, data
 
@@ -741,7 +722,7 @@ def _live_summary(store):
     return {"id": live} if live is not None else None
 
 
-@functools.lru_cache(maxsize=CONFUSION_CACHE)
+@functools.lru_cache(maxsize=settings.CONFUSION_CACHE)
 def _confusion_png(confusion_json):
     """(PNG bytes, cell rectangles) of a confusion matrix given as JSON (hashable:
     a renamed class gives a new key)."""
