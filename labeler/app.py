@@ -15,16 +15,13 @@ and a Content-Security-Policy that allows no inline script.
 """
 import base64
 import binascii
-import collections
 import csv
 import hashlib
 import hmac
-import functools
 import io
 import json
 import secrets
 import tempfile
-import threading
 import zipfile
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -45,6 +42,7 @@ from service.ingest import TooLarge, import_tree, store_uploads
 from service.jobs import Jobs
 from db.errors import ClassConflict, NotFound, SketchError
 from labeler import settings
+from labeler.cache import LRU
 from model.errors import BadImage, NoLiveModel, NotEnoughData, WeightsMissing
 
 HERE = Path(__file__).resolve().parent
@@ -67,53 +65,29 @@ def _status_of(error):
     return 400
 
 
-class Thumbnails:
-    """PNG thumbnails, made once per image and kept in an LRU cache."""
-
-    def __init__(self, size=None):
-        self.size = settings.THUMB_CACHE_SIZE if size is None else size
-        self._cache = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, store, image_id):
-        with self._lock:
-            if image_id in self._cache:
-                self._cache.move_to_end(image_id)
-                return self._cache[image_id]
-        sha, data = labeling.image_png(store, image_id)
-        image = Image.open(io.BytesIO(data))
-        image.thumbnail((settings.THUMB_SIDE, settings.THUMB_SIDE), Image.Resampling.BILINEAR)
-        out = io.BytesIO()
-        image.save(out, format="PNG")
-        value = (sha, out.getvalue())
-        with self._lock:
-            self._cache[image_id] = value
-            while len(self._cache) > self.size:
-                self._cache.popitem(last=False)
-        return value
-
-    def __len__(self):
-        return len(self._cache)
+def thumbnail_png(store, image_id):
+    """(sha, PNG bytes) of an image at most THUMB_SIDE pixels on its longest side."""
+    sha, data = labeling.image_png(store, image_id)
+    image = Image.open(io.BytesIO(data))
+    image.thumbnail((settings.THUMB_SIDE, settings.THUMB_SIDE), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return sha, out.getvalue()
 
 
 class Flash:
     """Messages (with optional undo ids) carried across a POST's redirect."""
 
     def __init__(self):
-        self._items = collections.OrderedDict()
-        self._lock = threading.Lock()
+        self._items = LRU(settings.FLASH_KEEP)
 
     def put(self, text, undo=None, kind="ok"):
         key = secrets.token_urlsafe(12)
-        with self._lock:
-            self._items[key] = {"text": text, "undo": undo or [], "kind": kind}
-            while len(self._items) > settings.FLASH_KEEP:
-                self._items.popitem(last=False)
+        self._items.put(key, {"text": text, "undo": undo or [], "kind": kind})
         return key
 
     def pop(self, key):
-        with self._lock:
-            return self._items.pop(key, None) if key else None
+        return self._items.pop(key) if key else None
 
 
 def safe_next(value, default="/images"):
@@ -139,11 +113,11 @@ def create_app(store_path, password=None, train_options=None):
     """
     store = Store(store_path)
     jobs = Jobs(store, train_options)
-    thumbs = Thumbnails()
+    thumbs = LRU(settings.THUMB_CACHE_SIZE)
     flash = Flash()
     secret = secrets.token_bytes(32)
-    exports = collections.OrderedDict()
-    exports_lock = threading.Lock()
+    exports = LRU(settings.EXPORT_CACHE)
+    confusion_pngs = LRU(settings.CONFUSION_CACHE)
 
     # Lenient about missing keys: versions recorded by older code have fewer metrics.
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -156,6 +130,7 @@ def create_app(store_path, password=None, train_options=None):
     app.state.store = store
     app.state.jobs = jobs
     app.state.thumbs = thumbs
+    app.state.confusion = confusion_pngs
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def csrf_token(cookie):
@@ -364,7 +339,7 @@ def create_app(store_path, password=None, train_options=None):
 
     @app.get("/images/{image_id}/thumb.png")
     def thumbnail(request: Request, image_id: int):
-        sha, data = thumbs.get(store, image_id)
+        sha, data = thumbs.get_or_make(image_id, lambda: thumbnail_png(store, image_id))
         return _png_response(request, sha + "-t", data)
 
     @app.get("/images/{image_id}", response_class=HTMLResponse)
@@ -557,11 +532,19 @@ def create_app(store_path, password=None, train_options=None):
     def _confusion(version):
         return version["metrics"].get("confusion") or {"labels": [], "matrix": []}
 
+    def _confusion_png(confusion):
+        """(PNG bytes, cell rectangles) of a confusion matrix, kept under its JSON
+        (a renamed class gives a new key)."""
+        from model.plots import confusion_png
+        return confusion_pngs.get_or_make(
+            json.dumps(confusion),
+            lambda: confusion_png(confusion["labels"], confusion["matrix"]))
+
     @app.get("/versions/{version_id}", response_class=HTMLResponse)
     def version_page(request: Request, version_id: int):
         version = _version(version_id)
         confusion = _confusion(version)
-        _, cells = _confusion_png(json.dumps(confusion))
+        _, cells = _confusion_png(confusion)
         labels = confusion["labels"]
         return render(request, "version.html", version=version, metrics=version["metrics"],
                       cells=[{"truth": labels[r], "predicted": labels[c],
@@ -573,7 +556,7 @@ def create_app(store_path, password=None, train_options=None):
 
     @app.get("/versions/{version_id}/confusion.png")
     def confusion_image(request: Request, version_id: int):
-        data, _ = _confusion_png(json.dumps(_confusion(_version(version_id))))
+        data, _ = _confusion_png(_confusion(_version(version_id)))
         return _png_response(request, None, data)
 
     @app.get("/versions/{version_id}/curves.png")
@@ -636,17 +619,9 @@ def create_app(store_path, password=None, train_options=None):
         version = store.model_version()
         if version is None:
             raise NoLiveModel("No model has been trained yet: press Retrain first.")
-        key = (version["id"], kind)
-        with exports_lock:
-            if key in exports:
-                return version, exports[key]
         from model import export
-        data = {"keras": export.keras_bytes, "tflite": export.tflite_bytes}[kind](version)
-        with exports_lock:
-            exports[key] = data
-            while len(exports) > settings.EXPORT_CACHE:
-                exports.popitem(last=False)
-        return version, data
+        make = {"keras": export.keras_bytes, "tflite": export.tflite_bytes}[kind]
+        return version, exports.get_or_make((version["id"], kind), lambda: make(version))
 
     @app.get("/export/model.keras")
     def export_keras():
@@ -720,15 +695,6 @@ def _filters(q):
 def _live_summary(store):
     live = store.live_version_id()
     return {"id": live} if live is not None else None
-
-
-@functools.lru_cache(maxsize=settings.CONFUSION_CACHE)
-def _confusion_png(confusion_json):
-    """(PNG bytes, cell rectangles) of a confusion matrix given as JSON (hashable:
-    a renamed class gives a new key)."""
-    from model.plots import confusion_png
-    confusion = json.loads(confusion_json)
-    return confusion_png(confusion["labels"], confusion["matrix"])
 
 
 def _png_response(request, etag, data):
