@@ -7,7 +7,7 @@ import os
 import sys
 
 from db import default_path
-from labeler.app import LOOPBACK, PASSWORD_ENV
+from labeler.security import LOOPBACK, PASSWORD_ENV
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7861

@@ -7,24 +7,19 @@ retrain progress).
 `python -m labeler` serves it. All SQL lives in db/labeling.py, all
 TensorFlow work in model/; this module only wires requests to them.
 
-Safety: every mutating request is a POST carrying a CSRF token (an HMAC of a
-per-browser cookie under a per-process secret) and, when the browser sends
-one, an Origin or Referer of this very site. Templates escape everything.
-Images are served only from the database, always as image/png, with nosniff
-and a Content-Security-Policy that allows no inline script.
+Safety: labeler/security.py guards every request (password, CSRF, same
+site, security headers). Templates escape everything. Images are served only
+from the database, always as image/png, with nosniff and a
+Content-Security-Policy that allows no inline script.
 """
-import base64
-import binascii
 import csv
-import hashlib
-import hmac
 import io
 import json
 import secrets
 import tempfile
 import zipfile
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import jinja2
 from fastapi import FastAPI, Request
@@ -41,28 +36,14 @@ from db.store import MAX_LABEL_LENGTH, SOURCES, SPLITS, clean_label
 from service.ingest import TooLarge, import_tree, store_uploads
 from service.jobs import Jobs
 from db.errors import ClassConflict, NotFound, SketchError
-from labeler import settings
+from labeler import security, settings
 from labeler.cache import LRU
-from model.errors import BadImage, NoLiveModel, NotEnoughData, WeightsMissing
+from model.errors import NoLiveModel
 
 HERE = Path(__file__).resolve().parent
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-PASSWORD_ENV = "SKETCHLAB_LABELER_PASSWORD"
 LABELED_BY = "labeler"
-CSRF_COOKIE = "labeler_csrf"
-CSRF_FIELD = "csrf"
-
-
-class Forbidden(Exception):
-    """A POST without a valid CSRF token, or from another site."""
-
-
-def _status_of(error):
-    if isinstance(error, NotFound):
-        return 404
-    if isinstance(error, (ClassConflict, NoLiveModel, NotEnoughData, WeightsMissing)):
-        return 409
-    return 400
+TITLES = {403: "Forbidden", 404: "Not found", 409: "Not possible now", 413: "Too large",
+          429: "Too many requests", 503: "Unavailable"}
 
 
 def thumbnail_png(store, image_id):
@@ -131,40 +112,8 @@ def create_app(store_path, password=None, train_options=None):
     app.state.jobs = jobs
     app.state.thumbs = thumbs
     app.state.confusion = confusion_pngs
+    app.state.csrf_secret = secret
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-
-    def csrf_token(cookie):
-        return hmac.new(secret, cookie.encode(), hashlib.sha256).hexdigest()
-
-    # -- middleware: password, CSRF cookie, security headers ---------------------
-
-    @app.middleware("http")
-    async def guard(request, call_next):
-        if password is not None and not _signed_in(request, password):
-            return Response("Sign in with the labeler password.", status_code=401,
-                            headers={"WWW-Authenticate": 'Basic realm="labeler"'},
-                            media_type="text/plain")
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.MAX_UPLOAD_BYTES:
-            return _error_page(request, 413, "Too large", f"A request can carry at most "
-                               f"{settings.MAX_UPLOAD_BYTES // 2**20} MB; upload in parts.")
-        cookie = request.cookies.get(CSRF_COOKIE)
-        fresh = None
-        if not cookie or len(cookie) != 43:
-            cookie = fresh = secrets.token_urlsafe(32)
-        request.state.csrf_cookie = cookie
-        response = await call_next(request)
-        if fresh:
-            response.set_cookie(CSRF_COOKIE, fresh, httponly=True, samesite="strict", path="/")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:;"
-            " script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none';"
-            " form-action 'self'; frame-ancestors 'none'")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        return response
 
     # -- errors: translated once, here ------------------------------------------------
 
@@ -176,19 +125,13 @@ def create_app(store_path, password=None, train_options=None):
             csrf="", live=None, request_path=request.url.path)
         return HTMLResponse(html, status_code=status)
 
+    def _error_response(request, error):
+        return _error_page(request, error.status, TITLES.get(error.status, "Bad request"),
+                           str(error))
+
     @app.exception_handler(SketchError)
     async def sketch_error(request, error):
-        status = _status_of(error)
-        title = {404: "Not found", 409: "Not possible now"}.get(status, "Bad request")
-        return _error_page(request, status, title, str(error))
-
-    @app.exception_handler(Forbidden)
-    async def forbidden(request, error):
-        return _error_page(request, 403, "Forbidden", str(error))
-
-    @app.exception_handler(TooLarge)
-    async def too_large(request, error):
-        return _error_page(request, 413, "Too large", str(error))
+        return _error_response(request, error)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, error):
@@ -199,6 +142,8 @@ def create_app(store_path, password=None, train_options=None):
     async def http_error(request, error):
         return _error_page(request, error.status_code, "Error", str(error.detail))
 
+    app.middleware("http")(security.guard(password, refuse=_error_response))
+
     # -- helpers -------------------------------------------------------------------------
 
     def render(request, template, **context):
@@ -206,7 +151,7 @@ def create_app(store_path, password=None, train_options=None):
         message = flash.pop(key)
         live = _live_summary(store)
         html = env.get_template(template).render(
-            csrf=csrf_token(request.state.csrf_cookie),
+            csrf=security.csrf_token(secret, request.state.csrf_cookie),
             counts={"pending": labeling.pending_count(store)},
             flash=message, live=live, nav=template.split(".")[0],
             request_path=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
@@ -222,33 +167,6 @@ def create_app(store_path, password=None, train_options=None):
             response.set_cookie("labeler_flash", flash.put(text, undo, kind), httponly=True,
                                 samesite="strict", path="/")
         return response
-
-    async def checked_form(request):
-        """The POSTed form, after the same-site and CSRF checks."""
-        expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
-        origin = request.headers.get("origin")
-        if origin and origin != expected:
-            raise Forbidden(f"Cross-site request refused (from {origin}).")
-        referer = request.headers.get("referer")
-        if not origin and referer:
-            parts = urlsplit(referer)
-            if f"{parts.scheme}://{parts.netloc}" != expected:
-                raise Forbidden("Cross-site request refused.")
-        try:
-            form = await request.form(max_files=settings.MAX_UPLOAD_FILES,
-                                      max_fields=settings.MAX_BATCH + 100)
-        except Exception as error:  # Starlette's MultiPartException and friends
-            if "Too many" in str(error):
-                raise TooLarge(f"{error} (at most {settings.MAX_UPLOAD_FILES} files and "
-                               f"{settings.MAX_BATCH} images per request).") from None
-            raise BadImage(f"The form could not be read: {error}") from None
-        token = form.get(CSRF_FIELD)
-        cookie = request.cookies.get(CSRF_COOKIE)
-        if (not cookie or not isinstance(token, str)
-                or not hmac.compare_digest(token, csrf_token(cookie))):
-            raise Forbidden("The form's security token is missing or stale: reload the page "
-                            "and try again.")
-        return form
 
     def ids_of(form):
         values = form.getlist("ids")
@@ -300,7 +218,7 @@ def create_app(store_path, password=None, train_options=None):
 
     @app.post("/images/batch")
     async def batch(request: Request):
-        form = await checked_form(request)
+        form = await security.checked_form(request)
         ids = ids_of(form)
         action = form.get("action") or ""
         back = safe_next(form.get("next"))
@@ -367,7 +285,7 @@ def create_app(store_path, password=None, train_options=None):
 
     @app.post("/review")
     async def review_post(request: Request):
-        form = await checked_form(request)
+        form = await security.checked_form(request)
         if form.get("reject_sender"):
             sender = form.get("reject_sender")
             count = await run_in_threadpool(store.reject_sender, sender)
@@ -401,7 +319,7 @@ def create_app(store_path, password=None, train_options=None):
 
     @app.post("/classes")
     async def class_create(request: Request):
-        form = await checked_form(request)
+        form = await security.checked_form(request)
         _, name, created = labeling.create_class(store, form.get("name") or "")
         return redirect("/classes", f"Created the class {name}." if created
                         else f"The class {name} already exists.")
@@ -414,14 +332,14 @@ def create_app(store_path, password=None, train_options=None):
 
     @app.post("/classes/{class_id}/rename")
     async def class_rename(request: Request, class_id: int):
-        form = await checked_form(request)
+        form = await security.checked_form(request)
         _no_job_running("renaming")
         old, new = labeling.rename_class(store, class_id, form.get("name") or "")
         return redirect("/classes", f"Renamed {old} to {new}.")
 
     @app.post("/classes/{class_id}/merge")
     async def class_merge(request: Request, class_id: int):
-        form = await checked_form(request)
+        form = await security.checked_form(request)
         target = _int(form.get("into"), None, "into")
         _no_job_running("merging")
         source, into, moved = labeling.merge_classes(store, class_id, target)
@@ -429,7 +347,7 @@ def create_app(store_path, password=None, train_options=None):
 
     @app.post("/classes/{class_id}/delete")
     async def class_delete(request: Request, class_id: int):
-        await checked_form(request)
+        await security.checked_form(request)
         name = labeling.delete_class(store, class_id)
         return redirect("/classes", f"Deleted the class {name}.")
 
@@ -444,7 +362,7 @@ def create_app(store_path, password=None, train_options=None):
 
     @app.post("/upload")
     async def upload(request: Request):
-        form = await checked_form(request)
+        form = await security.checked_form(request)
         files = [f for f in form.getlist("files") if hasattr(f, "read")]
         source = form.get("source") or "upload"
         split = form.get("split") or "train"
@@ -477,7 +395,7 @@ def create_app(store_path, password=None, train_options=None):
 
     @app.post("/import")
     async def import_folder(request: Request):
-        form = await checked_form(request)
+        form = await security.checked_form(request)
         folder = (form.get("folder") or "").strip()
         if not folder:
             raise SketchError("Type the path of a folder on this computer.")
@@ -503,7 +421,7 @@ def create_app(store_path, password=None, train_options=None):
 
     @app.post("/retrain")
     async def retrain_post(request: Request):
-        form = await checked_form(request)
+        form = await security.checked_form(request)
         if not jobs.retrain(force=bool(form.get("force"))):
             return redirect("/retrain", "A job is already running; wait for it to finish.",
                             kind="warn")
@@ -511,7 +429,7 @@ def create_app(store_path, password=None, train_options=None):
 
     @app.post("/predictions/refresh")
     async def predictions_refresh(request: Request):
-        await checked_form(request)
+        await security.checked_form(request)
         if store.live_version_id() is None:
             raise NoLiveModel("No model has been trained yet: press Retrain first.")
         if not jobs.refresh():
@@ -576,7 +494,7 @@ def create_app(store_path, password=None, train_options=None):
 
     @app.post("/versions/{version_id}/live")
     async def make_live(request: Request, version_id: int):
-        await checked_form(request)
+        await security.checked_form(request)
         _version(version_id)
         store.set_live(version_id)
         jobs.refresh()
@@ -648,18 +566,6 @@ def create_app(store_path, password=None, train_options=None):
 
 
 # -- helpers shared by the routes ---------------------------------------------------------------
-
-def _signed_in(request, password):
-    header = request.headers.get("authorization", "")
-    if not header.lower().startswith("basic "):
-        return False
-    try:
-        decoded = base64.b64decode(header[6:], validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    _, _, given = decoded.partition(":")
-    return hmac.compare_digest(given.encode(), password.encode())
-
 
 def _wants_json(request):
     return request.headers.get("x-requested-with") == "fetch"

@@ -10,7 +10,7 @@ import pytest
 
 from db import labeling
 from labeler import app as labeler_app
-from labeler import settings
+from labeler import security, settings
 from service import ingest
 from tests.labeler_support import (XSS, client_for, labeled, png_bytes, post, seeded_store,
                                    tile_ids, token)
@@ -161,6 +161,16 @@ def test_batch_size_is_limited_to_max_batch(db, client, monkeypatch):
                                           "label": "star"}).status_code == 200
 
 
+def test_a_malformed_form_is_a_400_and_one_over_the_field_limit_a_413(client, monkeypatch):
+    token(client)
+    response = client.post("/images/batch", content=b"garbage",
+                           headers={"content-type": "multipart/form-data; boundary=zz"})
+    assert response.status_code == 400 and "The form could not be read" in response.text
+    monkeypatch.setattr(settings, "MAX_BATCH", 3)
+    response = post(client, "/images/batch", {"ids": list(range(200)), "action": "label"})
+    assert response.status_code == 413 and "Too many fields" in response.text
+
+
 def test_unknown_image_ids_are_ignored_not_a_500(db, client):
     response = post(client, "/images/batch", {"ids": [999999], "action": "label",
                                                "label": "star"})
@@ -214,7 +224,7 @@ def test_a_password_protects_every_page_and_image(db):
 
 def test_the_cli_refuses_a_public_address_without_a_password(monkeypatch, capsys):
     from labeler.__main__ import main
-    monkeypatch.delenv(labeler_app.PASSWORD_ENV, raising=False)
+    monkeypatch.delenv(security.PASSWORD_ENV, raising=False)
     assert main(["--host", "0.0.0.0", "--db", "unused.db"]) == 2
     assert "password" in capsys.readouterr().err
 
@@ -589,7 +599,7 @@ def test_python_m_labeler_serves_the_grid_over_real_http_and_asks_for_its_passwo
         proc = subprocess.Popen(
             [sys.executable, "-m", "labeler", "--db", str(db[0]), "--port", str(port)],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, labeler_app.PASSWORD_ENV: "pw", "PYTHONUNBUFFERED": "1"})
+            env={**os.environ, security.PASSWORD_ENV: "pw", "PYTHONUNBUFFERED": "1"})
     try:
         deadline = time.monotonic() + 60
         while f"Labeler on http://127.0.0.1:{port}/" not in log.read_text():
