@@ -9,8 +9,7 @@ import zipfile
 import pytest
 
 from db import labeling
-from labeler import app as labeler_app
-from labeler import security, settings
+from labeler import security, settings, web
 from service import ingest
 from tests.labeler_support import (XSS, client_for, labeled, png_bytes, post, seeded_store,
                                    tile_ids, token)
@@ -667,7 +666,7 @@ def test_number_keys_cover_the_first_key_classes_classes(db, client, monkeypatch
 
 def test_flash_messages_keep_at_most_flash_keep(monkeypatch):
     monkeypatch.setattr(settings, "FLASH_KEEP", 2)
-    flash = labeler_app.Flash()
+    flash = web.Flash()
     first = flash.put("one")
     second, third = flash.put("two"), flash.put("three")
     assert flash.pop(first) is None
