@@ -94,7 +94,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import httpx
     from db import Store, labeling
-    from labeler.app import PAGE_SIZE, create_app
+    from labeler.app import create_app
+    from labeler.settings import settings
 
     path = Path(args.db) if args.db else Path(tempfile.mkdtemp(prefix="labeler-bench-")) / "b.db"
     store = Store(path)
@@ -114,7 +115,7 @@ def main(argv=None):
             first = client.get("/images")
             assert first.status_code == 200
             csrf = re.search(r'name="csrf" value="([^"]+)"', first.text).group(1)
-            pages = -(-total // PAGE_SIZE)
+            pages = -(-total // settings.page_size)
             circle = next(c["id"] for c in labeling.class_summary(store) if c["name"] == "circle")
             urls = {
                 "grid_first_page": "/images",

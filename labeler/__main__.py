@@ -8,7 +8,8 @@ import sys
 
 from db import default_path
 from db.cli import add_db_option, exit_on_error
-from labeler.app import LOOPBACK, PASSWORD_ENV
+from labeler.security import PASSWORD_ENV
+from service.access import is_loopback
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7861
@@ -31,7 +32,7 @@ def parse(argv=None):
 def main(argv=None):
     args = parse(argv)
     password = args.password or os.environ.get(PASSWORD_ENV) or None
-    if args.host not in LOOPBACK and not password:
+    if not is_loopback(args.host) and not password:
         print(f"error: the labeler is bound to {args.host}, not to this computer only: set a "
               f"password with --password or {PASSWORD_ENV}.", file=sys.stderr)
         return 2

@@ -235,9 +235,9 @@ def test_a_class_named_like_html_is_text_in_every_page_of_a_real_browser(backbon
 
 def test_a_webcam_burst_stops_at_max_burst_frames_while_the_button_is_held(seeded_db, page,
                                                                            monkeypatch):
-    from labeler import app as labeler_app
+    from labeler.settings import settings
     path, store, _, _ = seeded_db
-    monkeypatch.setattr(labeler_app, "MAX_BURST_FRAMES", 3)
+    monkeypatch.setattr(settings, "max_burst_frames", 3)
     with served(make_app(path)) as url:
         page.goto(f"{url}/capture")
         page.select_option("#webcam-fps", "10")

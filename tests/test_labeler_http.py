@@ -9,7 +9,8 @@ import zipfile
 import pytest
 
 from db import labeling
-from labeler import app as labeler_app
+from labeler import security, web
+from labeler.settings import settings
 from service import ingest
 from tests.labeler_support import (XSS, client_for, labeled, png_bytes, post, seeded_store,
                                    tile_ids, token)
@@ -55,7 +56,6 @@ def test_grid_filters_by_class_split_source_and_status(db, client):
 def test_filter_form_keeps_the_chosen_filters_and_the_forms_carry_the_servers_limits(
         db, client):
     from db.store import MAX_LABEL_LENGTH
-    from labeler.app import MAX_PAGE_SIZE
     _, store, train, _ = db
     circle = next(c["id"] for c in labeling.class_summary(store) if c["name"] == "circle")
     page = client.get(f"/images?label={circle}&split=test&status=labeled&sort=oldest").text
@@ -65,7 +65,7 @@ def test_filter_form_keeps_the_chosen_filters_and_the_forms_carry_the_servers_li
                    '<option value="oldest" selected>oldest</option>'):
         assert chosen in page
     assert page.count(" selected>") == 4
-    assert f'max="{MAX_PAGE_SIZE}"' in page
+    assert f'max="{settings.max_page_size}"' in page
     for url in ("/images", f"/images/{train[0]}", "/capture", "/classes"):
         fields = re.findall(r'maxlength="(\d+)"', client.get(url).text)
         assert fields and set(fields) == {str(MAX_LABEL_LENGTH)}, url
@@ -81,7 +81,7 @@ def test_grid_rejects_bad_filter_values_with_a_400_page_not_a_500(client):
 
 
 def test_page_size_is_capped_at_max_page_size(db, client, monkeypatch):
-    monkeypatch.setattr(labeler_app, "MAX_PAGE_SIZE", 7)
+    monkeypatch.setattr(settings, "max_page_size", 7)
     assert len(tile_ids(client.get("/images?per_page=1000").text)) == 7
 
 
@@ -151,13 +151,23 @@ def test_deleted_images_leave_training_data(db, client):
 
 def test_batch_size_is_limited_to_max_batch(db, client, monkeypatch):
     _, store, train, _ = db
-    monkeypatch.setattr(labeler_app, "MAX_BATCH", 3)
+    monkeypatch.setattr(settings, "max_batch", 3)
     response = post(client, "/images/batch", {"ids": train[:4], "action": "label",
                                                "label": "star"})
     assert response.status_code == 413
     assert "At most 3 images" in response.text
     assert post(client, "/images/batch", {"ids": train[:3], "action": "label",
                                           "label": "star"}).status_code == 200
+
+
+def test_a_malformed_form_is_a_400_and_one_over_the_field_limit_a_413(client, monkeypatch):
+    token(client)
+    response = client.post("/images/batch", content=b"garbage",
+                           headers={"content-type": "multipart/form-data; boundary=zz"})
+    assert response.status_code == 400 and "The form could not be read" in response.text
+    monkeypatch.setattr(settings, "max_batch", 3)
+    response = post(client, "/images/batch", {"ids": list(range(200)), "action": "label"})
+    assert response.status_code == 413 and "Too many fields" in response.text
 
 
 def test_unknown_image_ids_are_ignored_not_a_500(db, client):
@@ -213,7 +223,7 @@ def test_a_password_protects_every_page_and_image(db):
 
 def test_the_cli_refuses_a_public_address_without_a_password(monkeypatch, capsys):
     from labeler.__main__ import main
-    monkeypatch.delenv(labeler_app.PASSWORD_ENV, raising=False)
+    monkeypatch.delenv(security.PASSWORD_ENV, raising=False)
     assert main(["--host", "0.0.0.0", "--db", "unused.db"]) == 2
     assert "password" in capsys.readouterr().err
 
@@ -266,12 +276,12 @@ def test_thumbnails_are_at_most_thumb_side_pixels(db, client):
     from PIL import Image
     _, _, train, _ = db
     image = Image.open(io.BytesIO(client.get(f"/images/{train[0]}/thumb.png").content))
-    assert max(image.size) == labeler_app.THUMB_SIDE
+    assert max(image.size) == settings.thumb_side
 
 
 def test_the_thumbnail_cache_keeps_at_most_thumb_cache_size(db, monkeypatch):
     _, _, train, _ = db
-    monkeypatch.setattr(labeler_app, "THUMB_CACHE_SIZE", 3)
+    monkeypatch.setattr(settings, "thumb_cache_size", 3)
     client = client_for(db[0])
     for image_id in train[:6]:
         client.get(f"/images/{image_id}/thumb.png")
@@ -518,7 +528,7 @@ def test_zip_unpacking_to_more_than_max_zip_bytes_is_refused(client, monkeypatch
 def test_an_upload_over_max_upload_bytes_is_refused(db, client, monkeypatch):
     _, store, _, _ = db
     before = store.count_images()
-    monkeypatch.setattr(labeler_app, "MAX_UPLOAD_BYTES", 2000)
+    monkeypatch.setattr(settings, "max_upload_bytes", 2000)
     response = post(client, "/upload", {},
                     files=[("files", ("big.png", png_bytes("circle", 9, size=256), "image/png"))])
     assert response.status_code == 413
@@ -526,7 +536,7 @@ def test_an_upload_over_max_upload_bytes_is_refused(db, client, monkeypatch):
 
 
 def test_an_upload_of_more_than_max_upload_files_is_refused(db, client, monkeypatch):
-    monkeypatch.setattr(labeler_app, "MAX_UPLOAD_FILES", 2)
+    monkeypatch.setattr(settings, "max_upload_files", 2)
     files = [("files", (f"{i}.png", png_bytes("circle", 400 + i), "image/png")) for i in range(3)]
     response = post(client, "/upload", {}, files=files)
     assert response.status_code == 413 and "at most 2 files" in response.text
@@ -588,7 +598,7 @@ def test_python_m_labeler_serves_the_grid_over_real_http_and_asks_for_its_passwo
         proc = subprocess.Popen(
             [sys.executable, "-m", "labeler", "--db", str(db[0]), "--port", str(port)],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, labeler_app.PASSWORD_ENV: "pw", "PYTHONUNBUFFERED": "1"})
+            env={**os.environ, security.PASSWORD_ENV: "pw", "PYTHONUNBUFFERED": "1"})
     try:
         deadline = time.monotonic() + 60
         while f"Labeler on http://127.0.0.1:{port}/" not in log.read_text():
@@ -617,14 +627,14 @@ def test_python_m_labeler_serves_the_grid_over_real_http_and_asks_for_its_passwo
 # -- the other named limits -------------------------------------------------------------------
 
 def test_the_grid_shows_page_size_images_by_default(client, monkeypatch):
-    monkeypatch.setattr(labeler_app, "PAGE_SIZE", 7)
+    monkeypatch.setattr(settings, "page_size", 7)
     page = client.get("/images").text
     assert len(tile_ids(page)) == 7 and "page 1 of 6" in page
 
 
 def test_the_review_queue_shows_queue_page_size_corrections_a_page(db, client, monkeypatch):
     _, store, train, _ = db
-    monkeypatch.setattr(labeler_app, "QUEUE_PAGE_SIZE", 2)
+    monkeypatch.setattr(settings, "queue_page_size", 2)
     for image_id in train[:5]:
         store.add_correction(image_id, "blob", "sketch", "dave")
     page = client.get("/review").text
@@ -632,14 +642,14 @@ def test_the_review_queue_shows_queue_page_size_corrections_a_page(db, client, m
 
 
 def test_number_keys_cover_the_first_key_classes_classes(db, client, monkeypatch):
-    monkeypatch.setattr(labeler_app, "KEY_CLASSES", 3)
+    monkeypatch.setattr(settings, "key_classes", 3)
     keys = re.findall(r'<span data-key="(\d+)" data-class="([^"]*)"', client.get("/images").text)
     assert keys == [("1", "circle"), ("2", "square"), ("3", "star")]
 
 
 def test_flash_messages_keep_at_most_flash_keep(monkeypatch):
-    monkeypatch.setattr(labeler_app, "FLASH_KEEP", 2)
-    flash = labeler_app.Flash()
+    monkeypatch.setattr(settings, "flash_keep", 2)
+    flash = web.Flash()
     first = flash.put("one")
     second, third = flash.put("two"), flash.put("three")
     assert flash.pop(first) is None
@@ -658,7 +668,7 @@ def test_model_exports_are_cached_for_export_cache_versions_and_kinds(db, monkey
     calls = []
     monkeypatch.setattr(export, "keras_bytes", lambda v: calls.append("keras") or b"K")
     monkeypatch.setattr(export, "tflite_bytes", lambda v: calls.append("tflite") or b"T")
-    monkeypatch.setattr(labeler_app, "EXPORT_CACHE", 1)
+    monkeypatch.setattr(settings, "export_cache", 1)
     client = client_for(db[0])
     assert client.get("/export/model.keras").content == b"K"
     assert client.get("/export/model.keras").content == b"K"

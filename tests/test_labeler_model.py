@@ -102,18 +102,17 @@ def test_version_page_shows_per_class_accuracy_confusion_matrix_and_curves(train
 
 
 def test_a_version_page_and_its_confusion_picture_draw_the_matrix_once(trained, monkeypatch):
-    from labeler import app as labeler_app
+    from labeler.settings import settings
     from model import plots
     path, store = trained
     client = client_for(path)
     drawn, draw = [], plots.confusion_png
     monkeypatch.setattr(plots, "confusion_png", lambda *a: drawn.append(a) or draw(*a))
-    labeler_app._confusion_png.cache_clear()
     version = store.live_version_id()
     assert client.get(f"/versions/{version}").status_code == 200
     picture = client.get(f"/versions/{version}/confusion.png")
     assert picture.content.startswith(b"\x89PNG") and len(drawn) == 1
-    assert labeler_app._confusion_png.cache_info().maxsize == labeler_app.CONFUSION_CACHE
+    assert client.app.state.confusion.size == settings.confusion_cache
 
 
 def test_clicking_a_confusion_cell_lists_exactly_its_images(trained):

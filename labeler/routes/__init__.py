@@ -1,0 +1,1 @@
+"""The labeler's routes, one APIRouter a module; labeler.app includes them."""
