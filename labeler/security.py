@@ -25,7 +25,6 @@ from labeler.settings import settings
 from model.errors import BadImage
 from service.ingest import TooLarge
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PASSWORD_ENV = "SKETCHLAB_LABELER_PASSWORD"
 CSRF_COOKIE = "labeler_csrf"
 CSRF_FIELD = "csrf"
