@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, TEST_ALPHA
-from tests.test_demo_support import (copy_db, draw_cross, draw_shape, offline_downloads, serve,
-                                     sketch_value, starter_template)
+from tests.helpers.common import ROOT, TEST_ALPHA
+from tests.helpers.demo import (copy_db, draw_cross, draw_shape, offline_downloads, serve,
+                                sketch_value, starter_template)
 
 # Measured on generated sketches the model never saw; the floor leaves room
 # for a few hard drawings (the starter model scores ~100% here).
@@ -300,7 +300,7 @@ def test_a_failed_start_recovers_by_itself_once_the_weights_are_in_place(
     import demo
     from model import backbone as backbones
     from model.errors import WeightsMissing
-    from tests.conftest import WEIGHTS
+    from tests.helpers.common import WEIGHTS
     offline_downloads(monkeypatch)
     monkeypatch.setattr(demo, "RETRY_FAILED_START_S", 0)
     weights = Path(os.environ["KERAS_HOME"]) / "models" / WEIGHTS

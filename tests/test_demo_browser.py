@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_demo_support import (CHROMIUM, CHROMIUM_ARGS, artifact, draw_shape,
-                                     offline_downloads, require_chromium, served_copy)
+from tests.helpers.demo import (CHROMIUM, CHROMIUM_ARGS, artifact, draw_shape,
+                                offline_downloads, require_chromium, served_copy)
 
 TIMEOUT_MS = 30_000
 

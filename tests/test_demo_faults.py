@@ -22,10 +22,10 @@ from gradio_client import Client, handle_file
 from db import Store
 from db.store import CORRECTIONS_PER_MINUTE
 from model.images import MAX_IMAGE_BYTES, stored_form
-from tests.conftest import ROOT, TEST_ALPHA, kill_when_paused, run_cli
-from tests.killable_correction import PAUSED
-from tests.test_demo_support import (DemoProcess, client_sketch, copy_db, draw_cross, draw_shape,
-                                     predict_when_ready, served_copy, starter_template)
+from tests.helpers.common import ROOT, TEST_ALPHA, kill_when_paused, run_cli
+from tests.helpers.killable_correction import PAUSED
+from tests.helpers.demo import (DemoProcess, client_sketch, copy_db, draw_cross, draw_shape,
+                                predict_when_ready, served_copy, starter_template)
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 # Every call of a client must come back within this, retrain or not.
@@ -243,7 +243,7 @@ def test_demo_killed_inside_a_correction_write_leaves_nothing_half_written(
     image = tmp_path / "ring.png"
     draw_shape("circle", seed=602).save(image)
     output, status = kill_when_paused(
-        ["-m", "tests.killable_correction", str(db), str(image), "ring", step], PAUSED)
+        ["-m", "tests.helpers.killable_correction", str(db), str(image), "ring", step], PAUSED)
     assert output and output[-1].startswith(PAUSED), "".join(output)[-3000:]
     assert status == -signal.SIGKILL
 

@@ -14,7 +14,7 @@ import pytest
 from db import Store
 from db.backup import backup
 from db.errors import SketchError, StorageError
-from tests.conftest import ROOT, TEST_ALPHA, add_sketches, kill_when_paused, run_cli
+from tests.helpers.common import ROOT, TEST_ALPHA, add_sketches, kill_when_paused, run_cli
 from model.images import stored_form
 from model.sketches import dataset
 
@@ -168,7 +168,7 @@ def test_retrain_killed_midway_keeps_the_live_model_and_the_features(tmp_path, b
 
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_retrain_killed_while_saving_the_version_keeps_the_live_model(tmp_path, backbone, when):
-    from tests.killable_save import PAUSED
+    from tests.helpers.killable_save import PAUSED
     path = tmp_path / "sketches.db"
     store = Store(path)
     add_sketches(store, 6, seed=1)
@@ -176,7 +176,8 @@ def test_retrain_killed_while_saving_the_version_keeps_the_live_model(tmp_path, 
     args = ["--db", str(path), "--alpha", str(TEST_ALPHA), "--views", "1", "--epochs", "5"]
     run_cli("-m", "model.train", *args)
     live, versions = store.live_version_id(), len(store.model_versions())
-    output, _ = kill_when_paused(["-m", "tests.killable_save", when, *args, "--force"], PAUSED)
+    output, _ = kill_when_paused(["-m", "tests.helpers.killable_save", when, *args, "--force"],
+                                 PAUSED)
     assert output[-1].strip() == f"{PAUSED} ({when}), in a transaction: True", output[-20:]
     check = Store(path)
     assert check.integrity_check() == "ok"

@@ -11,7 +11,7 @@ import pytest
 from db import labeling
 from labeler import app as labeler_app
 from service import ingest
-from tests.labeler_support import (XSS, client_for, labeled, png_bytes, post, seeded_store,
+from tests.helpers.labeler import (XSS, client_for, labeled, png_bytes, post, seeded_store,
                                    tile_ids, token)
 
 
@@ -580,7 +580,7 @@ def test_python_m_labeler_serves_the_grid_over_real_http_and_asks_for_its_passwo
     import sys
     import time
     import httpx
-    from tests.conftest import ROOT
+    from tests.helpers.common import ROOT
     from bench.common import free_port
     port = free_port()
     log = tmp_path / "labeler.log"
@@ -710,7 +710,7 @@ def test_a_version_with_sparse_metrics_still_renders_its_pages(db, client):
 
 def test_make_demo_starts_the_labeler_beside_the_demo():
     import subprocess
-    from tests.conftest import ROOT
+    from tests.helpers.common import ROOT
     out = subprocess.run(["make", "-n", "demo", "-o", ".venv/.installed"], cwd=ROOT,
                          capture_output=True, text=True, timeout=30).stdout
     assert "-m labeler" in out and "demo.py" in out

@@ -14,7 +14,7 @@ from db.schema import MIGRATIONS, SCHEMA_VERSION, statements
 from db.store import MAX_LABEL_LENGTH
 from db.errors import InvalidLabel, SketchError
 
-from tests.conftest import ROOT
+from tests.helpers.common import ROOT
 
 
 def item(data, split="train", label=None, source="upload"):

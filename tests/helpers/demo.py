@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from bench.common import free_port
 from db.backup import backup
-from tests.conftest import ARTIFACTS, ROOT, TEST_ALPHA
+from tests.helpers.common import ARTIFACTS, ROOT, TEST_ALPHA
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import add_sketches
+from tests.helpers.common import add_sketches
 
 TRAIN_OPTIONS = {"alpha": 0.25, "views": 1, "epochs": 10}
 XSS = "<img src=x onerror=alert(1)>"
