@@ -51,3 +51,21 @@ def store(tmp_path):
     store = Store(tmp_path / "sketches.db")
     yield store
     store.close()
+
+
+@pytest.fixture(scope="module")
+def server(backbone, tmp_path_factory):
+    """The module-level demo launched in this process on its own copy of the
+    starter database, shared by the tests of a module: (url, app)."""
+    from tests.helpers.demo import served_copy
+    with served_copy(tmp_path_factory.mktemp("served")) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    from tests.helpers.browser import require_chromium
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        yield p

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers.common import ROOT, TEST_ALPHA
-from tests.helpers.demo import (copy_db, draw_cross, draw_shape, offline_downloads, serve,
-                                sketch_value, starter_template)
+from tests.helpers.common import ROOT, TEST_ALPHA, copy_db
+from tests.helpers.demo import (draw_cross, draw_shape, offline_downloads, serving, sketch_value,
+                                starter_template)
 
 # Measured on generated sketches the model never saw; the floor leaves room
 # for a few hard drawings (the starter model scores ~100% here).
@@ -24,11 +24,8 @@ STARTER_ACCURACY_FLOOR = 0.9
 @pytest.fixture
 def served(backbone, tmp_path):
     """The demo serving a copy of the trained starter database."""
-    import demo
-    db = copy_db(starter_template(), tmp_path / "demo.db")
-    app = serve(db)
-    yield app
-    demo.app.configure()
+    with serving(copy_db(starter_template(), tmp_path / "demo.db")) as app:
+        yield app
 
 
 def request_as(username):

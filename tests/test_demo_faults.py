@@ -22,20 +22,14 @@ from gradio_client import Client, handle_file
 from db import Store
 from db.store import CORRECTIONS_PER_MINUTE
 from model.images import MAX_IMAGE_BYTES, stored_form
-from tests.helpers.common import ROOT, TEST_ALPHA, kill_when_paused, run_cli
+from tests.helpers.common import ROOT, TEST_ALPHA, copy_db, kill_when_paused, run_cli
+from tests.helpers.demo import (DemoProcess, client_sketch, draw_cross, draw_shape,
+                                predict_when_ready, starter_template)
 from tests.helpers.killable_correction import PAUSED
-from tests.helpers.demo import (DemoProcess, client_sketch, copy_db, draw_cross, draw_shape,
-                                predict_when_ready, served_copy, starter_template)
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 # Every call of a client must come back within this, retrain or not.
 RESPONSIVE_WITHIN = 10.0
-
-
-@pytest.fixture(scope="module")
-def server(backbone, tmp_path_factory):
-    with served_copy(tmp_path_factory.mktemp("faults")) as served:
-        yield served
 
 
 def raw_get(url, path):

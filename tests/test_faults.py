@@ -1,11 +1,7 @@
 """Faults lose nothing: killed retrains, full disks, read-only files, backups under load."""
 import json
-import os
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 
@@ -14,7 +10,7 @@ import pytest
 from db import Store
 from db.backup import backup
 from db.errors import SketchError, StorageError
-from tests.helpers.common import ROOT, TEST_ALPHA, add_sketches, kill_when_paused, run_cli
+from tests.helpers.common import TEST_ALPHA, add_sketches, kill_when, kill_when_paused, run_cli
 from model.images import stored_form
 from model.sketches import dataset
 
@@ -113,27 +109,6 @@ def test_read_only_database_is_a_clear_error(store):
     assert store.count_images() == 2
 
 
-def _kill_when(args, pattern):
-    """Start `python -m model.train ...`, SIGKILL it as soon as its stderr (the
-    progress bars) matches `pattern`; returns whether it matched."""
-    process = subprocess.Popen([sys.executable, "-m", "model.train", *args], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env=dict(os.environ))
-    seen = b""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        chunk = os.read(process.stderr.fileno(), 4096)
-        if not chunk:
-            break
-        seen += chunk
-        if re.search(pattern.encode(), seen):
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=60)
-    process.stderr.close()
-    return re.search(pattern.encode(), seen) is not None
-
-
 # A features bar past 0% means at least one batch was committed; a training
 # bar means every feature was.
 @pytest.mark.parametrize("phase", [r"features:\s+[1-9]\d?%", r"training:"])
@@ -150,7 +125,8 @@ def test_retrain_killed_midway_keeps_the_live_model_and_the_features(tmp_path, b
     add_sketches(store, 60, seed=3)
     before = store.count_features()
 
-    assert _kill_when(args, phase), f"never saw {phase!r} on stderr"
+    output, _ = kill_when(["-m", "model.train", *args], phase)
+    assert re.search(phase, output), f"never saw {phase!r}:\n{output[-3000:]}"
     check = Store(path)
     assert check.integrity_check() == "ok"
     assert check.live_version_id() == live

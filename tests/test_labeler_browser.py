@@ -9,26 +9,17 @@ import re
 import pytest
 
 from db import Store, labeling
-from tests.helpers.common import add_sketches
+from tests.helpers.browser import open_browser
+from tests.helpers.common import add_sketches, artifact, copy_db
 from tests.helpers.labeler import labeled, seeded, seeded_store, served, trained_template
-from tests.helpers.demo import CHROMIUM, CHROMIUM_ARGS, artifact, copy_db, require_chromium
 
 TIMEOUT_MS = 30_000
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
-@pytest.fixture(scope="module")
-def playwright():
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        yield p
-
-
 @pytest.fixture
 def browser(playwright):
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                         args=CHROMIUM_ARGS + FAKE_CAMERA)
+    browser = open_browser(playwright, *FAKE_CAMERA)
     yield browser
     browser.close()
 

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from db import Store, labeling
+from tests.helpers.common import copy_db
 from tests.helpers.labeler import (client_for, post, seeded, tile_ids, trained_template,
                                    wait_for_job)
-from tests.helpers.demo import copy_db
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
 """Helpers for any test: paths, generated sketches, child processes."""
+import codecs
+import functools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,7 +13,36 @@ ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = "mobilenet_2_5_224_tf_no_top.h5"
 TEST_ALPHA = 0.25
 ARTIFACTS = ROOT / "artifacts"
-PAUSE_TIMEOUT_S = 300  # kill_when_paused: longest a child may take to reach its marker
+PAUSE_TIMEOUT_S = 300  # kill_when: longest a child may take to print what it is killed at
+
+
+def built_once(build):
+    """`build()` made at most once per process, on first use, and shared: tests
+    copy what it returns (a template database) instead of paying for it again.
+    Threads asking while it is being built wait for that one build."""
+    lock = threading.Lock()
+    built = []
+
+    @functools.wraps(build)
+    def once():
+        with lock:
+            if not built:
+                built.append(build())
+            return built[0]
+    return once
+
+
+def copy_db(source, target):
+    """A consistent copy of a SQLite file (WAL included), via SQLite's backup API."""
+    from db.backup import backup
+    backup(str(source), str(target))
+    return Path(target)
+
+
+def artifact(name):
+    """Where a test keeps a file for people to look at after the run (screenshots)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS / name
 
 
 def add_sketches(store, per_class, seed, split="train", shapes=None):
@@ -34,21 +66,23 @@ def run_cli(*args, env=None, check=True, timeout=600):
     return result
 
 
-def kill_when_paused(args, marker):
-    """Run `python ARGS...` and SIGKILL it when a line of its output starts with
-    `marker` (the child prints it while holding still somewhere). Returns the
-    lines it printed and its exit status."""
+def kill_when(args, pattern):
+    """Run `python ARGS...` and SIGKILL it as soon as its output (stdout and
+    stderr, progress bars redrawn with \\r included) matches the regex `pattern`.
+    Returns everything it printed and its exit status."""
     child = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True,
+                             stderr=subprocess.STDOUT,
                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    output = []
-    # A child that never reaches its marker is killed rather than left to hang the suite.
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    output = ""
+    # A child that never prints the pattern is killed rather than left to hang the suite.
     watchdog = threading.Timer(PAUSE_TIMEOUT_S, child.kill)
     watchdog.start()
     try:
-        for line in child.stdout:
-            output.append(line)
-            if line.startswith(marker):
+        # Raw reads, not lines: a progress bar may never end its line.
+        while chunk := os.read(child.stdout.fileno(), 4096):
+            output += decoder.decode(chunk)
+            if re.search(pattern, output, re.MULTILINE):
                 child.send_signal(signal.SIGKILL)
                 break
     finally:
@@ -57,3 +91,11 @@ def kill_when_paused(args, marker):
         child.wait(timeout=60)
         child.stdout.close()
     return output, child.returncode
+
+
+def kill_when_paused(args, marker):
+    """kill_when, once a whole line of output starts with `marker` (the child
+    prints it while holding still somewhere). Returns the lines it printed and
+    its exit status."""
+    output, status = kill_when(args, f"^{re.escape(marker)}.*\n")
+    return output.splitlines(keepends=True), status
