@@ -69,3 +69,13 @@ def playwright():
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         yield p
+
+
+@pytest.fixture
+def demo_app():
+    """The module-global `demo.app`, for a test to configure as it needs: it is
+    put back to its defaults after the test, whatever happened. (Not reset
+    before: a module's `server` may be using it.)"""
+    import demo
+    yield demo.app
+    demo.app.configure()

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from tests.helpers.common import ROOT, TEST_ALPHA, copy_db
-from tests.helpers.demo import (draw_cross, draw_shape, offline_downloads, serving, sketch_value,
-                                starter_template)
+from tests.helpers.demo import (configured, draw_cross, draw_shape, offline_downloads, serving,
+                                sketch_value, starter_template)
 
 # Measured on generated sketches the model never saw; the floor leaves room
 # for a few hard drawings (the starter model scores ~100% here).
@@ -49,8 +49,7 @@ def test_importing_demo_builds_the_page_without_tensorflow_or_a_database(tmp_pat
 def test_fresh_database_is_seeded_trained_and_served_by_the_starter(backbone, tmp_path):
     import demo
     from db import Store
-    demo.app.configure(db=tmp_path / "fresh.db", alpha=TEST_ALPHA)
-    try:
+    with configured(db=tmp_path / "fresh.db", alpha=TEST_ALPHA):
         demo.app.start()
         # While the first model trains the page says so, and keeps polling.
         assert "Preparing the first model" in demo.status()
@@ -70,8 +69,6 @@ def test_fresh_database_is_seeded_trained_and_served_by_the_starter(backbone, tm
         assert demo.on_tick()[2].active is False  # ready: the page stops polling
         label = demo.classify_sketch(sketch_value(draw_shape("star", seed=77)))
         assert max(label, key=label.get) == "star"
-    finally:
-        demo.app.configure()
 
 
 def test_starter_model_classifies_fresh_generated_sketches_above_the_floor(served):
@@ -272,8 +269,7 @@ def test_missing_weights_page_says_what_is_missing_and_serves_no_prediction(
     from model.backbone import weights_help
     offline_downloads(monkeypatch)
 
-    demo.app.configure(db=tmp_path / "noweights.db", alpha=0.5)
-    try:
+    with configured(db=tmp_path / "noweights.db", alpha=0.5):
         demo.app.start(wait=True)
         assert demo.app.phase == "failed"
         page = demo.status()
@@ -288,12 +284,10 @@ def test_missing_weights_page_says_what_is_missing_and_serves_no_prediction(
         saved = demo.correct(draw_shape("circle", seed=1), "circle", "sketch", None)
         assert saved["status"] == "pending" and saved["predicted"] is None
         assert demo.app.store.live_version_id() is None
-    finally:
-        demo.app.configure()
 
 
 def test_a_failed_start_recovers_by_itself_once_the_weights_are_in_place(
-        backbone, tmp_path, monkeypatch):
+        backbone, tmp_path, monkeypatch, demo_app):
     import demo
     from model import backbone as backbones
     from model.errors import WeightsMissing
@@ -328,4 +322,3 @@ def test_a_failed_start_recovers_by_itself_once_the_weights_are_in_place(
     finally:
         if aside.exists():
             aside.rename(weights)
-        demo.app.configure()
