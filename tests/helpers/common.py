@@ -97,5 +97,6 @@ def kill_when_paused(args, marker):
     """kill_when, once a whole line of output starts with `marker` (the child
     prints it while holding still somewhere). Returns the lines it printed and
     its exit status."""
-    output, status = kill_when(args, f"^{re.escape(marker)}.*\n")
+    # A line starts after \n or after \r (a redrawn progress bar), as in universal newlines.
+    output, status = kill_when(args, f"(?:^|\r){re.escape(marker)}.*\n")
     return output.splitlines(keepends=True), status
