@@ -1,6 +1,7 @@
-"""Shared fixtures. Every test gets a real SQLite file in a temporary folder;
-TensorFlow tests use the genuine MobileNet v1 alpha 0.25 ImageNet weights,
-copied into a temporary KERAS_HOME before Keras is imported."""
+"""Shared fixtures, and the hooks that mark and skip tests. Every test gets a
+real SQLite file in a temporary folder; TensorFlow tests use the genuine
+MobileNet v1 alpha 0.25 ImageNet weights, copied into a temporary KERAS_HOME
+before Keras is imported."""
 import os
 import shutil
 import tempfile
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.browser import require_chromium
 from tests.helpers.common import ARTIFACTS, ROOT, TEST_ALPHA, WEIGHTS
 
 
@@ -31,6 +33,25 @@ def pytest_configure(config):
     os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="sketchlab-gradio-")
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     ARTIFACTS.mkdir(exist_ok=True)
+
+
+# A test using any of these, directly or through another fixture, loads the
+# real backbone, trains a model or serves one: it is marked slow.
+SLOW_FIXTURES = {"backbone", "server", "served", "trained", "trained_db"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # Before any fixture: a module's `server` is not started for nothing.
+    if item.get_closest_marker("browser"):
+        require_chromium()
 
 
 @pytest.fixture(scope="session")
@@ -64,8 +85,6 @@ def server(backbone, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def playwright():
-    from tests.helpers.browser import require_chromium
-    require_chromium()
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         yield p

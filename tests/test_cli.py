@@ -11,6 +11,9 @@ from model.sketches import SHAPES, dataset, draw
 
 from tests.helpers.common import TEST_ALPHA, WEIGHTS, run_cli
 
+# Each test starts the CLIs as child processes, each importing the model stack.
+pytestmark = pytest.mark.slow
+
 TRAIN_KEYS = {"version", "classes", "train_images", "test_accuracy", "seconds", "live"}
 
 

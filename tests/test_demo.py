@@ -32,6 +32,7 @@ def request_as(username):
     return gr.Request(username=username)
 
 
+@pytest.mark.slow
 def test_importing_demo_builds_the_page_without_tensorflow_or_a_database(tmp_path):
     db = tmp_path / "never.db"
     code = ("import sys, demo\n"
@@ -262,6 +263,7 @@ def test_page_status_tells_that_sharing_disabled_teaching_and_no_link_was_made(s
     assert "--auth" in demo.access_note(request_as(None))
 
 
+@pytest.mark.slow
 def test_missing_weights_page_says_what_is_missing_and_serves_no_prediction(
         tmp_path, monkeypatch):
     """alpha 0.5 weights are not on this machine; downloads are cut off as offline."""

@@ -7,11 +7,14 @@ import io
 import math
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.helpers.browser import open_browser
 from tests.helpers.common import artifact
 from tests.helpers.demo import draw_shape, offline_downloads
+
+pytestmark = pytest.mark.browser
 
 TIMEOUT_MS = 30_000
 

@@ -50,6 +50,7 @@ def test_backup_while_another_thread_writes_is_consistent(tmp_path):
     assert Store(tmp_path / "copy.db").count_images() >= 20
 
 
+@pytest.mark.slow
 def test_backup_closes_the_copy_so_this_process_sees_and_keeps_other_processes_writes(tmp_path):
     # Left open, the copy's connection made this process read DEST through a
     # stale wal-index: it missed the child's rows, then dropped them on close.
@@ -79,6 +80,7 @@ def test_backup_refuses_a_destination_with_a_journal_that_would_rewrite_the_copy
     assert Store(tmp_path / "b.db").count_images() == 2
 
 
+@pytest.mark.slow
 def test_backup_cli_copies_and_refuses_a_missing_source(tmp_path):
     Store(tmp_path / "a.db").add_images(_items(4, seed=2))
     run_cli("-m", "db.backup", "--db", str(tmp_path / "a.db"), str(tmp_path / "b.db"))

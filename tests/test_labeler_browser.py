@@ -13,6 +13,8 @@ from tests.helpers.browser import open_browser
 from tests.helpers.common import add_sketches, artifact, copy_db
 from tests.helpers.labeler import labeled, seeded, seeded_store, served, trained_template
 
+pytestmark = pytest.mark.browser
+
 TIMEOUT_MS = 30_000
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 

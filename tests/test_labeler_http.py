@@ -687,6 +687,7 @@ def test_predictions_keep_at_most_max_stored_probabilities(db, monkeypatch):
     assert json.loads(rows[0][2]) == top[:3]
 
 
+@pytest.mark.slow
 def test_confusion_matrix_cells_stay_between_min_and_max_cell_pixels():
     from model import plots
     for n, expected in ((2, plots.MAX_CELL), (60, plots.MIN_CELL)):

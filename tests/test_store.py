@@ -410,6 +410,7 @@ print(store.schema_version())
 """
 
 
+@pytest.mark.slow
 def test_processes_opening_an_old_file_at_once_migrate_it_exactly_once(tmp_path):
     path = tmp_path / "v1.db"
     conn = schema_v1_file(path)
