@@ -1,5 +1,5 @@
-# `make demo` and `make test` create .venv from requirements.txt when it is
-# missing or older than requirements.txt, then run.
+# `make demo`, `make test` and `make test-fast` create .venv from
+# requirements.txt when it is missing or older than requirements.txt, then run.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ ARGS ?=
 LABELER_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo labeler test bench
+.PHONY: demo labeler test test-fast bench
 
 $(STAMP): requirements.txt
 	# A venv left without pip (python3-venv was missing) is made again, not reused.
@@ -28,6 +28,10 @@ labeler: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The edit-run loop: neither the browser nor the slow tests (see pytest.ini).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not browser and not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.foundation

@@ -1,22 +1,16 @@
-"""Shared fixtures. Every test gets a real SQLite file in a temporary folder;
-TensorFlow tests use the genuine MobileNet v1 alpha 0.25 ImageNet weights,
-copied into a temporary KERAS_HOME before Keras is imported."""
+"""Shared fixtures, and the hooks that mark and skip tests. Every test gets a
+real SQLite file in a temporary folder; TensorFlow tests use the genuine
+MobileNet v1 alpha 0.25 ImageNet weights, copied into a temporary KERAS_HOME
+before Keras is imported."""
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-WEIGHTS = "mobilenet_2_5_224_tf_no_top.h5"
-TEST_ALPHA = 0.25
-ARTIFACTS = ROOT / "artifacts"
-PAUSE_TIMEOUT_S = 300  # kill_when_paused: longest a child may take to reach its marker
+from tests.helpers.browser import require_chromium
+from tests.helpers.common import ARTIFACTS, ROOT, TEST_ALPHA, WEIGHTS
 
 
 def _weights_sources():
@@ -41,6 +35,25 @@ def pytest_configure(config):
     ARTIFACTS.mkdir(exist_ok=True)
 
 
+# A test using any of these, directly or through another fixture, loads the
+# real backbone, trains a model or serves one: it is marked slow.
+SLOW_FIXTURES = {"backbone", "server", "served", "trained", "trained_db"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # Before any fixture: a module's `server` is not started for nothing.
+    if item.get_closest_marker("browser"):
+        require_chromium()
+
+
 @pytest.fixture(scope="session")
 def backbone():
     """The real alpha 0.25 backbone; skips (with the reason) only when its
@@ -61,47 +74,27 @@ def store(tmp_path):
     store.close()
 
 
-def add_sketches(store, per_class, seed, split="train", shapes=None):
-    """Store generated sketches, labeled with their shape; returns their ids."""
-    from model.images import stored_form
-    from model.sketches import SHAPES, dataset
-    items = []
-    for shape, image in dataset(per_class, seed=seed, shapes=shapes or SHAPES):
-        data, width, height = stored_form(image)
-        items.append({"data": data, "width": width, "height": height, "source": "generated",
-                      "split": split, "label": shape})
-    return [image_id for image_id, _ in store.add_images(items)]
+@pytest.fixture(scope="module")
+def server(backbone, tmp_path_factory):
+    """The module-level demo launched in this process on its own copy of the
+    starter database, shared by the tests of a module: (url, app)."""
+    from tests.helpers.demo import served_copy
+    with served_copy(tmp_path_factory.mktemp("served")) as served:
+        yield served
 
 
-def run_cli(*args, env=None, check=True, timeout=600):
-    """Run `python -m ...` in a subprocess from the repository root."""
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{args} exited {result.returncode}:\n{result.stderr[-3000:]}")
-    return result
+@pytest.fixture(scope="module")
+def playwright():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        yield p
 
 
-def kill_when_paused(args, marker):
-    """Run `python ARGS...` and SIGKILL it when a line of its output starts with
-    `marker` (the child prints it while holding still somewhere). Returns the
-    lines it printed and its exit status."""
-    child = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    output = []
-    # A child that never reaches its marker is killed rather than left to hang the suite.
-    watchdog = threading.Timer(PAUSE_TIMEOUT_S, child.kill)
-    watchdog.start()
-    try:
-        for line in child.stdout:
-            output.append(line)
-            if line.startswith(marker):
-                child.send_signal(signal.SIGKILL)
-                break
-    finally:
-        watchdog.cancel()
-        child.kill()
-        child.wait(timeout=60)
-        child.stdout.close()
-    return output, child.returncode
+@pytest.fixture
+def demo_app():
+    """The module-global `demo_handlers.app`, for a test to configure as it
+    needs: it is put back to its defaults after the test, whatever happened.
+    (Not reset before: a module's `server` may be using it.)"""
+    import demo_handlers
+    yield demo_handlers.app
+    demo_handlers.app.configure()

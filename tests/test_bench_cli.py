@@ -2,7 +2,7 @@
 bad arguments are refused before any work starts."""
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.helpers.common import ROOT, run_cli
 
 BENCHES = sorted(p.stem for p in (ROOT / "bench").glob("*.py")
                  if p.stem not in ("__init__", "common"))

@@ -9,7 +9,10 @@ from PIL import Image
 from db import Store
 from model.sketches import SHAPES, dataset, draw
 
-from tests.conftest import TEST_ALPHA, WEIGHTS, run_cli
+from tests.helpers.common import TEST_ALPHA, WEIGHTS, run_cli
+
+# Each test starts the CLIs as child processes, each importing the model stack.
+pytestmark = pytest.mark.slow
 
 TRAIN_KEYS = {"version", "classes", "train_images", "test_accuracy", "seconds", "live"}
 

@@ -10,30 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_demo_support import (CHROMIUM, CHROMIUM_ARGS, artifact, draw_shape,
-                                     offline_downloads, require_chromium, served_copy)
+from tests.helpers.browser import open_browser
+from tests.helpers.common import artifact
+from tests.helpers.demo import draw_shape, offline_downloads
+
+pytestmark = pytest.mark.browser
 
 TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def server(backbone, tmp_path_factory):
-    require_chromium()
-    with served_copy(tmp_path_factory.mktemp("browser")) as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        yield p
-
-
-def open_browser(playwright, *extra):
-    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                      args=CHROMIUM_ARGS + list(extra))
 
 
 def stroke(page, points, steps=1):

@@ -4,15 +4,9 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from tests.conftest import TEST_ALPHA
-from tests.test_demo_support import (DemoProcess, client_sketch, copy_db, draw_shape,
-                                     predict_when_ready, served_copy, starter_template, top_label)
-
-
-@pytest.fixture(scope="module")
-def server(backbone, tmp_path_factory):
-    with served_copy(tmp_path_factory.mktemp("http")) as served:
-        yield served
+from tests.helpers.common import TEST_ALPHA, copy_db
+from tests.helpers.demo import (DemoProcess, client_sketch, draw_shape,
+                                predict_when_ready, starter_template, top_label)
 
 
 @pytest.fixture(scope="module")

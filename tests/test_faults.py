@@ -1,11 +1,7 @@
 """Faults lose nothing: killed retrains, full disks, read-only files, backups under load."""
 import json
-import os
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 
@@ -14,7 +10,7 @@ import pytest
 from db import Store
 from db.backup import backup
 from db.errors import SketchError, StorageError
-from tests.conftest import ROOT, TEST_ALPHA, add_sketches, kill_when_paused, run_cli
+from tests.helpers.common import TEST_ALPHA, add_sketches, kill_when, kill_when_paused, run_cli
 from model.images import stored_form
 from model.sketches import dataset
 
@@ -54,6 +50,7 @@ def test_backup_while_another_thread_writes_is_consistent(tmp_path):
     assert Store(tmp_path / "copy.db").count_images() >= 20
 
 
+@pytest.mark.slow
 def test_backup_closes_the_copy_so_this_process_sees_and_keeps_other_processes_writes(tmp_path):
     # Left open, the copy's connection made this process read DEST through a
     # stale wal-index: it missed the child's rows, then dropped them on close.
@@ -83,6 +80,7 @@ def test_backup_refuses_a_destination_with_a_journal_that_would_rewrite_the_copy
     assert Store(tmp_path / "b.db").count_images() == 2
 
 
+@pytest.mark.slow
 def test_backup_cli_copies_and_refuses_a_missing_source(tmp_path):
     Store(tmp_path / "a.db").add_images(_items(4, seed=2))
     run_cli("-m", "db.backup", "--db", str(tmp_path / "a.db"), str(tmp_path / "b.db"))
@@ -113,27 +111,6 @@ def test_read_only_database_is_a_clear_error(store):
     assert store.count_images() == 2
 
 
-def _kill_when(args, pattern):
-    """Start `python -m model.train ...`, SIGKILL it as soon as its stderr (the
-    progress bars) matches `pattern`; returns whether it matched."""
-    process = subprocess.Popen([sys.executable, "-m", "model.train", *args], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env=dict(os.environ))
-    seen = b""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        chunk = os.read(process.stderr.fileno(), 4096)
-        if not chunk:
-            break
-        seen += chunk
-        if re.search(pattern.encode(), seen):
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=60)
-    process.stderr.close()
-    return re.search(pattern.encode(), seen) is not None
-
-
 # A features bar past 0% means at least one batch was committed; a training
 # bar means every feature was.
 @pytest.mark.parametrize("phase", [r"features:\s+[1-9]\d?%", r"training:"])
@@ -150,7 +127,8 @@ def test_retrain_killed_midway_keeps_the_live_model_and_the_features(tmp_path, b
     add_sketches(store, 60, seed=3)
     before = store.count_features()
 
-    assert _kill_when(args, phase), f"never saw {phase!r} on stderr"
+    output, _ = kill_when(["-m", "model.train", *args], phase)
+    assert re.search(phase, output), f"never saw {phase!r}:\n{output[-3000:]}"
     check = Store(path)
     assert check.integrity_check() == "ok"
     assert check.live_version_id() == live
@@ -168,7 +146,7 @@ def test_retrain_killed_midway_keeps_the_live_model_and_the_features(tmp_path, b
 
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_retrain_killed_while_saving_the_version_keeps_the_live_model(tmp_path, backbone, when):
-    from tests.killable_save import PAUSED
+    from tests.helpers.killable_save import PAUSED
     path = tmp_path / "sketches.db"
     store = Store(path)
     add_sketches(store, 6, seed=1)
@@ -176,7 +154,8 @@ def test_retrain_killed_while_saving_the_version_keeps_the_live_model(tmp_path, 
     args = ["--db", str(path), "--alpha", str(TEST_ALPHA), "--views", "1", "--epochs", "5"]
     run_cli("-m", "model.train", *args)
     live, versions = store.live_version_id(), len(store.model_versions())
-    output, _ = kill_when_paused(["-m", "tests.killable_save", when, *args, "--force"], PAUSED)
+    output, _ = kill_when_paused(["-m", "tests.helpers.killable_save", when, *args, "--force"],
+                                 PAUSED)
     assert output[-1].strip() == f"{PAUSED} ({when}), in a transaction: True", output[-20:]
     check = Store(path)
     assert check.integrity_check() == "ok"

@@ -7,7 +7,7 @@ import pytest
 
 from db.errors import SketchError
 from service import ingest
-from tests.labeler_support import png_bytes
+from tests.helpers.labeler import png_bytes
 
 PATHS = {"cat/a.png": ("train", "cat"), "cat/nested/b.png": ("train", "cat"),
          "train/dog/c.png": ("train", "dog"), "test/dog/d.png": ("test", "dog"),

@@ -9,26 +9,19 @@ import re
 import pytest
 
 from db import Store, labeling
-from tests.conftest import add_sketches
-from tests.labeler_support import labeled, seeded, seeded_store, served, trained_template
-from tests.test_demo_support import CHROMIUM, CHROMIUM_ARGS, artifact, copy_db, require_chromium
+from tests.helpers.browser import open_browser
+from tests.helpers.common import add_sketches, artifact, copy_db
+from tests.helpers.labeler import labeled, seeded, seeded_store, served, trained_template
+
+pytestmark = pytest.mark.browser
 
 TIMEOUT_MS = 30_000
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
-@pytest.fixture(scope="module")
-def playwright():
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        yield p
-
-
 @pytest.fixture
 def browser(playwright):
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                         args=CHROMIUM_ARGS + FAKE_CAMERA)
+    browser = open_browser(playwright, *FAKE_CAMERA)
     yield browser
     browser.close()
 
@@ -47,7 +40,7 @@ def page(browser):
 
 def make_app(path):
     from labeler.app import create_app
-    from tests.labeler_support import TRAIN_OPTIONS
+    from tests.helpers.labeler import TRAIN_OPTIONS
     return create_app(path, train_options=TRAIN_OPTIONS)
 
 
@@ -201,7 +194,7 @@ def test_the_grid_of_a_trained_database_sorted_by_uncertainty(backbone, tmp_path
 
 def test_a_class_named_like_html_is_text_in_every_page_of_a_real_browser(backbone, tmp_path,
                                                                          page):
-    from tests.labeler_support import XSS
+    from tests.helpers.labeler import XSS
     path = copy_db(trained_template(), tmp_path / "xss.db")
     store = Store(path)
     star = next(c["id"] for c in labeling.class_summary(store) if c["name"] == "star")
@@ -257,7 +250,7 @@ def test_a_webcam_burst_stops_at_max_burst_frames_while_the_button_is_held(seede
 
 def test_files_dropped_on_the_upload_area_are_uploaded(seeded_db, page):
     import base64
-    from tests.labeler_support import png_bytes
+    from tests.helpers.labeler import png_bytes
     path, store, _, _ = seeded_db
     before = store.count_images()
     files = [base64.b64encode(png_bytes("star", 700 + i)).decode() for i in range(2)]

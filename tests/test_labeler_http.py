@@ -12,7 +12,7 @@ from db import labeling
 from labeler import security, web
 from labeler.settings import settings
 from service import ingest
-from tests.labeler_support import (XSS, client_for, labeled, png_bytes, post, seeded_store,
+from tests.helpers.labeler import (XSS, client_for, labeled, png_bytes, post, seeded_store,
                                    tile_ids, token)
 
 
@@ -590,7 +590,7 @@ def test_python_m_labeler_serves_the_grid_over_real_http_and_asks_for_its_passwo
     import sys
     import time
     import httpx
-    from tests.conftest import ROOT
+    from tests.helpers.common import ROOT
     from bench.common import free_port
     port = free_port()
     log = tmp_path / "labeler.log"
@@ -697,6 +697,7 @@ def test_predictions_keep_at_most_max_stored_probabilities(db, monkeypatch):
     assert json.loads(rows[0][2]) == top[:3]
 
 
+@pytest.mark.slow
 def test_confusion_matrix_cells_stay_between_min_and_max_cell_pixels():
     from model import plots
     for n, expected in ((2, plots.MAX_CELL), (60, plots.MIN_CELL)):
@@ -720,7 +721,7 @@ def test_a_version_with_sparse_metrics_still_renders_its_pages(db, client):
 
 def test_make_demo_starts_the_labeler_beside_the_demo():
     import subprocess
-    from tests.conftest import ROOT
+    from tests.helpers.common import ROOT
     out = subprocess.run(["make", "-n", "demo", "-o", ".venv/.installed"], cwd=ROOT,
                          capture_output=True, text=True, timeout=30).stdout
     assert "-m labeler" in out and "demo.py" in out

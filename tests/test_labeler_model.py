@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from db import Store, labeling
-from tests.labeler_support import (client_for, post, seeded, tile_ids, trained_template,
+from tests.helpers.common import copy_db
+from tests.helpers.labeler import (client_for, post, seeded, tile_ids, trained_template,
                                    wait_for_job)
-from tests.test_demo_support import copy_db
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_a_second_retrain_while_one_runs_is_not_started(backbone, tmp_path):
 
 def test_retrain_without_enough_labels_shows_why_on_the_page(backbone, tmp_path):
     path = tmp_path / "few.db"
-    from tests.conftest import add_sketches
+    from tests.helpers.common import add_sketches
     add_sketches(Store(path), 1, seed=3)
     client = client_for(path)
     post(client, "/retrain", {})
@@ -240,7 +240,7 @@ def test_grid_filters_by_predicted_class(trained):
 
 def test_renaming_a_class_keeps_its_images_correctly_predicted_and_serving_follows(trained):
     from model.classifier import Classifier
-    from tests.test_demo_support import draw_shape
+    from tests.helpers.demo import draw_shape
     path, store = trained
     client = client_for(path)
     serving = Classifier(store)

@@ -3,7 +3,7 @@ labeler/. Each check imports in a fresh interpreter, so what the test run
 itself has imported cannot hide an upward import."""
 import json
 
-from tests.conftest import run_cli
+from tests.helpers.common import run_cli
 
 DB_MODULES = ["db", "db.store", "db.labeling", "db.backup", "db.schema", "db.errors",
               "db.cli", "db.connection"]

@@ -7,7 +7,7 @@ from db import store as store_module
 from model.images import stored_form
 from model.sketches import SHAPES, dataset
 from model.train import PROMOTION_TOLERANCE, retrain
-from tests.conftest import TEST_ALPHA, add_sketches
+from tests.helpers.common import TEST_ALPHA, add_sketches
 
 OPTIONS = {"alpha": TEST_ALPHA, "views": 1, "epochs": 20}
 ATTACKER = "anonymous@203.0.113.9"

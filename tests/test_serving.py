@@ -9,6 +9,7 @@ from model.sketches import dataset
 from model.train import PROMOTION_TOLERANCE, promotes
 
 
+@pytest.mark.slow
 def test_numpy_head_matches_the_keras_head_it_exports_to():
     rng = np.random.default_rng(0)
     params = init_params([32, 16, 8, 4], rng)

@@ -14,7 +14,7 @@ from db.schema import MIGRATIONS, SCHEMA_VERSION, statements
 from db.store import MAX_LABEL_LENGTH
 from db.errors import InvalidLabel, SketchError
 
-from tests.conftest import ROOT
+from tests.helpers.common import ROOT
 
 
 def item(data, split="train", label=None, source="upload"):
@@ -410,6 +410,7 @@ print(store.schema_version())
 """
 
 
+@pytest.mark.slow
 def test_processes_opening_an_old_file_at_once_migrate_it_exactly_once(tmp_path):
     path = tmp_path / "v1.db"
     conn = schema_v1_file(path)

@@ -21,7 +21,7 @@ from model.errors import BlankSketch, NoLiveModel, NotEnoughData, UnknownOption
 from model.images import decode, preprocess
 from model.train import retrain
 
-from tests.conftest import TEST_ALPHA, add_sketches
+from tests.helpers.common import TEST_ALPHA, add_sketches
 
 VIEWS = 2
 OPTIONS = {"alpha": TEST_ALPHA, "views": VIEWS, "epochs": 15}

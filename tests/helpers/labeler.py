@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import add_sketches
+from bench.common import free_port
+from tests.helpers.common import add_sketches, built_once
 
 TRAIN_OPTIONS = {"alpha": 0.25, "views": 1, "epochs": 10}
 XSS = "<img src=x onerror=alert(1)>"
-_template = {}
-_template_lock = threading.Lock()
 
 
 def client_for(path, **kwargs):
@@ -71,24 +70,21 @@ def seeded_store(path):
         store.close()
 
 
+@built_once
 def trained_template():
     """A database with the seeded sketches and one live version trained through
-    the labeler's own job (real alpha 0.25 backbone), made once per process."""
-    with _template_lock:
-        if "path" not in _template:
-            from db import Store
-            from service.jobs import Jobs
-            folder = Path(tempfile.mkdtemp(prefix="sketchlab-labeler-"))
-            store = Store(folder / "trained.db")
-            seeded(store)
-            jobs = Jobs(store, TRAIN_OPTIONS)
-            assert jobs.retrain()
-            jobs.wait()
-            assert jobs.status["state"] == "done", jobs.status
-            _template["result"] = jobs.status["result"]
-            store.close()
-            _template["path"] = folder / "trained.db"
-        return _template["path"]
+    the labeler's own job (real alpha 0.25 backbone)."""
+    from db import Store
+    from service.jobs import Jobs
+    folder = Path(tempfile.mkdtemp(prefix="sketchlab-labeler-"))
+    store = Store(folder / "trained.db")
+    seeded(store)
+    jobs = Jobs(store, TRAIN_OPTIONS)
+    assert jobs.retrain()
+    jobs.wait()
+    assert jobs.status["state"] == "done", jobs.status
+    store.close()
+    return folder / "trained.db"
 
 
 def wait_for_job(client, timeout=300):
@@ -107,15 +103,12 @@ def wait_for_job(client, timeout=300):
 @contextlib.contextmanager
 def served(app):
     """The app on real HTTP (uvicorn in a thread); yields its base URL."""
-    import socket
     import uvicorn
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # generous: only there so that a failure does not hang
     while not server.started:
         if time.monotonic() > deadline:
             raise AssertionError("uvicorn did not start")

@@ -2,7 +2,7 @@
 correction path, held still inside the store's write transaction so that the
 test can SIGKILL it there, at a known step rather than by luck.
 
-    python -m tests.killable_correction DB IMAGE LABEL STEP
+    python -m tests.helpers.killable_correction DB IMAGE LABEL STEP
 
 STEP names the Store method (add_image, add_prediction, add_correction)
 after which the correction stops: the child prints PAUSED, the step and
@@ -17,7 +17,7 @@ PAUSED = "paused after"
 def main(db, image, label, step):
     import demo_handlers as handlers
     from db import Store
-    from tests.conftest import TEST_ALPHA
+    from tests.helpers.common import TEST_ALPHA
 
     real = getattr(Store, step)
 

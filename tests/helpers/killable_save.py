@@ -2,7 +2,7 @@
 model.train`, held still while it saves the new version, inside the write
 transaction, so that the test can SIGKILL it there.
 
-    python -m tests.killable_save WHEN TRAIN-ARGS...
+    python -m tests.helpers.killable_save WHEN TRAIN-ARGS...
 
 WHEN is "before" (the version row is inserted, the live flag not yet moved)
 or "after" (the live flag moved too, COMMIT not yet run).

@@ -9,68 +9,58 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image, ImageDraw
 
 from bench.common import free_port
-from db.backup import backup
-from tests.conftest import ARTIFACTS, ROOT, TEST_ALPHA
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-_template = {}
-_template_lock = threading.Lock()
+from tests.helpers.common import ROOT, TEST_ALPHA, built_once, copy_db
 
 
+@built_once
 def starter_template():
-    """Path of a database seeded and trained by service.starter, made once per process."""
-    with _template_lock:
-        if "path" not in _template:
-            from db import Store
-            from service.starter import ensure_first_model
-            folder = Path(tempfile.mkdtemp(prefix="sketchlab-starter-"))
-            store = Store(folder / "starter.db")
-            started = time.perf_counter()
-            _template["result"] = ensure_first_model(store, alpha=TEST_ALPHA)
-            _template["seconds"] = time.perf_counter() - started
-            store.close()
-            _template["path"] = folder / "starter.db"
-        return _template["path"]
+    """Path of a database seeded and trained by service.starter."""
+    from db import Store
+    from service.starter import ensure_first_model
+    folder = Path(tempfile.mkdtemp(prefix="sketchlab-starter-"))
+    store = Store(folder / "starter.db")
+    ensure_first_model(store, alpha=TEST_ALPHA)
+    store.close()
+    return folder / "starter.db"
 
 
-def copy_db(source, target):
-    """A consistent copy of a SQLite file (WAL included), via SQLite's backup API."""
-    backup(str(source), str(target))
-    return Path(target)
-
-
-def serve(db_path, **settings):
-    """Point the demo's App at `db_path` and load its live model."""
+@contextlib.contextmanager
+def configured(**settings):
+    """The module-global `demo_handlers.app` configured with `settings`, and put back to
+    its defaults afterwards whatever happened, so that no test leaves it
+    pointing at its database for the next one."""
     import demo_handlers as handlers
-    handlers.app.configure(db=db_path, alpha=TEST_ALPHA, **settings)
-    handlers.app.model.start(wait=True)
-    assert handlers.app.model.phase == "ready", handlers.status()
-    return handlers.app
+    handlers.app.configure(**settings)
+    try:
+        yield handlers.app
+    finally:
+        handlers.app.configure()
+
+
+@contextlib.contextmanager
+def serving(db_path, **settings):
+    """`configured` on `db_path`, with its live model loaded."""
+    import demo_handlers as handlers
+    with configured(db=db_path, alpha=TEST_ALPHA, **settings) as app:
+        app.model.start(wait=True)
+        assert app.model.phase == "ready", handlers.status()
+        yield app
 
 
 @contextlib.contextmanager
 def served_copy(folder):
     """The module-level `demo`, launched in this process on a fresh copy of the
-    starter database; the app is reset afterwards."""
-    import demo_handlers as handlers
-    app = serve(copy_db(starter_template(), Path(folder) / "demo.db"))
-    try:
+    starter database: (url, app)."""
+    with serving(copy_db(starter_template(), Path(folder) / "demo.db")) as app:
         with launched() as url:
             yield url, app
-    finally:
-        handlers.app.configure()
 
 
 def offline_downloads(monkeypatch):
@@ -142,20 +132,6 @@ def predict_when_ready(client, *args, timeout=180, **kwargs):
 def top_label(value):
     """The top class of a gr.Label value as gradio_client returns it."""
     return value["label"]
-
-
-def require_chromium():
-    """Skip (with the reason) without Chromium, except under CI where it must be there."""
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing but CI is set: .ci/run installs it.")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); "
-                    "set CI=1 to make this a failure.")
-
-
-def artifact(name):
-    ARTIFACTS.mkdir(exist_ok=True)
-    return ARTIFACTS / name
 
 
 class DemoProcess:
