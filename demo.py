@@ -56,6 +56,12 @@ def sketchpad(label, elem_id):
                        color_mode="fixed"))
 
 
+def seen_view(label, elem_id):
+    """The preprocessed input beside the answer: why an answer is wrong."""
+    return gr.Image(label=label, interactive=False, height=settings.seen_height,
+                    type="pil", image_mode=None, elem_id=elem_id)
+
+
 def correction_box(prefix, kept):
     with gr.Group():
         gr.Markdown("**Wrong? It is a …**", padding=True)
@@ -112,8 +118,11 @@ def build():
                     live_verdict = gr.Markdown(elem_id="webcam-verdict")
                     live_label = gr.Label(num_top_classes=TOP_K, show_heading=False,
                                           label="Live top 3", elem_id="webcam-label")
-                    kept_view = gr.Image(label="Kept frame", interactive=False, height=200,
-                                         elem_id="kept")
+                    live_seen = seen_view("What the model sees", "webcam-seen")
+                    with gr.Row():
+                        kept_view = gr.Image(label="Kept frame", interactive=False,
+                                             height=settings.seen_height, elem_id="kept")
+                        kept_seen = seen_view("What the model saw", "kept-seen")
                     kept_verdict = gr.Markdown(elem_id="kept-verdict")
                     kept_label = gr.Label(num_top_classes=TOP_K, show_heading=False,
                                           label="Top 3 of the kept frame", elem_id="kept-label")
@@ -144,11 +153,11 @@ def build():
         sketch_out = [sketch_label, sketch_verdict, sketch_kept]
         pad.change(sketch_live_ui, [pad], sketch_out, trigger_mode="always_last", **live)
         submit.click(sketch_ui, [pad], sketch_out, **live)
-        cam.stream(webcam_ui, [cam], [live_label, live_verdict, photo_live],
+        cam.stream(webcam_ui, [cam], [live_label, live_verdict, photo_live, live_seen],
                    stream_every=settings.stream_every, time_limit=settings.stream_time_limit,
                    concurrency_limit=settings.webcam_streams, concurrency_id="webcam",
                    api_visibility="private", show_progress="hidden", trigger_mode="always_last")
-        kept_out = [kept_view, kept_label, kept_verdict, photo_kept]
+        kept_out = [kept_view, kept_label, kept_verdict, photo_kept, kept_seen]
         snap.click(keep_frame, [photo_live], kept_out, api_visibility="private", queue=False)
         upload.upload(uploaded_ui, [upload], kept_out, **live)
         teach_out = [teach_result, ui.teach_class]

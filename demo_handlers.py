@@ -13,7 +13,7 @@ import gradio as gr
 
 from db.errors import SketchError, StorageError
 from model.errors import BadImage, BlankSketch, NoLiveModel, NotEnoughData, WeightsMissing
-from model.images import decode, to_rgb
+from model.images import decode, picture, to_rgb
 from service import ingest, lifecycle
 from service.access import Access, NotAllowed
 from service.jobs import Busy
@@ -37,6 +37,8 @@ settings = Settings(
     Setting("canvas", (400, 400), "sketchpad canvas size in pixels"),
     Setting("brush_radius", 4, "sketchpad brush size"),
     Setting("pad_height", 520, "sketchpad height on the page, in pixels"),
+    Setting("seen_height", 200, "height of the kept frame and of what the model sees, in "
+            "pixels"),
 )
 
 BLANK_LABEL = "draw something"
@@ -72,14 +74,15 @@ def pop_up_errors(fn):
     return wrapper
 
 
-def errors_in_verdict(fn):
-    """For live events: a pop-up several times a second would bury the page."""
+def errors_in_verdict(fn, outputs=3):
+    """For live events: a pop-up several times a second would bury the page.
+    The handler's second output is its verdict; the others are emptied."""
     @functools.wraps(fn)
     def wrapper(*args):
         try:
             return fn(*args)
         except SketchError as error:
-            return None, f"### ⚠️ {md(error)}", None
+            return (None, f"### ⚠️ {md(error)}") + (None,) * (outputs - 2)
     return wrapper
 
 
@@ -205,12 +208,19 @@ def training_message(result):
 
 def _classify_or_blank(image):
     """The model's answer, or None when there is nothing (no ink) to classify."""
+    return _seen_or_blank(image)[0]
+
+
+def _seen_or_blank(image):
+    """(the model's answer, what it saw as a picture), or (None, None) when
+    there is nothing (no ink) to classify."""
     if image is None:
-        return None
+        return None, None
     try:
-        return app.model.classify(image)
+        result, seen = app.model.classify_seen(image)
     except BlankSketch:
-        return None
+        return None, None
+    return result, picture(seen)
 
 
 @pop_up_errors
@@ -240,36 +250,41 @@ def read_sketch(value):
 
 
 def read_photo(image, source="upload"):
-    """The webcam/upload tab -> (label, verdict, what a correction refers to)."""
+    """The webcam/upload tab -> (label, verdict, what a correction refers to,
+    what the model saw): the cropped, cleaned input shows why an answer is
+    wrong and how to hold the paper better."""
     image = as_image(image)
     if image is None:
-        return None, "### 📷 Show a sketch to the camera or upload an image", None
-    result = _classify_or_blank(image)
+        return None, "### 📷 Show a sketch to the camera or upload an image", None, None
+    result, seen = _seen_or_blank(image)
     if result is None:
-        return BLANK_LABEL, "### 📷 No sketch in view: hold a drawing up to the camera", None
-    return label_value(result), verdict(result), shown(image, source, result)
+        return (BLANK_LABEL, "### 📷 No sketch in view: hold a drawing up to the camera",
+                None, None)
+    return label_value(result), verdict(result), shown(image, source, result, seen), seen
 
 
-def shown(image, source, result):
+def shown(image, source, result, seen=None):
     """What the page keeps of a classification, for a later correction."""
-    return {"image": image, "source": source, "prediction": result}
+    return {"image": image, "source": source, "prediction": result, "seen": seen}
 
 
 sketch_ui = pop_up_errors(read_sketch)
 sketch_live_ui = errors_in_verdict(read_sketch)
-webcam_ui = errors_in_verdict(functools.partial(read_photo, source="webcam"))
+webcam_ui = errors_in_verdict(functools.partial(read_photo, source="webcam"), outputs=4)
 
 
 def uploaded_ui(path):
-    label, text, kept = pop_up_errors(read_photo)(path, "upload")
-    return (kept["image"] if kept else None), label, text, kept
+    """An uploaded file -> the kept view: (image, label, verdict, kept, seen)."""
+    label, text, kept, seen = pop_up_errors(read_photo)(path, "upload")
+    return (kept["image"] if kept else None), label, text, kept, seen
 
 
 def keep_frame(live):
     """The Snapshot button: keep the current webcam frame and its prediction."""
     if not live:
-        return None, None, "### 📷 Start the webcam and hold up a sketch first", None
-    return live["image"], label_value(live["prediction"]), verdict(live["prediction"]), live
+        return None, None, "### 📷 Start the webcam and hold up a sketch first", None, None
+    return (live["image"], label_value(live["prediction"]), verdict(live["prediction"]), live,
+            live["seen"])
 
 
 # -- corrections, teaching and retraining -------------------------------------------------

@@ -61,10 +61,15 @@ class Classifier:
 
         Raises BlankSketch for an image without ink and BadImage for one that
         cannot be read."""
+        return self.classify_seen(image, k)[0]
+
+    def classify_seen(self, image, k=TOP_K):
+        """(the answer, the preprocessed array the network saw)."""
         self.refresh()
         size = self._loaded.version["config"]["input_size"]
-        version, probabilities = self.probabilities(preprocess(image, size, keep_grey=True)[None])
-        return describe(probabilities[0], version["classes"], version["id"], k)
+        seen = preprocess(image, size, keep_grey=True)
+        version, probabilities = self.probabilities(seen[None])
+        return describe(probabilities[0], version["classes"], version["id"], k), seen
 
 
 def ranked(probabilities, classes, k=None):

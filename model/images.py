@@ -164,6 +164,13 @@ def preprocess(image, size, margin=DEFAULT_MARGIN, keep_grey=False):
     return _channels(out, keep_grey) if grey else out
 
 
+def picture(array):
+    """A preprocessed array (size, size, 1 or 3) as a PIL image: what the
+    network sees, to show beside its answer."""
+    array = np.asarray(array, dtype=np.uint8)
+    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+
+
 def require_ink(image):
     """BlankSketch for an image without ink."""
     preprocess(image, INK_CHECK_SIZE)

@@ -193,8 +193,29 @@ def test_uploaded_file_is_classified_like_a_webcam_frame(served, tmp_path):
     draw_shape("triangle", seed=44).save(path, quality=90)
     label = handlers.classify_photo(str(path))
     assert max(label, key=label.get) == "triangle"
-    label, text, shown = handlers.webcam_ui(Image.open(path))
+    label, text, shown, seen = handlers.webcam_ui(Image.open(path))
     assert shown["source"] == "webcam" and "triangle" in text
+
+
+def test_the_webcam_and_upload_views_show_what_the_model_sees(served, tmp_path):
+    """A small sketch in a corner of a large photo: the model sees it cropped
+    to the ink and scaled to its input size, and the page shows exactly that."""
+    import demo_handlers as handlers
+    from model.images import preprocess
+    photo = Image.new("RGB", (1200, 900), "white")
+    photo.paste(draw_shape("triangle", seed=45, size=200), (40, 650))
+    label, text, kept, seen = handlers.webcam_ui(photo)
+    assert "triangle" in text and seen is kept["seen"]
+    assert seen.size == (224, 224)
+    assert np.array_equal(np.asarray(seen), preprocess(photo, 224, keep_grey=True)[..., 0])
+    ink = np.asarray(seen) < 128
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    assert rows[-1] - rows[0] > 150 or cols[-1] - cols[0] > 150  # filled, not a dot
+    path = tmp_path / "photo.png"
+    photo.save(path)
+    view, _, _, kept, seen = handlers.uploaded_ui(str(path))
+    assert seen is kept["seen"] and seen.size == (224, 224)
+    assert handlers.keep_frame(kept)[4] is seen
 
 
 def test_teaching_a_new_class_and_retraining_switches_the_live_model_without_restart(served):
@@ -289,8 +310,8 @@ def test_missing_weights_page_says_what_is_missing_and_serves_no_prediction(
         assert weights_help(0.5, 224) in shown  # exactly what is missing and how to provide it
         with pytest.raises(gr.Error, match="mobilenet_5_0_224_tf_no_top.h5"):
             handlers.classify_sketch(sketch_value(draw_shape("circle", seed=1)))
-        label, text, shown = handlers.webcam_ui(draw_shape("circle", seed=1))
-        assert label is None and shown is None and "missing" in text
+        label, text, shown, seen = handlers.webcam_ui(draw_shape("circle", seed=1))
+        assert label is None and shown is None and seen is None and "missing" in text
         # Corrections are still collected for the labeler, without a prediction.
         saved = handlers.correct(draw_shape("circle", seed=1), "circle", "sketch", None)
         assert saved["status"] == "pending" and saved["predicted"] is None

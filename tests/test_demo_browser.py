@@ -173,8 +173,10 @@ def test_fake_webcam_showing_a_triangle_gets_a_live_prediction_and_a_snapshot(
                                  f"said {verdict.inner_text()!r}; "
                                  f"{describe_frames(frames)}") from None
         assert "It's a triangle" in verdict.inner_text()
+        page.locator("#webcam-seen img").wait_for(timeout=TIMEOUT_MS)
         page.locator("#snapshot").click()
         page.locator("#kept-verdict").filter(has_text="triangle").wait_for(timeout=TIMEOUT_MS)
+        page.locator("#kept-seen img").wait_for(timeout=TIMEOUT_MS)
         page.screenshot(path=str(artifact("demo-browser-webcam.png")), full_page=True)
     finally:
         browser.close()

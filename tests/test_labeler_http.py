@@ -6,7 +6,9 @@ import io
 import re
 import zipfile
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from db import labeling
 from labeler import security, web
@@ -625,6 +627,26 @@ def test_python_m_labeler_serves_the_grid_over_real_http_and_asks_for_its_passwo
 
 
 # -- the other named limits -------------------------------------------------------------------
+
+def test_the_image_page_shows_what_the_model_sees_and_says_when_it_sees_nothing(db, client):
+    from model.images import preprocess
+    _, store, train, _ = db
+    page = client.get(f"/images/{train[0]}").text
+    assert f'src="/images/{train[0]}/seen.png"' in page
+    response = client.get(f"/images/{train[0]}/seen.png")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    seen = Image.open(io.BytesIO(response.content))
+    stored = Image.open(io.BytesIO(store.image(train[0])["data"]))
+    assert np.array_equal(np.asarray(seen), preprocess(stored, 224, keep_grey=True)[..., 0])
+    blank = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(blank, format="PNG")
+    stored = post(client, "/upload", {}, files=[("files", ("blank.png", blank.getvalue(),
+                                                          "image/png"))])
+    assert "Stored 1 new image(s)" in stored.text
+    blank_id = labeling.live_image_ids(store)[-1]
+    assert "Blank: no ink for the model to see." in client.get(f"/images/{blank_id}").text
+    assert client.get(f"/images/{blank_id}/seen.png").status_code == 400
+
 
 def test_the_grid_shows_page_size_images_by_default(client, monkeypatch):
     monkeypatch.setattr(settings, "page_size", 7)

@@ -10,6 +10,9 @@ from db import labeling
 from db.errors import SketchError
 from db.store import SOURCES, SPLITS
 from labeler.settings import settings
+from model.config import DEFAULTS
+from model.errors import BlankSketch
+from model.images import PREPROCESSING_VERSION, decode, picture, preprocess, require_ink
 from labeler.web import (LABELED_BY, CheckedForm, SharedStore, Thumbs, ids_of, int_value,
                          label_choice, png_response, redirect, render, safe_next, wants_json)
 
@@ -102,11 +105,31 @@ def _thumbnail(store, image_id):
     return sha, out.getvalue()
 
 
+@router.get("/images/{image_id}/seen.png")
+def seen_image(request: Request, image_id: int, store: SharedStore):
+    """What the live model's network sees of the image: preprocessing's output."""
+    sha, data = labeling.image_png(store, image_id)
+    size = _input_size(store)
+    out = io.BytesIO()
+    picture(preprocess(decode(data), size, keep_grey=True)).save(out, format="PNG")
+    return png_response(request, f"{sha}-seen-{size}-{PREPROCESSING_VERSION}", out.getvalue())
+
+
+def _input_size(store):
+    live = store.model_version()
+    return (live["config"] if live else DEFAULTS)["input_size"]
+
+
 @router.get("/images/{image_id}", response_class=HTMLResponse)
 def image_page(request: Request, image_id: int, store: SharedStore):
     row = labeling.image_row(store, image_id)
     grid_row = labeling.images_by_id(store, [image_id], store.live_version_id())[0]
-    return render(request, "image.html", image=row, prediction=grid_row,
+    try:
+        require_ink(decode(labeling.image_png(store, image_id)[1]))
+        blank = False
+    except BlankSketch:
+        blank = True
+    return render(request, "image.html", image=row, prediction=grid_row, blank=blank,
                   classes=labeling.class_names(store), splits=SPLITS)
 
 
