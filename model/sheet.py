@@ -20,6 +20,10 @@ MIN_RECTANGULARITY = 0.88
 MAX_FRAME_EDGE = 0.35
 # Brightness levels tried, as percentiles of the darkest channel (Otsu's is added).
 LEVEL_PERCENTILES = (40, 60, 75, 85, 92, 96)
+# A sheet is at least this much brighter (grey levels of its darkest channel)
+# than a band BAND pixels wide around it: paper is the brightest thing in view.
+MIN_CONTRAST = 10
+BAND = 15
 # Canny's hysteresis thresholds for the sheet's outline.
 EDGE_LOW, EDGE_HIGH = 20, 50
 # The rectified sheet's long side (pixels): the backbone sees 224.
@@ -96,9 +100,21 @@ def _sheets(small):
             visible, _ = cv2.intersectConvexConvex(_clockwise(quad), frame)
             rectangularity = region / max(visible, 1.0)
             # Above 1, the region spills out of its quadrilateral: not four sides.
-            if MIN_RECTANGULARITY <= rectangularity <= 1.05:
+            if MIN_RECTANGULARITY <= rectangularity <= 1.05 and \
+                    _brighter_than_around(darkest, quad) >= MIN_CONTRAST:
                 found.append((_clockwise(quad), min(region / area, 1.0) * rectangularity))
     return found
+
+
+def _brighter_than_around(darkest, quad):
+    """How much brighter (darkest channel, median) the quadrilateral is than a
+    band just outside it; a sheet partly out of frame has its band where it is in view."""
+    inside = np.zeros(darkest.shape, np.uint8)
+    cv2.fillConvexPoly(inside, np.rint(quad).astype(np.int32), 1)
+    band = cv2.dilate(inside, np.ones((BAND, BAND), np.uint8)) - inside
+    if not inside.any() or not band.any():
+        return 0.0
+    return float(np.median(darkest[inside > 0])) - float(np.median(darkest[band > 0]))
 
 
 def _on_frame_edge(contour, shape):
