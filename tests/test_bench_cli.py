@@ -5,7 +5,7 @@ import pytest
 from tests.conftest import ROOT, run_cli
 
 BENCHES = sorted(p.stem for p in (ROOT / "bench").glob("*.py")
-                 if p.stem not in ("__init__", "common"))
+                 if p.stem not in ("__init__", "common", "webcam_photos"))
 # The options each bench's --help must name.
 OPTIONS = {
     "accuracy": ("--views", "--per-class", "--seeds", "--plot"),
@@ -17,6 +17,7 @@ OPTIONS = {
     "latency": ("--calls",),
     "load": ("--clients", "--seconds", "--retrain"),
     "retrain": ("--skip-reference",),
+    "webcam": ("--per-class", "--seed", "--alpha"),
 }
 
 
