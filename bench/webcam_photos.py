@@ -121,15 +121,23 @@ def room(rng):
 
 
 def _strokes(doodle, side, rng):
-    """A black-on-white bitmap -> ink coverage (0..1) `side` pixels wide: a smooth
-    upscale cut at a random level (stroke width), with antialiased edges."""
+    """A black-on-white bitmap -> ink coverage (0..1) `side` pixels wide, drawn
+    as a pen would: the bitmap's smooth upscale thinned to its skeleton, then
+    traced with a pen a few pixels wide and antialiased."""
     ink = 1 - np.asarray(doodle, np.float32) / 255
     height = max(1, round(side * ink.shape[0] / ink.shape[1]))
     big = cv2.resize(ink, (side, height), interpolation=cv2.INTER_CUBIC)
     big = cv2.GaussianBlur(big, (0, 0), side / ink.shape[1] * 0.5)
-    level = rng.uniform(0.25, 0.6)
-    soft = rng.uniform(0.04, 0.12)
-    return np.clip((big - level) / soft + 0.5, 0, 1)
+    mask = (big > rng.uniform(0.3, 0.5)).astype(np.uint8)
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    skeleton = np.zeros_like(mask)
+    while mask.any():
+        eroded = cv2.erode(mask, cross)
+        skeleton |= mask & ~cv2.dilate(eroded, cross) & 1
+        mask = eroded
+    pen = max(2, round(side * rng.uniform(0.012, 0.035)))
+    stroke = cv2.dilate(skeleton, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (pen, pen)))
+    return cv2.GaussianBlur(stroke.astype(np.float32), (0, 0), rng.uniform(0.5, 1.0))
 
 
 def _sheet(doodle, rng):

@@ -33,6 +33,7 @@ PREPROCESSING_VERSION = 4
 # has at least 0.77 (strokes touch its edge), simulated webcam photos at most
 # 0.73 (bench/webcam_photos.py, 200 photos).
 PAPER_TOLERANCE = 8
+NO_SKETCH = "No sketch in view: hold a drawing on paper up to the camera."
 MIN_PAPER_EDGE = 0.75
 # Augmentation thins strokes only where ink covers more than this fraction.
 THIN_STROKES_ABOVE = 0.08
@@ -149,7 +150,10 @@ def preprocess(image, size, margin=DEFAULT_MARGIN, keep_grey=False, sheets=True)
     """
     rgb = to_rgb(image)
     if sheets and is_photo(rgb):
-        rgb = _sketch_in_view(rgb)
+        try:
+            return _ink_crop(_sketch_in_view(rgb), size, margin, keep_grey)
+        except BlankSketch:
+            raise BlankSketch(NO_SKETCH) from None
     return _ink_crop(rgb, size, margin, keep_grey)
 
 
@@ -168,7 +172,7 @@ def _sketch_in_view(rgb):
     """The clean sketch on the sheet in a photo, as a grey PIL image."""
     found = find_sketch(np.asarray(rgb))
     if found is None:
-        raise BlankSketch("No sketch in view: hold a drawing on paper up to the camera.")
+        raise BlankSketch(NO_SKETCH)
     return Image.fromarray(found.grey).convert("RGB")
 
 

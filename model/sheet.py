@@ -14,27 +14,32 @@ WORK_SIDE = 320
 # A sheet covers at least this share of the frame.
 MIN_SHEET_AREA = 0.04
 # Its outline fills at least this share of the quadrilateral fitted to it.
-MIN_RECTANGULARITY = 0.88
+MIN_RECTANGULARITY = 0.9
+# Candidates rank by area x rectangularity to this power: a near-perfect
+# quadrilateral beats a larger, rougher region (the room around a sheet).
+RECTANGULARITY_WEIGHT = 12
 # At most this share of its outline runs along the frame's edge: more is the
 # room (or a wall filling the view), not a sheet partly out of frame.
 MAX_FRAME_EDGE = 0.35
 # Brightness levels tried, as percentiles of the darkest channel (Otsu's is added).
-LEVEL_PERCENTILES = (40, 60, 75, 85, 92, 96)
+LEVEL_PERCENTILES = (50, 75, 90, 96)
 # A sheet is at least this much brighter (grey levels of its darkest channel)
 # than a band BAND pixels wide around it: paper is the brightest thing in view.
 MIN_CONTRAST = 10
+# Outlined by edges, a sheet may be in shadow, darker than a lit wall behind.
+EDGE_MIN_CONTRAST = -40
 BAND = 15
 # Canny's hysteresis thresholds for the sheet's outline.
 EDGE_LOW, EDGE_HIGH = 20, 50
 # The rectified sheet's long side (pixels): the backbone sees 224.
-SHEET_SIDE = 400
+SHEET_SIDE = 320
 # Dropped from each side of the rectified sheet: its edge and the room just past it.
 BORDER = 0.03
 # After dividing by the paper's light, ink is below INK_RATIO; the stretch maps
 # BLACK_RATIO and darker to black and WHITE_RATIO and lighter to white.
-INK_RATIO = 0.78
+INK_RATIO = 0.82
 BLACK_RATIO = 0.45
-WHITE_RATIO = 0.82
+WHITE_RATIO = 0.86
 # A sketch covers this range of the sheet's area, in strokes thinner than
 # THIN_STROKE of the sheet's short side.
 INK_AREA = (0.002, 0.3)
@@ -42,7 +47,7 @@ THIN_STROKE = 0.04
 MIN_THIN_SHARE = 0.6
 # Paper is even once its light is divided out; a textured or patterned region
 # (the room) is not: the spread of the non-ink pixels stays under this.
-MAX_PAPER_SPREAD = 0.035
+MAX_PAPER_SPREAD = 0.04
 
 Sketch = collections.namedtuple("Sketch", "grey corners transform score")
 Sketch.__doc__ = """grey: the clean sketch (uint8, black on white). corners: the sheet's
@@ -73,48 +78,63 @@ def find_sketch(rgb):
 def _sheets(small):
     """(corners, score) of each bright, nearly rectangular region: the paper is
     bright in every channel, so its darkest channel stands out from the room."""
-    darkest = small.min(axis=2)
+    darkest = cv2.min(cv2.min(small[..., 0], small[..., 1]), small[..., 2])
     otsu, _ = cv2.threshold(darkest, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    levels = {int(otsu)} | {int(np.percentile(darkest, p)) for p in LEVEL_PERCENTILES}
+    share = np.cumsum(np.bincount(darkest.ravel(), minlength=256)) / darkest.size
+    levels = {int(otsu)} | {int(np.searchsorted(share, p / 100)) for p in LEVEL_PERCENTILES}
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
     # Opening cuts thin bright bridges between the sheet and the room.
-    masks = [cv2.morphologyEx((darkest > level).astype(np.uint8), cv2.MORPH_OPEN, kernel)
-             for level in sorted(levels)]
-    # A sheet as pale as the wall behind it is still outlined by its edges.
+    masks = [(cv2.morphologyEx((darkest > level).astype(np.uint8), cv2.MORPH_OPEN, kernel),
+              MIN_CONTRAST) for level in sorted(levels)]
+    # A sheet as pale as the wall behind it, or in shadow in front of it, is
+    # still outlined by its edges.
     edges = cv2.Canny(cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), (5, 5), 0),
                       EDGE_LOW, EDGE_HIGH)
-    masks += [1 - cv2.dilate(edges, np.ones((side, side), np.uint8)) // 255 for side in (3, 5)]
+    masks += [(1 - cv2.dilate(edges, np.ones((side, side), np.uint8)) // 255, EDGE_MIN_CONTRAST)
+              for side in (3, 5)]
     area = darkest.size
     height, width = darkest.shape
     frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
-    found = []
-    for mask in masks:
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        for contour in contours:
+    min_outline = 4 * np.sqrt(MIN_SHEET_AREA * area)
+    found, seen = [], set()
+    for mask, min_contrast in masks:
+        # Outer boundaries of every region, nested ones too: a sheet outlined
+        # by its edges lies in a hole of the room's region.
+        contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+        for contour, (_, _, _, parent) in zip(contours, hierarchy[0] if contours else []):
+            # A region of MIN_SHEET_AREA has an outline of at least 4 sqrt(area)
+            # points: counting them first skips the specks of noise cheaply.
+            if parent >= 0 or len(contour) < min_outline:
+                continue
             region = cv2.contourArea(contour)
             if region < MIN_SHEET_AREA * area or _on_frame_edge(contour, mask.shape) > MAX_FRAME_EDGE:
                 continue
             quad = _quadrilateral(contour, mask.shape)
+            # Several masks outline the same sheet: each is judged once.
+            key = tuple(np.rint(quad / 3).astype(int).ravel())
+            if key in seen:
+                continue
+            seen.add(key)
             # Only the part in view can be covered: a sheet partly out of frame
             # is as rectangular as one in full view.
             visible, _ = cv2.intersectConvexConvex(_clockwise(quad), frame)
             rectangularity = region / max(visible, 1.0)
             # Above 1, the region spills out of its quadrilateral: not four sides.
             if MIN_RECTANGULARITY <= rectangularity <= 1.05 and \
-                    _brighter_than_around(darkest, quad) >= MIN_CONTRAST:
-                found.append((_clockwise(quad), min(region / area, 1.0) * rectangularity))
+                    _brighter_than_around(darkest, quad) >= min_contrast:
+                found.append((_clockwise(quad), min(region / area, 1.0) * rectangularity ** RECTANGULARITY_WEIGHT))
     return found
 
 
 def _brighter_than_around(darkest, quad):
-    """How much brighter (darkest channel, median) the quadrilateral is than a
+    """How much brighter (darkest channel, mean) the quadrilateral is than a
     band just outside it; a sheet partly out of frame has its band where it is in view."""
     inside = np.zeros(darkest.shape, np.uint8)
     cv2.fillConvexPoly(inside, np.rint(quad).astype(np.int32), 1)
     band = cv2.dilate(inside, np.ones((BAND, BAND), np.uint8)) - inside
     if not inside.any() or not band.any():
         return 0.0
-    return float(np.median(darkest[inside > 0])) - float(np.median(darkest[band > 0]))
+    return cv2.mean(darkest, inside)[0] - cv2.mean(darkest, band)[0]
 
 
 def _on_frame_edge(contour, shape):
