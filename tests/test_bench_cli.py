@@ -4,6 +4,7 @@ import pytest
 
 from tests.conftest import ROOT, run_cli
 
+# common and webcam_photos are libraries of the benches, not benches.
 BENCHES = sorted(p.stem for p in (ROOT / "bench").glob("*.py")
                  if p.stem not in ("__init__", "common", "webcam_photos"))
 # The options each bench's --help must name.
