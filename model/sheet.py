@@ -55,7 +55,8 @@ MAX_PAPER_SPREAD = 0.04
 Sketch = collections.namedtuple("Sketch", "grey corners transform score")
 Sketch.__doc__ = """grey: the clean sketch (uint8, black on white). corners: the sheet's
 corners in the photo, clockwise from top-left, as float32 (4, 2). transform: the
-homography from the photo to `grey`. score: sheet area share x rectangularity."""
+homography from the photo to `grey`. score: the sheet's share of the frame x
+its rectangularity ** RECTANGULARITY_WEIGHT."""
 
 
 def find_sketch(rgb):
@@ -98,15 +99,16 @@ def _sheets(small):
     area = darkest.size
     height, width = darkest.shape
     frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
-    min_outline = 4 * np.sqrt(MIN_SHEET_AREA * area)
+    min_outline = 2 * np.sqrt(MIN_SHEET_AREA * area)
     found, seen = [], set()
     for mask, min_contrast in masks:
         # Outer boundaries of every region, nested ones too: a sheet outlined
         # by its edges lies in a hole of the room's region.
         contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
         for contour, (_, _, _, parent) in zip(contours, hierarchy[0] if contours else []):
-            # A region of MIN_SHEET_AREA has an outline of at least 4 sqrt(area)
-            # points: counting them first skips the specks of noise cheaply.
+            # A region of MIN_SHEET_AREA has an outline at least 4 sqrt(area)
+            # long, so of at least 2 sqrt(area) points (a diagonal step is one
+            # point): counting them first skips the specks of noise cheaply.
             if parent >= 0 or len(contour) < min_outline:
                 continue
             region = cv2.contourArea(contour)
@@ -125,7 +127,8 @@ def _sheets(small):
             # Above 1, the region spills out of its quadrilateral: not four sides.
             if MIN_RECTANGULARITY <= rectangularity <= 1.05 and \
                     _brighter_than_around(darkest, quad) >= min_contrast:
-                found.append((_clockwise(quad), min(region / area, 1.0) * rectangularity ** RECTANGULARITY_WEIGHT))
+                score = min(region / area, 1.0) * rectangularity ** RECTANGULARITY_WEIGHT
+                found.append((_clockwise(quad), score))
     return found
 
 
