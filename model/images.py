@@ -1,4 +1,5 @@
-"""Decoding, normalizing and preprocessing images: Pillow and NumPy, no TensorFlow.
+"""Decoding, normalizing and preprocessing images: Pillow and NumPy (OpenCV
+for the sheet of paper in a photo, `model.sheet`), no TensorFlow.
 
 `normalize` is what the database stores (upright RGB, alpha flattened onto
 white, at most STORED_MAX_SIDE pixels a side, re-encoded as PNG).
@@ -13,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from model.errors import BadImage, BlankSketch
+from model.sheet import find_sketch
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 50_000_000
@@ -25,7 +27,14 @@ MIN_INK_FRACTION = 0.0005
 DEFAULT_MARGIN = 0.1
 # Part of the feature cache's key: bump it whenever preprocess() or augment()
 # changes what they produce, so that stale cached features are recomputed.
-PREPROCESSING_VERSION = 3
+PREPROCESSING_VERSION = 4
+# is_photo: a drawing's edge is paper, within this many grey levels of it, for
+# at least this share of its pixels. Measured: every Quick, Draw! dev drawing
+# has at least 0.77 (strokes touch its edge), simulated webcam photos at most
+# 0.73 (bench/webcam_photos.py, 200 photos).
+PAPER_TOLERANCE = 8
+NO_SKETCH = "No sketch in view: hold a drawing on paper up to the camera."
+MIN_PAPER_EDGE = 0.75
 # Augmentation thins strokes only where ink covers more than this fraction.
 THIN_STROKES_ABOVE = 0.08
 # require_ink preprocesses at this size: enough to find ink, cheap in NumPy.
@@ -126,17 +135,49 @@ def stored_form(image):
     return encode_png(image), image.width, image.height
 
 
-def preprocess(image, size, margin=DEFAULT_MARGIN, keep_grey=False):
+def preprocess(image, size, margin=DEFAULT_MARGIN, keep_grey=False, sheets=True):
     """Any image -> uint8 array (size, size, 3), the backbone's input; with
     `keep_grey`, a grey image comes back as (size, size, 1), which the
     backbone's one-channel network takes without copying channels around.
 
-    Flattens alpha onto white, finds the ink (pixels clearly darker than the
-    paper), crops to its bounding box plus `margin` on each side, pads to a
-    square with the paper colour so the aspect ratio is kept, and resizes.
-    Raises BlankSketch when there is no ink to classify.
+    Flattens alpha onto white. A photo (the frame's edge is not even paper, see
+    `is_photo`) is first replaced by the sketch on the sheet of paper in it,
+    upright and black on white (`model.sheet`); `sheets=False` skips that step.
+    Then finds the ink (pixels clearly darker than the paper), crops to its
+    bounding box plus `margin` on each side, pads to a square with the paper
+    colour so the aspect ratio is kept, and resizes. Raises BlankSketch when
+    there is no ink to classify, or no sheet with a sketch in a photo.
     """
     rgb = to_rgb(image)
+    if sheets and is_photo(rgb):
+        try:
+            return _ink_crop(_sketch_in_view(rgb), size, margin, keep_grey)
+        except BlankSketch:
+            raise BlankSketch(NO_SKETCH) from None
+    return _ink_crop(rgb, size, margin, keep_grey)
+
+
+def is_photo(rgb):
+    """Whether an RGB image is a photo rather than a drawing: a drawing's edge
+    is its paper (a canvas, a scan), evenly within PAPER_TOLERANCE grey levels
+    of the paper, except where strokes touch it; a photo's edge is the room."""
+    gray = np.asarray(rgb.convert("L"), dtype=np.int16)
+    step = max(1, min(gray.shape) // 128)
+    paper = int(np.percentile(gray[::step, ::step], 90))
+    edge = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return float((np.abs(edge - paper) <= PAPER_TOLERANCE).mean()) < MIN_PAPER_EDGE
+
+
+def _sketch_in_view(rgb):
+    """The clean sketch on the sheet in a photo, as a grey PIL image."""
+    found = find_sketch(np.asarray(rgb))
+    if found is None:
+        raise BlankSketch(NO_SKETCH)
+    return Image.fromarray(found.grey).convert("RGB")
+
+
+def _ink_crop(rgb, size, margin, keep_grey):
+    """The crop to the ink of an RGB drawing, as `preprocess` describes it."""
     grey_image = rgb.convert("L")
     gray = np.asarray(grey_image, dtype=np.int16)
     step = max(1, min(gray.shape) // 128)

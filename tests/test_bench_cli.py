@@ -4,8 +4,9 @@ import pytest
 
 from tests.helpers.common import ROOT, run_cli
 
+# common and webcam_photos are libraries of the benches, not benches.
 BENCHES = sorted(p.stem for p in (ROOT / "bench").glob("*.py")
-                 if p.stem not in ("__init__", "common"))
+                 if p.stem not in ("__init__", "common", "webcam_photos"))
 # The options each bench's --help must name.
 OPTIONS = {
     "accuracy": ("--views", "--per-class", "--seeds", "--plot"),
@@ -17,6 +18,7 @@ OPTIONS = {
     "latency": ("--calls",),
     "load": ("--clients", "--seconds", "--retrain"),
     "retrain": ("--skip-reference",),
+    "webcam": ("--per-class", "--seed", "--alpha"),
 }
 
 
