@@ -635,6 +635,9 @@ def test_the_image_page_shows_what_the_model_sees_and_says_when_it_sees_nothing(
     assert f'src="/images/{train[0]}/seen.png"' in page
     response = client.get(f"/images/{train[0]}/seen.png")
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    again = client.get(f"/images/{train[0]}/seen.png",
+                       headers={"If-None-Match": response.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
     seen = Image.open(io.BytesIO(response.content))
     stored = Image.open(io.BytesIO(store.image(train[0])["data"]))
     assert np.array_equal(np.asarray(seen), preprocess(stored, 224, keep_grey=True)[..., 0])

@@ -110,9 +110,12 @@ def seen_image(request: Request, image_id: int, store: SharedStore):
     """What the live model's network sees of the image: preprocessing's output."""
     sha, data = labeling.image_png(store, image_id)
     size = _input_size(store)
+    tag = f"{sha}-seen-{size}-{PREPROCESSING_VERSION}"
+    if request.headers.get("if-none-match") == f'"{tag}"':
+        return png_response(request, tag, b"")  # 304: the browser has it; preprocess nothing
     out = io.BytesIO()
     picture(preprocess(decode(data), size, keep_grey=True)).save(out, format="PNG")
-    return png_response(request, f"{sha}-seen-{size}-{PREPROCESSING_VERSION}", out.getvalue())
+    return png_response(request, tag, out.getvalue())
 
 
 def _input_size(store):
