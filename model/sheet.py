@@ -210,16 +210,23 @@ def _rectified(grey, corners):
     transform = cv2.getPerspectiveTransform(corners, target)
     sheet = cv2.warpPerspective(grey, transform, (width, height), flags=cv2.INTER_AREA,
                                 borderMode=cv2.BORDER_REPLICATE)
+    clean = clean_sheet(sheet)
+    return (None, None) if clean is None else (clean, transform)
+
+
+def clean_sheet(sheet):
+    """An upright grey sheet (uint8, edges trimmed) -> the clean sketch on it,
+    black on white, or None when it holds no plausible sketch."""
     ratio = _flattened(sheet)
     ink = _without_border_ink(ratio < INK_RATIO)
     share = ink.mean()
     if not INK_AREA[0] <= share <= INK_AREA[1] or not _thin(ink):
-        return None, None
+        return None
     if ratio[ratio >= INK_RATIO].std() > MAX_PAPER_SPREAD:
-        return None, None
+        return None
     clean = np.clip((ratio - BLACK_RATIO) / (WHITE_RATIO - BLACK_RATIO), 0, 1)
     clean[~cv2.dilate(ink.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)] = 1
-    return _strokes_widened(np.rint(clean * 255).astype(np.uint8), ink), transform
+    return _strokes_widened(np.rint(clean * 255).astype(np.uint8), ink)
 
 
 def _strokes_widened(grey, ink):
