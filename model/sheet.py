@@ -14,7 +14,7 @@ WORK_SIDE = 320
 # A sheet covers at least this share of the frame.
 MIN_SHEET_AREA = 0.04
 # Its outline fills at least this share of the quadrilateral fitted to it.
-MIN_RECTANGULARITY = 0.9
+MIN_RECTANGULARITY = 0.8
 # Candidates rank by area x rectangularity to this power: a near-perfect
 # quadrilateral beats a larger, rougher region (the room around a sheet).
 RECTANGULARITY_WEIGHT = 12
@@ -29,8 +29,35 @@ MIN_CONTRAST = 10
 # Outlined by edges, a sheet may be in shadow, darker than a lit wall behind.
 EDGE_MIN_CONTRAST = -40
 BAND = 15
+# Paper is at least this share as bright (darkest channel) as the brightest
+# things in view (their 95th percentile): a dark box in the room is not paper.
+# Measured on simulated photos: at least 0.6, 0.84 at the 5th percentile.
+MIN_PAPER_LEVEL = 0.45
+# A rectangle seen at up to about 30 degrees of perspective keeps its corners
+# in this range (degrees); simulated photos: 74-118.
+CORNER_ANGLES = (55, 125)
+# A sheet's sides are sharp steps: at a point on a side, the step across
+# +-EDGE_STEP pixels (in any channel) is at least EDGE_MIN_STEP levels, and it
+# and the step across +-EDGE_WIDE pixels are each at least EDGE_SHARPNESS of
+# the other. A shadow's soft edge and a ruled line, which can split a sheet
+# into two bright regions, are not.
+EDGE_STEP, EDGE_WIDE = 1.5, 5.0
+EDGE_MIN_STEP = 10
+EDGE_SHARPNESS = 0.6
+# Sides are moved onto the sharp edge nearest them, at most this many pixels away.
+SNAP = 6
+# A candidate's sides in view are sharp edges along at least this share of
+# their length (a finger may cover some); candidates rank by it to this power.
+MIN_EDGE_SUPPORT = 0.5
+SUPPORT_WEIGHT = 4
+# At least this share of a sheet's outline is in view.
+MIN_VISIBLE_SIDES = 0.5
 # Canny's hysteresis thresholds for the sheet's outline.
 EDGE_LOW, EDGE_HIGH = 20, 50
+# Dark lines up to about this wide (pixels of the 320-pixel copy) are closed over.
+LINE_WIDTH = 5
+# Edge maps are thickened to these widths to close gaps in an outline.
+EDGE_GAPS = (3, 7, 11)
 # The rectified sheet's long side (pixels): the backbone sees 224.
 SHEET_SIDE = 320
 # Dropped from each side of the rectified sheet: its edge and the room just past it.
@@ -42,8 +69,8 @@ BLACK_RATIO = 0.45
 WHITE_RATIO = 0.86
 # A sketch covers this range of the sheet's area, in strokes thinner than
 # THIN_STROKE of the sheet's short side.
-INK_AREA = (0.002, 0.3)
-THIN_STROKE = 0.04
+INK_AREA = (0.0005, 0.3)
+THIN_STROKE = 0.06
 MIN_THIN_SHARE = 0.6
 # Strokes are widened to about this share of the sketch's longer side (a
 # Quick, Draw! doodle's strokes are 0.08-0.1 of it).
@@ -82,7 +109,11 @@ def find_sketch(rgb):
 def _sheets(small):
     """(corners, score) of each bright, nearly rectangular region: the paper is
     bright in every channel, so its darkest channel stands out from the room."""
-    darkest = cv2.min(cv2.min(small[..., 0], small[..., 1]), small[..., 2])
+    # Thin dark lines on the paper (strokes, ruled lines) would split the sheet
+    # into strips: a closing as wide as them paints them over with paper.
+    paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE,
+                             cv2.getStructuringElement(cv2.MORPH_RECT, (LINE_WIDTH, LINE_WIDTH)))
+    darkest = cv2.min(cv2.min(paper[..., 0], paper[..., 1]), paper[..., 2])
     otsu, _ = cv2.threshold(darkest, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     share = np.cumsum(np.bincount(darkest.ravel(), minlength=256)) / darkest.size
     levels = {int(otsu)} | {int(np.searchsorted(share, p / 100)) for p in LEVEL_PERCENTILES}
@@ -91,11 +122,15 @@ def _sheets(small):
     masks = [(cv2.morphologyEx((darkest > level).astype(np.uint8), cv2.MORPH_OPEN, kernel),
               MIN_CONTRAST) for level in sorted(levels)]
     # A sheet as pale as the wall behind it, or in shadow in front of it, is
-    # still outlined by its edges.
-    edges = cv2.Canny(cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), (5, 5), 0),
-                      EDGE_LOW, EDGE_HIGH)
+    # still outlined by its edges, found in each channel: paper and wall can
+    # be equally bright and differ in colour only (yellow paper, white wall).
+    smooth = cv2.GaussianBlur(paper, (5, 5), 0)
+    edges = np.bitwise_or.reduce([cv2.Canny(smooth[..., c], EDGE_LOW, EDGE_HIGH)
+                                  for c in range(3)])
     masks += [(1 - cv2.dilate(edges, np.ones((side, side), np.uint8)) // 255, EDGE_MIN_CONTRAST)
-              for side in (3, 5)]
+              for side in EDGE_GAPS]
+    colour = cv2.GaussianBlur(small, (3, 3), 0)
+    bright = np.percentile(darkest, 95)
     area = darkest.size
     height, width = darkest.shape
     frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
@@ -125,22 +160,115 @@ def _sheets(small):
             visible, _ = cv2.intersectConvexConvex(_clockwise(quad), frame)
             rectangularity = region / max(visible, 1.0)
             # Above 1, the region spills out of its quadrilateral: not four sides.
-            if MIN_RECTANGULARITY <= rectangularity <= 1.05 and \
-                    _brighter_than_around(darkest, quad) >= min_contrast:
-                score = min(region / area, 1.0) * rectangularity ** RECTANGULARITY_WEIGHT
-                found.append((_clockwise(quad), score))
+            if not MIN_RECTANGULARITY <= rectangularity <= 1.05:
+                continue
+            quad = _snapped(colour, _clockwise(quad))
+            if not _square_cornered(quad):
+                continue
+            level, around = _brightness(darkest, quad)
+            if level < MIN_PAPER_LEVEL * bright or level - around < min_contrast:
+                continue
+            support = _edge_support(colour, quad)
+            if support >= MIN_EDGE_SUPPORT:
+                score = min(region / area, 1.0) * rectangularity ** RECTANGULARITY_WEIGHT \
+                    * support ** SUPPORT_WEIGHT
+                found.append((quad, score))
     return found
 
 
-def _brighter_than_around(darkest, quad):
-    """How much brighter (darkest channel, mean) the quadrilateral is than a
-    band just outside it; a sheet partly out of frame has its band where it is in view."""
+def _side_points(quad):
+    """Points along each side of a quadrilateral (clockwise corners), with the
+    outward normal at each: [(points (n, 2), normal (2,))] per side."""
+    sides = []
+    for a, b in zip(quad, np.roll(quad, -1, axis=0)):
+        length = float(np.linalg.norm(b - a))
+        t = np.linspace(0.05, 0.95, max(4, int(length / 3)))[:, None]
+        direction = (b - a) / max(length, 1e-6)
+        # Clockwise on screen (y down): outward is the side's direction turned left.
+        sides.append((a + (b - a) * t, np.array([direction[1], -direction[0]])))
+    return sides
+
+
+def _profile(image, points, normal, offsets):
+    """An RGB image at points + normal * each offset: (n, len(offsets), 3)
+    int16, and which points have every sample inside the frame and off its edge."""
+    height, width = image.shape[:2]
+    reach = points[:, None, :] + normal[None, None, :] * np.asarray(offsets)[None, :, None]
+    x, y = np.rint(reach[..., 0]).astype(int), np.rint(reach[..., 1]).astype(int)
+    inside = ((x > 0) & (x < width - 1) & (y > 0) & (y < height - 1)).all(axis=1)
+    values = image[np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)].astype(np.int16)
+    return values, inside
+
+
+def _snapped(image, quad):
+    """The quadrilateral with each side moved onto the sharp edge nearest it
+    (within SNAP pixels): a threshold or a dilated edge map outlines a sheet a
+    few pixels off its true edge, and corners follow from the sides."""
+    offsets = np.arange(-SNAP - 2, SNAP + 3)
+    lines = []
+    for points, normal in _side_points(quad):
+        values, inside = _profile(image, points, normal, offsets)
+        step = np.abs(values[:, 4:] - values[:, :-4]).max(axis=2)
+        best = step.argmax(axis=1)
+        keep = inside & (step.max(axis=1) >= EDGE_MIN_STEP)
+        if keep.sum() < 4:
+            lines.append(None)
+            continue
+        moved = points[keep] + normal * (offsets[2:-2][best[keep]])[:, None]
+        vx, vy, x0, y0 = cv2.fitLine(moved.astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
+        lines.append((np.array([x0, y0]), np.array([x0 + vx, y0 + vy])))
+    starts, ends = quad, np.roll(quad, -1, axis=0)
+    lines = [line or (a, b) for line, a, b in zip(lines, starts, ends)]
+    corners = [_meet(*lines[i - 1], *lines[i]) for i in range(4)]
+    if any(c is None for c in corners):
+        return quad
+    snapped = np.array(corners, np.float32)
+    return snapped if np.abs(snapped - quad).max() <= 2 * SNAP else quad
+
+
+def _edge_support(image, quad):
+    """The share of a quadrilateral's sides in view (clockwise corners) that
+    run along a sharp edge of an RGB image (in any channel); parts outside or at the frame's edge are
+    not counted."""
+    offsets = (-EDGE_WIDE, EDGE_WIDE, -1 - EDGE_STEP, -1 + EDGE_STEP, -EDGE_STEP, EDGE_STEP,
+               1 - EDGE_STEP, 1 + EDGE_STEP)
+    sharp, seen, total = 0, 0, 0
+    for points, normal in _side_points(quad):
+        values, inside = _profile(image, points, normal, offsets)
+        values = values[inside]
+        wide = np.abs(values[:, 0] - values[:, 1]).max(axis=1)
+        # Rounding puts the side up to a pixel off the edge: the best of three.
+        step = np.abs(values[:, 2::2] - values[:, 3::2]).max(axis=(1, 2))
+        # A soft shadow's edge steps less at close range than across it; a thin
+        # line (a ruled line on the paper) steps only at close range.
+        sharp += int(((step >= EDGE_MIN_STEP) & (step >= EDGE_SHARPNESS * wide)
+                      & (wide >= EDGE_SHARPNESS * step)).sum())
+        seen += len(values)
+        total += len(points)
+    if seen < MIN_VISIBLE_SIDES * total:
+        return 0.0
+    return sharp / seen
+
+
+def _brightness(darkest, quad):
+    """The mean of the darkest channel inside the quadrilateral and in a band
+    just outside it (where it is in view, for a sheet partly out of frame)."""
     inside = np.zeros(darkest.shape, np.uint8)
     cv2.fillConvexPoly(inside, np.rint(quad).astype(np.int32), 1)
     band = cv2.dilate(inside, np.ones((BAND, BAND), np.uint8)) - inside
     if not inside.any() or not band.any():
-        return 0.0
-    return cv2.mean(darkest, inside)[0] - cv2.mean(darkest, band)[0]
+        return 0.0, 0.0
+    return cv2.mean(darkest, inside)[0], cv2.mean(darkest, band)[0]
+
+
+def _square_cornered(quad):
+    """Whether every corner is within CORNER_ANGLES: a rectangle seen at up
+    to about 30 degrees of perspective."""
+    before, after = np.roll(quad, 1, axis=0) - quad, np.roll(quad, -1, axis=0) - quad
+    cosine = (before * after).sum(axis=1) / np.maximum(
+        np.linalg.norm(before, axis=1) * np.linalg.norm(after, axis=1), 1e-6)
+    angles = np.degrees(np.arccos(np.clip(cosine, -1, 1)))
+    return bool(((angles >= CORNER_ANGLES[0]) & (angles <= CORNER_ANGLES[1])).all())
 
 
 def _on_frame_edge(contour, shape):
