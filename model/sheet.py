@@ -5,6 +5,7 @@ black-on-white image, upright and with the light flattened, together with
 where the sheet was found, or None when no sheet holding a sketch is in view.
 """
 import collections
+import heapq
 
 import cv2
 import numpy as np
@@ -22,7 +23,7 @@ RECTANGULARITY_WEIGHT = 12
 # room (or a wall filling the view), not a sheet partly out of frame.
 MAX_FRAME_EDGE = 0.35
 # Brightness levels tried, as percentiles of the darkest channel (Otsu's is added).
-LEVEL_PERCENTILES = (50, 75, 90, 96)
+LEVEL_PERCENTILES = (60, 90)
 # A sheet is at least this much brighter (grey levels of its darkest channel)
 # than a band BAND pixels wide around it: paper is the brightest thing in view.
 MIN_CONTRAST = 10
@@ -46,6 +47,8 @@ EDGE_MIN_STEP = 10
 EDGE_SHARPNESS = 0.6
 # Sides are moved onto the sharp edge nearest them, at most this many pixels away.
 SNAP = 6
+# Sides are sampled every this many pixels of the 320-pixel copy.
+SIDE_SPACING = 5
 # A candidate's sides in view are sharp edges along at least this share of
 # their length (a finger may cover some); candidates rank by it to this power.
 MIN_EDGE_SUPPORT = 0.5
@@ -69,7 +72,7 @@ BLACK_RATIO = 0.45
 WHITE_RATIO = 0.86
 # A sketch covers this range of the sheet's area, in strokes thinner than
 # THIN_STROKE of the sheet's short side.
-INK_AREA = (0.0005, 0.3)
+INK_AREA = (0.001, 0.3)
 THIN_STROKE = 0.06
 MIN_THIN_SHARE = 0.6
 # Strokes are widened to about this share of the sketch's longer side (a
@@ -96,9 +99,9 @@ def find_sketch(rgb):
     scale = WORK_SIDE / max(height, width)
     small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
                        interpolation=cv2.INTER_AREA)
-    candidates = sorted(_sheets(small), key=lambda c: -c[1])
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    for quad, score in candidates:
+    grey = None
+    for quad, score in _sheets(small):
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if grey is None else grey
         corners = (quad / scale).astype(np.float32)
         sketch, transform = _rectified(grey, corners)
         if sketch is not None:
@@ -107,13 +110,48 @@ def find_sketch(rgb):
 
 
 def _sheets(small):
-    """(corners, score) of each bright, nearly rectangular region: the paper is
-    bright in every channel, so its darkest channel stands out from the room."""
+    """(corners, score) of each sheet in view, best score first.
+
+    Regions come from several masks of the 320-pixel copy (`_regions`); each
+    is then snapped onto the sheet's sides and judged (`_judged`), which costs
+    far more. A region's score can only fall when judged (its edge support is
+    at most 1), so regions are judged best bound first, and a judged sheet is
+    handed over as soon as no region left could beat it: the first sheet
+    usually ends the search."""
     # Thin dark lines on the paper (strokes, ruled lines) would split the sheet
     # into strips: a closing as wide as them paints them over with paper.
     paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE,
                              cv2.getStructuringElement(cv2.MORPH_RECT, (LINE_WIDTH, LINE_WIDTH)))
     darkest = cv2.min(cv2.min(paper[..., 0], paper[..., 1]), paper[..., 2])
+    colour = cv2.GaussianBlur(small, (3, 3), 0)
+    bright = np.percentile(darkest, 95)
+    regions = sorted(_regions(paper, darkest), key=lambda r: -r[0])
+    ready, judged = [], {}
+    for bound, quad, min_contrast in regions:
+        while ready and ready[0][0] <= -bound:
+            _, _, sheet, score = heapq.heappop(ready)
+            yield sheet, score
+        sheet = _snapped(colour, quad)
+        # Snapped, outlines a few pixels apart become one.
+        key = tuple(np.rint(sheet).astype(int).ravel())
+        if key not in judged:
+            judged[key] = _judged(colour, darkest, bright, sheet)
+        level, around, support = judged[key]
+        if level - around < min_contrast or support is None:
+            continue
+        judged[key] = (level, around, None)
+        score = bound * support ** SUPPORT_WEIGHT
+        heapq.heappush(ready, (-score, len(judged), sheet, score))
+    while ready:
+        _, _, sheet, score = heapq.heappop(ready)
+        yield sheet, score
+
+
+def _regions(paper, darkest):
+    """(bound, corners, least contrast) of each bright or edge-outlined region
+    that could be a sheet: its share of the frame x its rectangularity **
+    RECTANGULARITY_WEIGHT, its quadrilateral (clockwise), and how much brighter
+    than around it a sheet in it must be."""
     otsu, _ = cv2.threshold(darkest, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     share = np.cumsum(np.bincount(darkest.ravel(), minlength=256)) / darkest.size
     levels = {int(otsu)} | {int(np.searchsorted(share, p / 100)) for p in LEVEL_PERCENTILES}
@@ -129,8 +167,6 @@ def _sheets(small):
                                   for c in range(3)])
     masks += [(1 - cv2.dilate(edges, np.ones((side, side), np.uint8)) // 255, EDGE_MIN_CONTRAST)
               for side in EDGE_GAPS]
-    colour = cv2.GaussianBlur(small, (3, 3), 0)
-    bright = np.percentile(darkest, 95)
     area = darkest.size
     height, width = darkest.shape
     frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
@@ -147,53 +183,63 @@ def _sheets(small):
             if parent >= 0 or len(contour) < min_outline:
                 continue
             region = cv2.contourArea(contour)
-            if region < MIN_SHEET_AREA * area or _on_frame_edge(contour, mask.shape) > MAX_FRAME_EDGE:
+            if region < MIN_SHEET_AREA * area:
                 continue
-            quad = _quadrilateral(contour, mask.shape)
-            # Several masks outline the same sheet: each is judged once.
-            key = tuple(np.rint(quad / 3).astype(int).ravel())
+            # Several masks outline the same sheet: each is judged once, with
+            # the contrast the first of them asks (edge masks come last).
+            key = tuple(np.rint(np.array(cv2.boundingRect(contour)) / 4).astype(int))
             if key in seen:
                 continue
             seen.add(key)
+            # Its quadrilateral holds its hull, so it is at most this rectangular.
+            if region < MIN_RECTANGULARITY * cv2.contourArea(cv2.convexHull(contour)) or \
+                    _on_frame_edge(contour, mask.shape) > MAX_FRAME_EDGE:
+                continue
+            quad = _clockwise(_quadrilateral(contour, mask.shape))
             # Only the part in view can be covered: a sheet partly out of frame
             # is as rectangular as one in full view.
-            visible, _ = cv2.intersectConvexConvex(_clockwise(quad), frame)
+            visible, _ = cv2.intersectConvexConvex(quad, frame)
             rectangularity = region / max(visible, 1.0)
             # Above 1, the region spills out of its quadrilateral: not four sides.
-            if not MIN_RECTANGULARITY <= rectangularity <= 1.05:
-                continue
-            quad = _snapped(colour, _clockwise(quad))
-            if not _square_cornered(quad):
-                continue
-            level, around = _brightness(darkest, quad)
-            if level < MIN_PAPER_LEVEL * bright or level - around < min_contrast:
-                continue
-            support = _edge_support(colour, quad)
-            if support >= MIN_EDGE_SUPPORT:
-                score = min(region / area, 1.0) * rectangularity ** RECTANGULARITY_WEIGHT \
-                    * support ** SUPPORT_WEIGHT
-                found.append((quad, score))
+            if MIN_RECTANGULARITY <= rectangularity <= 1.05:
+                bound = min(region / area, 1.0) * rectangularity ** RECTANGULARITY_WEIGHT
+                found.append((bound, quad, min_contrast))
     return found
 
 
+def _judged(colour, darkest, bright, quad):
+    """(paper level, level around, edge support) of a snapped quadrilateral;
+    the support is None when it cannot be a sheet: not square-cornered, too
+    dark, or too little of its outline a sharp edge."""
+    if not _square_cornered(quad):
+        return 0.0, 0.0, None
+    level, around = _brightness(darkest, quad)
+    if level < MIN_PAPER_LEVEL * bright:
+        return level, around, None
+    support = _edge_support(colour, quad)
+    return level, around, (support if support >= MIN_EDGE_SUPPORT else None)
+
+
 def _side_points(quad):
-    """Points along each side of a quadrilateral (clockwise corners), with the
-    outward normal at each: [(points (n, 2), normal (2,))] per side."""
-    sides = []
-    for a, b in zip(quad, np.roll(quad, -1, axis=0)):
-        length = float(np.linalg.norm(b - a))
-        t = np.linspace(0.05, 0.95, max(4, int(length / 3)))[:, None]
-        direction = (b - a) / max(length, 1e-6)
-        # Clockwise on screen (y down): outward is the side's direction turned left.
-        sides.append((a + (b - a) * t, np.array([direction[1], -direction[0]])))
-    return sides
+    """Points along the sides of a quadrilateral (clockwise corners): (points
+    (n, 2), outward normal at each (n, 2), side of each (n,), 0 to 3)."""
+    starts, ends = quad, np.roll(quad, -1, axis=0)
+    lengths = np.linalg.norm(ends - starts, axis=1)
+    counts = np.maximum(4, (lengths / SIDE_SPACING).astype(int))
+    side = np.repeat(np.arange(4), counts)
+    t = np.concatenate([np.linspace(0.05, 0.95, n) for n in counts])[:, None]
+    points = starts[side] + (ends - starts)[side] * t
+    direction = (ends - starts) / np.maximum(lengths, 1e-6)[:, None]
+    # Clockwise on screen (y down): outward is the side's direction turned left.
+    normals = np.stack([direction[:, 1], -direction[:, 0]], axis=1)[side]
+    return points, normals, side
 
 
-def _profile(image, points, normal, offsets):
+def _profile(image, points, normals, offsets):
     """An RGB image at points + normal * each offset: (n, len(offsets), 3)
     int16, and which points have every sample inside the frame and off its edge."""
     height, width = image.shape[:2]
-    reach = points[:, None, :] + normal[None, None, :] * np.asarray(offsets)[None, :, None]
+    reach = points[:, None, :] + normals[:, None, :] * np.asarray(offsets)[None, :, None]
     x, y = np.rint(reach[..., 0]).astype(int), np.rint(reach[..., 1]).astype(int)
     inside = ((x > 0) & (x < width - 1) & (y > 0) & (y < height - 1)).all(axis=1)
     values = image[np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)].astype(np.int16)
@@ -205,20 +251,20 @@ def _snapped(image, quad):
     (within SNAP pixels): a threshold or a dilated edge map outlines a sheet a
     few pixels off its true edge, and corners follow from the sides."""
     offsets = np.arange(-SNAP - 2, SNAP + 3)
+    points, normals, side = _side_points(quad)
+    values, inside = _profile(image, points, normals, offsets)
+    step = np.abs(values[:, 4:] - values[:, :-4]).max(axis=2)
+    best = step.argmax(axis=1)
+    keep = inside & (step[np.arange(len(step)), best] >= EDGE_MIN_STEP)
+    moved = (points + normals * offsets[2:-2][best][:, None]).astype(np.float32)
     lines = []
-    for points, normal in _side_points(quad):
-        values, inside = _profile(image, points, normal, offsets)
-        step = np.abs(values[:, 4:] - values[:, :-4]).max(axis=2)
-        best = step.argmax(axis=1)
-        keep = inside & (step.max(axis=1) >= EDGE_MIN_STEP)
-        if keep.sum() < 4:
-            lines.append(None)
+    for index, (a, b) in enumerate(zip(quad, np.roll(quad, -1, axis=0))):
+        on_side = keep & (side == index)
+        if on_side.sum() < 4:
+            lines.append((a, b))
             continue
-        moved = points[keep] + normal * (offsets[2:-2][best[keep]])[:, None]
-        vx, vy, x0, y0 = cv2.fitLine(moved.astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
+        vx, vy, x0, y0 = cv2.fitLine(moved[on_side], cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
         lines.append((np.array([x0, y0]), np.array([x0 + vx, y0 + vy])))
-    starts, ends = quad, np.roll(quad, -1, axis=0)
-    lines = [line or (a, b) for line, a, b in zip(lines, starts, ends)]
     corners = [_meet(*lines[i - 1], *lines[i]) for i in range(4)]
     if any(c is None for c in corners):
         return quad
@@ -228,26 +274,23 @@ def _snapped(image, quad):
 
 def _edge_support(image, quad):
     """The share of a quadrilateral's sides in view (clockwise corners) that
-    run along a sharp edge of an RGB image (in any channel); parts outside or at the frame's edge are
-    not counted."""
+    run along a sharp edge of an RGB image (in any channel); parts outside or
+    at the frame's edge are not counted."""
     offsets = (-EDGE_WIDE, EDGE_WIDE, -1 - EDGE_STEP, -1 + EDGE_STEP, -EDGE_STEP, EDGE_STEP,
                1 - EDGE_STEP, 1 + EDGE_STEP)
-    sharp, seen, total = 0, 0, 0
-    for points, normal in _side_points(quad):
-        values, inside = _profile(image, points, normal, offsets)
-        values = values[inside]
-        wide = np.abs(values[:, 0] - values[:, 1]).max(axis=1)
-        # Rounding puts the side up to a pixel off the edge: the best of three.
-        step = np.abs(values[:, 2::2] - values[:, 3::2]).max(axis=(1, 2))
-        # A soft shadow's edge steps less at close range than across it; a thin
-        # line (a ruled line on the paper) steps only at close range.
-        sharp += int(((step >= EDGE_MIN_STEP) & (step >= EDGE_SHARPNESS * wide)
-                      & (wide >= EDGE_SHARPNESS * step)).sum())
-        seen += len(values)
-        total += len(points)
-    if seen < MIN_VISIBLE_SIDES * total:
+    points, normals, _ = _side_points(quad)
+    values, inside = _profile(image, points, normals, offsets)
+    if inside.sum() < MIN_VISIBLE_SIDES * len(points):
         return 0.0
-    return sharp / seen
+    values = values[inside]
+    wide = np.abs(values[:, 0] - values[:, 1]).max(axis=1)
+    # Rounding puts the side up to a pixel off the edge: the best of three.
+    step = np.abs(values[:, 2::2] - values[:, 3::2]).max(axis=(1, 2))
+    # A soft shadow's edge steps less at close range than across it; a thin
+    # line (a ruled line on the paper) steps only at close range.
+    sharp = (step >= EDGE_MIN_STEP) & (step >= EDGE_SHARPNESS * wide) \
+        & (wide >= EDGE_SHARPNESS * step)
+    return float(sharp.mean())
 
 
 def _brightness(darkest, quad):
@@ -288,9 +331,7 @@ def _quadrilateral(contour, shape):
         return cv2.boxPoints(cv2.minAreaRect(contour)).astype(np.float32)
     ends = np.roll(polygon, -1, axis=0)
     limit = np.array([shape[1] - 1, shape[0] - 1], np.float32)
-    on_edge = [bool(((np.abs(a - 0) < 2) & (np.abs(b - 0) < 2)).any()
-                    or ((np.abs(a - limit) < 2) & (np.abs(b - limit) < 2)).any())
-               for a, b in zip(polygon, ends)]
+    on_edge = (((polygon < 2) & (ends < 2)) | ((polygon > limit - 2) & (ends > limit - 2))).any(axis=1)
     length = np.linalg.norm(ends - polygon, axis=1)
     rank = np.lexsort((-length, on_edge))[:4]
     sides = sorted(rank)
