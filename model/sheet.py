@@ -28,7 +28,7 @@ LEVEL_PERCENTILES = (60, 90)
 # than a band BAND pixels wide around it: paper is the brightest thing in view.
 MIN_CONTRAST = 10
 # Outlined by edges, a sheet may be in shadow, darker than a lit wall behind.
-EDGE_MIN_CONTRAST = -40
+EDGE_MIN_CONTRAST = -100
 BAND = 15
 # Paper is at least this share as bright (darkest channel) as the brightest
 # things in view (their 95th percentile): a dark box in the room is not paper.
@@ -60,7 +60,7 @@ EDGE_LOW, EDGE_HIGH = 20, 50
 # Dark lines up to about this wide (pixels of the 320-pixel copy) are closed over.
 LINE_WIDTH = 5
 # Edge maps are thickened to these widths to close gaps in an outline.
-EDGE_GAPS = (3, 7, 11)
+EDGE_GAPS = (3, 5)
 # The rectified sheet's long side (pixels): the backbone sees 224.
 SHEET_SIDE = 320
 # Dropped from each side of the rectified sheet: its edge and the room just past it.
@@ -124,8 +124,9 @@ def _sheets(small):
                              cv2.getStructuringElement(cv2.MORPH_RECT, (LINE_WIDTH, LINE_WIDTH)))
     darkest = cv2.min(cv2.min(paper[..., 0], paper[..., 1]), paper[..., 2])
     colour = cv2.GaussianBlur(small, (3, 3), 0)
-    bright = np.percentile(darkest, 95)
-    regions = sorted(_regions(paper, darkest), key=lambda r: -r[0])
+    share = np.cumsum(np.bincount(darkest.ravel(), minlength=256)) / darkest.size
+    bright = int(np.searchsorted(share, 0.95))
+    regions = sorted(_regions(paper, darkest, share), key=lambda r: -r[0])
     ready, judged = [], {}
     for bound, quad, min_contrast in regions:
         while ready and ready[0][0] <= -bound:
@@ -147,13 +148,13 @@ def _sheets(small):
         yield sheet, score
 
 
-def _regions(paper, darkest):
+def _regions(paper, darkest, share):
     """(bound, corners, least contrast) of each bright or edge-outlined region
     that could be a sheet: its share of the frame x its rectangularity **
     RECTANGULARITY_WEIGHT, its quadrilateral (clockwise), and how much brighter
-    than around it a sheet in it must be."""
+    than around it a sheet in it must be. `share`: the cumulative histogram of
+    `darkest`, as shares of its pixels."""
     otsu, _ = cv2.threshold(darkest, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    share = np.cumsum(np.bincount(darkest.ravel(), minlength=256)) / darkest.size
     levels = {int(otsu)} | {int(np.searchsorted(share, p / 100)) for p in LEVEL_PERCENTILES}
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
     # Opening cuts thin bright bridges between the sheet and the room.
@@ -265,10 +266,11 @@ def _snapped(image, quad):
             continue
         vx, vy, x0, y0 = cv2.fitLine(moved[on_side], cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
         lines.append((np.array([x0, y0]), np.array([x0 + vx, y0 + vy])))
-    corners = [_meet(*lines[i - 1], *lines[i]) for i in range(4)]
-    if any(c is None for c in corners):
+    # Corner i is where side i - 1 meets side i.
+    lines = np.roll(np.array(lines, np.float64), 1, axis=0)
+    snapped = _corners(lines[:, 0], lines[:, 1])
+    if snapped is None:
         return quad
-    snapped = np.array(corners, np.float32)
     return snapped if np.abs(snapped - quad).max() <= 2 * SNAP else quad
 
 
@@ -334,22 +336,25 @@ def _quadrilateral(contour, shape):
     on_edge = (((polygon < 2) & (ends < 2)) | ((polygon > limit - 2) & (ends > limit - 2))).any(axis=1)
     length = np.linalg.norm(ends - polygon, axis=1)
     rank = np.lexsort((-length, on_edge))[:4]
-    sides = sorted(rank)
-    corners = [_meet(polygon[i], ends[i], polygon[j], ends[j])
-               for i, j in zip(sides, sides[1:] + sides[:1])]
-    if any(c is None for c in corners):
+    sides = np.sort(rank)
+    corners = _corners(polygon[sides], ends[sides])
+    if corners is None:
         return cv2.boxPoints(cv2.minAreaRect(contour)).astype(np.float32)
-    return np.array(corners, np.float32)
+    return corners
 
 
-def _meet(a, b, c, d):
-    """Where the lines a-b and c-d cross; None when they are nearly parallel."""
-    r, s = b - a, d - c
-    cross = r[0] * s[1] - r[1] * s[0]
-    if abs(cross) < 1e-6 * np.linalg.norm(r) * np.linalg.norm(s) + 1e-9:
+def _corners(starts, ends):
+    """Where each line starts[i]-ends[i] crosses the next one (4, 2), or None
+    when two neighbours are nearly parallel."""
+    starts, ends = np.asarray(starts, np.float64), np.asarray(ends, np.float64)
+    r = ends - starts
+    s, c = np.roll(r, -1, axis=0), np.roll(starts, -1, axis=0)
+    cross = r[:, 0] * s[:, 1] - r[:, 1] * s[:, 0]
+    if (np.abs(cross) < 1e-6 * np.linalg.norm(r, axis=1) * np.linalg.norm(s, axis=1)
+            + 1e-9).any():
         return None
-    t = ((c - a)[0] * s[1] - (c - a)[1] * s[0]) / cross
-    return a + t * r
+    t = ((c - starts)[:, 0] * s[:, 1] - (c - starts)[:, 1] * s[:, 0]) / cross
+    return (starts + t[:, None] * r).astype(np.float32)
 
 
 def _clockwise(quad):
