@@ -47,6 +47,8 @@ EDGE_MIN_STEP = 10
 EDGE_SHARPNESS = 0.6
 # Sides are moved onto the sharp edge nearest them, at most this many pixels away.
 SNAP = 6
+# Snapped outlines whose corners are this close (pixels) are the same sheet.
+SAME_SHEET = 3
 # Sides are sampled every this many pixels of the 320-pixel copy.
 SIDE_SPACING = 5
 # A candidate's sides in view are sharp edges along at least this share of
@@ -127,22 +129,23 @@ def _sheets(small):
     share = np.cumsum(np.bincount(darkest.ravel(), minlength=256)) / darkest.size
     bright = int(np.searchsorted(share, 0.95))
     regions = sorted(_regions(paper, darkest, share), key=lambda r: -r[0])
-    ready, judged = [], {}
+    ready, judged, kept = [], {}, []
     for bound, quad, min_contrast in regions:
         while ready and ready[0][0] <= -bound:
             _, _, sheet, score = heapq.heappop(ready)
             yield sheet, score
         sheet = _snapped(colour, quad)
-        # Snapped, outlines a few pixels apart become one.
         key = tuple(np.rint(sheet).astype(int).ravel())
         if key not in judged:
             judged[key] = _judged(colour, darkest, bright, sheet)
         level, around, support = judged[key]
-        if level - around < min_contrast or support is None:
+        # Snapped, outlines a few pixels apart are one sheet, judged once.
+        if level - around < min_contrast or support is None or \
+                any(np.abs(sheet - other).max() <= SAME_SHEET for other in kept):
             continue
-        judged[key] = (level, around, None)
+        kept.append(sheet)
         score = bound * support ** SUPPORT_WEIGHT
-        heapq.heappush(ready, (-score, len(judged), sheet, score))
+        heapq.heappush(ready, (-score, len(kept), sheet, score))
     while ready:
         _, _, sheet, score = heapq.heappop(ready)
         yield sheet, score
