@@ -23,7 +23,7 @@ RECTANGULARITY_WEIGHT = 12
 # room (or a wall filling the view), not a sheet partly out of frame.
 MAX_FRAME_EDGE = 0.35
 # Brightness levels tried, as percentiles of the darkest channel (Otsu's is added).
-LEVEL_PERCENTILES = (60, 90)
+LEVEL_PERCENTILES = (50, 60, 75, 90, 96)
 # A sheet is at least this much brighter (grey levels of its darkest channel)
 # than a band BAND pixels wide around it: paper is the brightest thing in view.
 MIN_CONTRAST = 10

@@ -93,10 +93,63 @@ def test_the_sheet_is_found_where_it_is_and_the_sketch_on_it_is_read():
         close += corner_error(sketch.corners, photo.corners) < 30
         precision, recall = overlap(sketch, photo)
         read += precision > 0.8 and recall > 0.8
-    # Measured on this sample: 33 found, 30 close, 30 read (docs/PERFORMANCE.md).
-    assert found >= 0.8 * SAMPLE
-    assert close >= 0.7 * SAMPLE
-    assert read >= 0.7 * SAMPLE
+    # Measured on this sample: 36 found, 36 close, 32 read (was 33, 30, 30
+    # before sheets were found by their sharp sides).
+    assert found >= 0.85 * SAMPLE
+    assert close >= 0.85 * SAMPLE
+    assert read >= 0.75 * SAMPLE
+
+
+def test_the_corners_found_lie_on_the_sheets_edges():
+    errors = [corner_error(sketch.corners, photo.corners) for photo in photos()
+              if (sketch := find_sketch(photo.image)) is not None]
+    # Measured: a median of 2.3 pixels in a 640x480 frame (4.8 before the sides
+    # were snapped onto the sheet's edges).
+    assert np.median(errors) < 3.5
+
+
+def scene(wall, paper, ruled=False, shadow=None):
+    """A plain wall with one sheet in perspective holding a drawn circle and
+    line, with sensor noise: (RGB photo, the sheet's corners)."""
+    import cv2
+    rng = np.random.default_rng(0)
+    frame = np.empty((480, 640, 3), np.float32)
+    frame[:] = wall
+    sheet = np.empty((300, 220, 3), np.float32)
+    sheet[:] = paper
+    if ruled:
+        for y in range(20, 300, 22):
+            sheet[y:y + 2] = sheet[y:y + 2] * 0.4 + np.float32([150, 190, 235]) * 0.6
+    cv2.circle(sheet, (110, 140), 50, (30, 30, 40), 4)
+    cv2.line(sheet, (70, 200), (150, 90), (30, 30, 40), 4)
+    corners = np.float32([[230, 80], [440, 100], [430, 400], [210, 380]])
+    flat = np.float32([[0, 0], [220, 0], [220, 300], [0, 300]])
+    homography = cv2.getPerspectiveTransform(flat, corners)
+    mask = cv2.warpPerspective(np.ones((300, 220), np.float32), homography, (640, 480))[..., None]
+    frame = frame * (1 - mask) + cv2.warpPerspective(sheet, homography, (640, 480)) * mask
+    if shadow is not None:
+        light = np.ones((480, 640), np.float32)
+        light[:, :shadow] = 0.6
+        frame *= cv2.GaussianBlur(light, (0, 0), 8)[..., None]
+    frame += rng.normal(0, 3, frame.shape)
+    return np.clip(frame, 0, 255).astype(np.uint8), corners
+
+
+@pytest.mark.parametrize("wall, paper", [
+    ((236, 236, 232), (250, 238, 170)),  # yellow paper, white wall: darker in its darkest channel
+    ((236, 236, 232), (248, 248, 246)),  # white on white: only a faint edge
+    ((110, 120, 130), (248, 214, 220)),  # pink paper, dark wall
+])
+def test_a_sheet_is_found_by_its_edges_whatever_its_colour_and_the_wall(wall, paper):
+    photo, corners = scene(wall, paper)
+    sketch = find_sketch(photo)
+    assert sketch is not None and corner_error(sketch.corners, corners) < 8
+
+
+def test_a_shadow_across_the_sheet_does_not_cut_it_in_two():
+    photo, corners = scene((120, 120, 125), (248, 248, 246), shadow=330)
+    sketch = find_sketch(photo)
+    assert sketch is not None and corner_error(sketch.corners, corners) < 8
 
 
 def test_finding_the_sketch_is_pure():
