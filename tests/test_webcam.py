@@ -206,14 +206,15 @@ def test_of_two_sheets_the_one_with_the_sketch_is_read_or_none_is():
         photo = webcam_photos.two_sheets(doodle, seed)
         sketch = find_sketch(photo.image)
         answers.append(sketch is None or corner_error(sketch.corners, photo.corners) < 40)
-    # Measured: 18 of 20 (14 the right sheet, 4 none); 2 read a rectangle in the room.
-    assert sum(answers) >= 18
+    # Measured: 19 of 20 (18 before sheets were judged by their sharp sides).
+    assert sum(answers) >= 19
 
 
 def test_a_sheet_partly_out_of_frame_is_still_read_mostly():
     found = sum(find_sketch(webcam_photos.out_of_frame(doodle, seed).image) is not None
                 for seed, doodle in enumerate(doodles(20)))
-    assert found >= 12
+    # Measured: 18 of 20 (14 before).
+    assert found >= 16
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 500), (500, 1), (3, 3), (2, 4000), (4000, 2),
