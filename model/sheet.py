@@ -84,6 +84,9 @@ STROKE_WIDTH = 0.06
 # (the room) is not: the spread of the non-ink pixels stays under this.
 MAX_PAPER_SPREAD = 0.04
 
+# The corner (or side) after and before each of a quadrilateral's four.
+NEXT, PREVIOUS = np.array([1, 2, 3, 0]), np.array([3, 0, 1, 2])
+
 Sketch = collections.namedtuple("Sketch", "grey corners transform score")
 Sketch.__doc__ = """grey: the clean sketch (uint8, black on white). corners: the sheet's
 corners in the photo, clockwise from top-left, as float32 (4, 2). transform: the
@@ -227,7 +230,7 @@ def _judged(colour, darkest, bright, quad):
 def _side_points(quad):
     """Points along the sides of a quadrilateral (clockwise corners): (points
     (n, 2), outward normal at each (n, 2), side of each (n,), 0 to 3)."""
-    starts, ends = quad, np.roll(quad, -1, axis=0)
+    starts, ends = quad, quad[NEXT]
     lengths = np.linalg.norm(ends - starts, axis=1)
     counts = np.maximum(4, (lengths / SIDE_SPACING).astype(int))
     side = np.repeat(np.arange(4), counts)
@@ -262,7 +265,7 @@ def _snapped(image, quad):
     keep = inside & (step[np.arange(len(step)), best] >= EDGE_MIN_STEP)
     moved = (points + normals * offsets[2:-2][best][:, None]).astype(np.float32)
     lines = []
-    for index, (a, b) in enumerate(zip(quad, np.roll(quad, -1, axis=0))):
+    for index, (a, b) in enumerate(zip(quad, quad[NEXT])):
         on_side = keep & (side == index)
         if on_side.sum() < 4:
             lines.append((a, b))
@@ -270,7 +273,7 @@ def _snapped(image, quad):
         vx, vy, x0, y0 = cv2.fitLine(moved[on_side], cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
         lines.append((np.array([x0, y0]), np.array([x0 + vx, y0 + vy])))
     # Corner i is where side i - 1 meets side i.
-    lines = np.roll(np.array(lines, np.float64), 1, axis=0)
+    lines = np.array(lines, np.float64)[PREVIOUS]
     snapped = _corners(lines[:, 0], lines[:, 1])
     if snapped is None:
         return quad
@@ -312,7 +315,7 @@ def _brightness(darkest, quad):
 def _square_cornered(quad):
     """Whether every corner is within CORNER_ANGLES: a rectangle seen at up
     to about 30 degrees of perspective."""
-    before, after = np.roll(quad, 1, axis=0) - quad, np.roll(quad, -1, axis=0) - quad
+    before, after = quad[PREVIOUS] - quad, quad[NEXT] - quad
     cosine = (before * after).sum(axis=1) / np.maximum(
         np.linalg.norm(before, axis=1) * np.linalg.norm(after, axis=1), 1e-6)
     angles = np.degrees(np.arccos(np.clip(cosine, -1, 1)))
@@ -334,7 +337,7 @@ def _quadrilateral(contour, shape):
     polygon = polygon.astype(np.float32)
     if len(polygon) < 4:
         return cv2.boxPoints(cv2.minAreaRect(contour)).astype(np.float32)
-    ends = np.roll(polygon, -1, axis=0)
+    ends = polygon[np.r_[1:len(polygon), 0]]
     limit = np.array([shape[1] - 1, shape[0] - 1], np.float32)
     on_edge = (((polygon < 2) & (ends < 2)) | ((polygon > limit - 2) & (ends > limit - 2))).any(axis=1)
     length = np.linalg.norm(ends - polygon, axis=1)
@@ -351,7 +354,7 @@ def _corners(starts, ends):
     when two neighbours are nearly parallel."""
     starts, ends = np.asarray(starts, np.float64), np.asarray(ends, np.float64)
     r = ends - starts
-    s, c = np.roll(r, -1, axis=0), np.roll(starts, -1, axis=0)
+    s, c = r[NEXT], starts[NEXT]
     cross = r[:, 0] * s[:, 1] - r[:, 1] * s[:, 0]
     if (np.abs(cross) < 1e-6 * np.linalg.norm(r, axis=1) * np.linalg.norm(s, axis=1)
             + 1e-9).any():
@@ -366,9 +369,9 @@ def _clockwise(quad):
     center = quad.mean(axis=0)
     angles = np.arctan2(quad[:, 1] - center[1], quad[:, 0] - center[0])
     quad = quad[np.argsort(angles)]
-    top_edges = np.roll(quad, -1, axis=0) - quad
+    top_edges = quad[NEXT] - quad
     start = np.argmin(np.abs(np.arctan2(top_edges[:, 1], top_edges[:, 0])))
-    return np.roll(quad, -start, axis=0)
+    return quad[(np.arange(4) + start) % 4]
 
 
 def _rectified(grey, corners):
