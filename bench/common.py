@@ -1,7 +1,7 @@
-"""Shared set-up of the benchmarks: the genuine alpha 0.25 weights in a
-temporary KERAS_HOME and the Quick, Draw! dev set in a fresh SQLite file,
-split the same way in every report (first 300 of each class to train, last
-300 to test)."""
+"""Shared set-up of the benchmarks: the shared weights in a temporary
+KERAS_HOME (the genuine alpha 0.25 file, or the alpha 1.0 stand-in) and the
+Quick, Draw! dev set in a fresh SQLite file, split the same way in every
+report (first 300 of each class to train, last 300 to test)."""
 import os
 import platform
 import shutil
@@ -24,21 +24,42 @@ ALPHA = 0.25
 # Every bench runs the backbone at this side: the one the shared weights are for.
 INPUT_SIZE = 224
 WEIGHTS = SHARED / "weights" / f"mobilenet_2_5_{INPUT_SIZE}_tf_no_top.h5"
+# The genuine alpha 1.0 weights are not available here: a faithful stand-in is
+# (shared/README.md), installed under the name Keras looks for.
+STAND_IN = {1.0: SHARED / "weights" / f"mobilenet_1_0_{INPUT_SIZE}_from_coral_no_top.h5"}
+# The shared file each alpha a bench can run loads.
+SHARED_WEIGHTS = {ALPHA: WEIGHTS, **STAND_IN}
 TRAIN_PER_CLASS = 300
 TEST_PER_CLASS = 300
 
 
-def setup(dataset=True):
-    """Point Keras at a temporary cache holding the shared weights (before Keras
-    is imported); exit with the reason when they, or the dataset it needs, are missing."""
-    for path in (DATASET, WEIGHTS) if dataset else (WEIGHTS,):
-        if not path.exists():
-            sys.exit(f"benchmark needs {path} (the project's shared data); not found")
-    home = Path(tempfile.mkdtemp(prefix="sketchlab-bench-keras-"))
-    (home / "models").mkdir()
-    shutil.copy(WEIGHTS, home / "models" / WEIGHTS.name)
+def setup(dataset=True, alphas=(ALPHA,)):
+    """Point Keras at a temporary cache holding the shared weights of `alphas`
+    (before Keras is imported); exit with the reason when they, or the dataset
+    it needs, are missing. Returns the KERAS_HOME."""
+    home = keras_home(alphas, dataset)
     os.environ["KERAS_HOME"] = str(home)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return home
+
+
+def keras_home(alphas=(ALPHA,), dataset=False):
+    """A fresh temporary KERAS_HOME whose models/ holds the shared weights of
+    each of `alphas` under the file name Keras loads (the stand-in for 1.0);
+    exits with the reason when a file, or the dataset, is missing. Changes no
+    environment: a bench may hand it to a child process."""
+    unknown = [a for a in alphas if a not in SHARED_WEIGHTS]
+    if unknown:
+        sys.exit(f"no shared weights for alpha {unknown[0]:g}; the shared folder has "
+                 f"{', '.join(f'{a:g}' for a in SHARED_WEIGHTS)}")
+    for path in [SHARED_WEIGHTS[a] for a in alphas] + ([DATASET] if dataset else []):
+        if not path.exists():
+            sys.exit(f"benchmark needs {path} (the project's shared data); not found")
+    from model.backbone import weights_filename  # imports no Keras
+    home = Path(tempfile.mkdtemp(prefix="sketchlab-bench-keras-"))
+    (home / "models").mkdir()
+    for alpha in alphas:
+        shutil.copy(SHARED_WEIGHTS[alpha], home / "models" / weights_filename(alpha, INPUT_SIZE))
     return home
 
 

@@ -16,16 +16,13 @@ trained on one plain view per image (no augmented views). Prints a table and,
 as its last line, one JSON object."""
 import argparse
 import json
-import shutil
 import time
 
 import numpy as np
 
-from bench.common import INPUT_SIZE, SHARED, TEST_PER_CLASS, machine, quickdraw, setup
+from bench.common import INPUT_SIZE, TEST_PER_CLASS, machine, quickdraw, setup
 
 BATCH = 128
-# The genuine alpha 1.0 weights are not available here: a faithful stand-in is.
-STAND_IN = {1.0: SHARED / "weights" / "mobilenet_1_0_224_from_coral_no_top.h5"}
 
 
 def main(argv=None):
@@ -39,9 +36,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not 1 <= args.per_class <= 500:
         parser.error("--per-class takes 1..500")
-    home = setup()
-    if args.alpha in STAND_IN:
-        shutil.copy(STAND_IN[args.alpha], home / "models" / "mobilenet_1_0_224_tf_no_top.h5")
+    setup(alphas=(args.alpha,))
     from bench import webcam_photos
     from model.backbone import extractor
     from model.errors import BlankSketch

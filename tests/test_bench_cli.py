@@ -10,6 +10,7 @@ BENCHES = sorted(p.stem for p in (ROOT / "bench").glob("*.py")
 # The options each bench's --help must name.
 OPTIONS = {
     "accuracy": ("--views", "--per-class", "--seeds", "--plot"),
+    "alpha": ("--frames", "--per-class", "--skip-first-run"),
     "demo_latency": ("--calls", "--clients", "--warmup"),
     "features": ("--images", "--seconds"),
     "foundation": ("--views",),
@@ -65,3 +66,31 @@ def test_features_bench_refuses_too_few_images_or_no_time(arguments):
     result = run_cli("-m", "bench.features", *arguments, check=False)
     assert result.returncode == 2 and f"at least {MIN_IMAGES}" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("arguments,says", [(["--frames", "5"], "at least 10"),
+                                            (["--per-class", "0"], "1..300")])
+def test_alpha_bench_refuses_too_few_frames_or_drawings(arguments, says):
+    result = run_cli("-m", "bench.alpha", *arguments, check=False)
+    assert result.returncode == 2 and says in result.stderr
+    assert result.stdout == ""
+
+
+def test_benches_load_each_alphas_shared_file_under_the_name_keras_loads():
+    import filecmp
+    import os
+    import shutil
+    from bench.common import SHARED_WEIGHTS, keras_home
+    from model.backbone import weights_filename
+    missing = [str(p) for p in SHARED_WEIGHTS.values() if not p.exists()]
+    if missing:
+        pytest.skip(f"shared weights not found: {', '.join(missing)}")
+    before = os.environ.get("KERAS_HOME")
+    home = keras_home(tuple(SHARED_WEIGHTS))
+    try:
+        assert os.environ.get("KERAS_HOME") == before  # left to the caller
+        for alpha, source in SHARED_WEIGHTS.items():
+            assert filecmp.cmp(source, home / "models" / weights_filename(alpha, 224),
+                               shallow=False)
+    finally:
+        shutil.rmtree(home)
