@@ -44,11 +44,12 @@ def keras_models_dir():
 
 def weights_help(alpha, input_size):
     name = weights_filename(alpha, input_size)
+    other = 1.0 if alpha == 0.25 else 0.25
     return (f"The ImageNet weights of MobileNet v1 (alpha {alpha:g}, {input_size}px) are missing "
             f"and could not be downloaded. Put the file {name} in {keras_models_dir()} "
             f"(Keras looks there first; set KERAS_HOME to use another folder), or pick a "
-            f"width whose weights you have with --alpha (e.g. --alpha 0.25 needs "
-            f"{weights_filename(0.25, input_size)}).")
+            f"width whose weights you have with --alpha (e.g. --alpha {other:g} needs "
+            f"{weights_filename(other, input_size)}).")
 
 
 def feature_dim(alpha):
