@@ -197,6 +197,19 @@ def _clockwise(quad):
 def _rectified(grey, corners):
     """(clean sketch, photo -> sketch homography), or (None, None) when the
     quadrilateral holds no plausible sketch."""
+    sheet, transform = upright_sheet(grey, corners)
+    if sheet is None:
+        return None, None
+    clean = clean_sheet(sheet)
+    return (None, None) if clean is None else (clean, transform)
+
+
+def upright_sheet(grey, corners):
+    """(upright sheet, photo -> sheet homography) of the quadrilateral at
+    `corners` (float32 (4, 2), clockwise from the sheet's top-left) in a grey
+    photo: SHEET_SIDE pixels on its long side, BORDER trimmed from each side;
+    (None, None) when the quadrilateral is too small to hold a sketch."""
+    corners = np.asarray(corners, np.float32)
     top, right, bottom, left = (np.linalg.norm(corners[i] - corners[(i + 1) % 4])
                                 for i in range(4))
     width, height = max(top, bottom), max(left, right)
@@ -210,8 +223,7 @@ def _rectified(grey, corners):
     transform = cv2.getPerspectiveTransform(corners, target)
     sheet = cv2.warpPerspective(grey, transform, (width, height), flags=cv2.INTER_AREA,
                                 borderMode=cv2.BORDER_REPLICATE)
-    clean = clean_sheet(sheet)
-    return (None, None) if clean is None else (clean, transform)
+    return sheet, transform
 
 
 def clean_sheet(sheet):
