@@ -5,8 +5,11 @@ rectified with the sheet's TRUE corners (`model.sheet.upright_sheet`), so that
 only `model.sheet.clean_sheet` and the crop after it decide what the
 classifier sees. Reports test accuracy for drawings -> photos (trained on the
 clean doodles, as users teach on the canvas), photos -> photos (trained on
-photos of the train doodles), drawings + photos -> photos (both, a measure of
-training-side help) and clean drawings (the ceiling); the share of sheets
+photos of the train doodles), two measures of training-side help: drawings +
+photos -> photos (both) and drawings + round trips -> photos (the clean
+doodles plus each drawn as pen strokes on a flat white sheet, no camera, and
+read back by clean_sheet: what training could add without photos), and clean
+drawings (the ceiling); the share of sheets
 where clean_sheet found no sketch (counted as wrong answers); the median
 stroke width (pixels at 224) and ink share of drawings and of photo sketches;
 and clean_sheet's CPU milliseconds per sheet (p50, p95, first 100 sheets).
@@ -85,6 +88,9 @@ def main(argv=None):
     drawing_features = _cached(ARTIFACTS / f"webcam_oracle_drawings_{args.per_class}.pkl",
                                args.fresh, lambda: _features(run, drawings))
     photo_features = _features(run, cleaned)
+    trips = [_round_trip(pixels, args.seed, index, clean_sheet, preprocess, BlankSketch)
+             if split == "train" else None for index, (_, split, pixels) in enumerate(rows)]
+    trip_features = _features(run, trips)
 
     def pick(features, split):
         chosen = np.flatnonzero(splits == split)
@@ -95,11 +101,14 @@ def main(argv=None):
     train_p, _ = pick(photo_features, "train")
     test_d, test_labels = pick(drawing_features, "test")
     test_p, _ = pick(photo_features, "test")
+    train_t, _ = pick(trip_features, "train")
     accuracy = {
         "drawings->photos": _accuracy(train_d, train_labels, test_p, test_labels, n),
         "photos->photos": _accuracy(train_p, train_labels, test_p, test_labels, n),
         "drawings+photos->photos": _accuracy(train_d + train_p, train_labels * 2, test_p,
                                              test_labels, n),
+        "drawings+round trips->photos": _accuracy(train_d + train_t, train_labels * 2, test_p,
+                                                  test_labels, n),
         "clean drawings": _accuracy(train_d, train_labels, test_d, test_labels, n),
     }
     widths = {"drawings": _stroke_stats(drawings), "photos": _stroke_stats(cleaned)}
@@ -120,10 +129,10 @@ def main(argv=None):
         "machine": machine(),
     }
     for name, value in result["accuracy"].items():
-        print(f"{name:>26}: {value:.4f}")
+        print(f"{name:>30}: {value:.4f}")
     for key in ("no_sketch", "stroke_width_px", "ink_share", "clean_sheet_cpu_ms",
                 "contact_sheet", "seconds"):
-        print(f"{key:>26}: {result[key]}")
+        print(f"{key:>30}: {result[key]}")
     print(json.dumps(result))
 
 
@@ -154,6 +163,30 @@ def _upright_sheets(rows, seed):
             print(f"{index + 1}/{len(rows)} photos, {time.perf_counter() - started:.0f} s",
                   flush=True)
     return sheets
+
+
+def _round_trip(pixels, seed, index, clean_sheet, preprocess, blank_sketch):
+    """A doodle drawn with a simulated pen on a flat white sheet (no camera,
+    no light) and read back by clean_sheet, preprocessed; None when refused."""
+    from PIL import Image
+
+    from bench import webcam_photos
+    rng = np.random.default_rng((seed, index, 7))
+    side = int(rng.integers(100, 190))
+    strokes = webcam_photos._strokes(pixels, side, rng)
+    sheet = np.full((320, 240), 245, np.float32)
+    y, x = (int(rng.integers(20, limit - s - 20))
+            for limit, s in zip(sheet.shape, strokes.shape))
+    darkness = rng.uniform(0.45, 0.95)
+    sheet[y:y + strokes.shape[0], x:x + strokes.shape[1]] *= 1 - darkness * strokes
+    sheet = np.clip(sheet + rng.normal(0, 2, sheet.shape), 0, 255).astype(np.uint8)
+    clean = clean_sheet(sheet)
+    if clean is None:
+        return None
+    try:
+        return preprocess(Image.fromarray(clean).convert("RGB"), INPUT_SIZE, sheets=False)
+    except blank_sketch:
+        return None
 
 
 def _features(run, arrays):
