@@ -38,8 +38,8 @@ BORDER = 0.03
 # After dividing by the paper's light, ink is below INK_RATIO (a seed), and
 # so are the pixels connected to a seed below a paler level: PALE_DEPTH of the
 # seed's depth below the paper. A pale pencil sets the seed level to SEED_DEPTH
-# of its darkest strokes' depth (the DARKEST_PERCENTILE of the sheet), up to
-# MAX_SEED_RATIO; paper noise stays above MAX_PALE_RATIO.
+# of its darkest strokes' depth (the sheet's DARKEST_PERCENTILE, in percent),
+# up to MAX_SEED_RATIO; paper noise stays above MAX_PALE_RATIO.
 INK_RATIO = 0.82
 SEED_DEPTH = 0.6
 DARKEST_PERCENTILE = 0.3
