@@ -20,6 +20,7 @@ OPTIONS = {
     "load": ("--clients", "--seconds", "--retrain"),
     "retrain": ("--skip-reference",),
     "webcam": ("--per-class", "--seed", "--alpha"),
+    "webcam_oracle": ("--per-class", "--seed", "--pairs", "--fresh", "--plot"),
 }
 
 
