@@ -93,11 +93,11 @@ def test_the_sheet_is_found_where_it_is_and_the_sketch_on_it_is_read():
         close += corner_error(sketch.corners, photo.corners) < 30
         precision, recall = overlap(sketch, photo)
         read += precision > 0.8 and recall > 0.8
-    # Measured on this sample: 36 found, 36 close, 32 read (was 33, 30, 30
-    # before sheets were found by their sharp sides).
+    # Measured on this sample: 37 found, 37 close, 37 read (was 33, 30, 30
+    # before sheets were found by their sharp sides and read as drawings).
     assert found >= 0.85 * SAMPLE
     assert close >= 0.85 * SAMPLE
-    assert read >= 0.75 * SAMPLE
+    assert read >= 0.85 * SAMPLE
 
 
 def test_the_corners_found_lie_on_the_sheets_edges():
@@ -213,7 +213,7 @@ def test_of_two_sheets_the_one_with_the_sketch_is_read_or_none_is():
 def test_a_sheet_partly_out_of_frame_is_still_read_mostly():
     found = sum(find_sketch(webcam_photos.out_of_frame(doodle, seed).image) is not None
                 for seed, doodle in enumerate(doodles(20)))
-    # Measured: 18 of 20 (14 before).
+    # Measured: 16 of 20 (14 before).
     assert found >= 16
 
 
