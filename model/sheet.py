@@ -80,10 +80,13 @@ PALE_DEPTH = 0.5
 MAX_PALE_RATIO = 0.88
 # Ink specks smaller than this share of the sheet are noise.
 MIN_SPECK = 0.0002
-# Lined paper: a line is a row inked over LINE_SHARE of the sheet's width; a
+# Lined paper: a line crosses LINE_SHARE of the sheet's width; a
 # stroke crossing it is inked LINE_REACH rows above and below too.
 LINE_SHARE = 0.5
 LINE_REACH = 3
+# A ruled line spans at most this share of the sheet's height (it may sit a
+# little askew in the warped sheet).
+LINE_HEIGHT = 0.04
 # A sketch covers this range of the sheet's area, in strokes thinner than
 # THIN_STROKE of the sheet's short side.
 INK_AREA = (0.002, 0.3)
@@ -495,16 +498,22 @@ def _ink(ratio):
 
 
 def _ruled_lines(pale):
-    """Rows of lined paper: a row inked over LINE_SHARE of its width, near both
-    sides of the sheet; only its thin runs (not a stroke crossing it) count."""
+    """Lines of lined paper: horizontal runs (a line a pixel or two off level
+    still has long runs) joined into lines that cross LINE_SHARE of the sheet
+    and come near both of its sides; not where a stroke crosses them."""
     height, width = pale.shape
-    rows = pale.mean(axis=1) >= LINE_SHARE
-    side = max(1, int(width * 0.1))
-    rows &= pale[:, :side].any(axis=1) & pale[:, -side:].any(axis=1)
+    runs = cv2.morphologyEx(pale, cv2.MORPH_OPEN,
+                            cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, width // 6), 1)))
     lines = np.zeros(pale.shape, bool)
-    if not rows.any():
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(runs, connectivity=8)
+    left, span = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_WIDTH]
+    side = max(1, int(width * 0.1))
+    ruled = (span >= LINE_SHARE * width) & (left < side) & (left + span > width - side) \
+        & (stats[:, cv2.CC_STAT_HEIGHT] <= LINE_HEIGHT * height)
+    ruled[0] = False
+    if not ruled.any():
         return lines
-    lines[rows] = True
+    lines = ruled[labels]
     # A stroke crossing a line is ink a few rows above and below it as well.
     above = np.zeros_like(pale)
     above[LINE_REACH:] = pale[:-LINE_REACH]

@@ -119,7 +119,7 @@ def scene(wall, paper, ruled=False, shadow=None):
     sheet[:] = paper
     if ruled:
         for y in range(20, 300, 22):
-            sheet[y:y + 2] = sheet[y:y + 2] * 0.4 + np.float32([150, 190, 235]) * 0.6
+            sheet[y:y + 2] = (150, 190, 235)
     cv2.circle(sheet, (110, 140), 50, (30, 30, 40), 4)
     cv2.line(sheet, (70, 200), (150, 90), (30, 30, 40), 4)
     corners = np.float32([[230, 80], [440, 100], [430, 400], [210, 380]])
@@ -144,6 +144,19 @@ def test_a_sheet_is_found_by_its_edges_whatever_its_colour_and_the_wall(wall, pa
     photo, corners = scene(wall, paper)
     sketch = find_sketch(photo)
     assert sketch is not None and corner_error(sketch.corners, corners) < 8
+
+
+@pytest.mark.parametrize("wall", [(120, 120, 125), (200, 196, 190)])
+def test_a_drawing_on_lined_paper_is_read_without_its_lines(wall):
+    photo, corners = scene(wall, (248, 248, 246), ruled=True)
+    sketch = find_sketch(photo)
+    assert sketch is not None and corner_error(sketch.corners, corners) < 8
+    # The circle and the line are read; the ruled lines, crossing the whole
+    # sheet, are not: no ink near the sheet's left and right edges.
+    height, width = sketch.grey.shape
+    ink = sketch.grey < 128
+    assert ink.mean() > 0.01
+    assert not ink[:, :width // 8].any() and not ink[:, -(width // 8):].any()
 
 
 def test_a_shadow_across_the_sheet_does_not_cut_it_in_two():
