@@ -100,11 +100,15 @@ def test_clearing_the_canvas_goes_back_to_draw_something(server, playwright):
 
 
 def write_y4m(path, image, frames=20, size=(640, 480)):
-    """A still video (YUV4MPEG2, 4:2:0) of `image` on paper, for Chromium's fake camera."""
+    """A still video (YUV4MPEG2, 4:2:0) for Chromium's fake camera: `image`
+    on paper filling the view, or as it is when it is already `size` (a photo)."""
     width, height = size
-    paper = Image.new("RGB", size, (236, 236, 230))
-    side = min(size) * 3 // 4
-    paper.paste(image.resize((side, side)), ((width - side) // 2, (height - side) // 2))
+    if image.size == size:
+        paper = image.convert("RGB")
+    else:
+        paper = Image.new("RGB", size, (236, 236, 230))
+        side = min(size) * 3 // 4
+        paper.paste(image.resize((side, side)), ((width - side) // 2, (height - side) // 2))
     ycc = np.asarray(paper.convert("YCbCr"))
     planes = [ycc[:, :, 0], ycc[::2, ::2, 1], ycc[::2, ::2, 2]]
     with open(path, "wb") as f:
@@ -116,18 +120,19 @@ def write_y4m(path, image, frames=20, size=(640, 480)):
 
 
 def recorded_frames(model, monkeypatch):
-    """What the server classifies, kept so a failure can say what the frames held."""
-    frames, classify = [], model.classify
+    """What the webcam view classifies (`classify_seen`), kept so a failure can
+    say what the frames held."""
+    frames, classify_seen = [], model.classify_seen
 
     def recording(image):
         try:
-            result = classify(image)
+            result, seen = classify_seen(image)
         except Exception as error:
             frames.append((image.copy(), type(error).__name__))
             raise
         frames.append((image.copy(), result["label"]))
-        return result
-    monkeypatch.setattr(model, "classify", recording)
+        return result, seen
+    monkeypatch.setattr(model, "classify_seen", recording)
     return frames
 
 
@@ -180,6 +185,48 @@ def test_fake_webcam_showing_a_triangle_gets_a_live_prediction_and_a_snapshot(
         page.screenshot(path=str(artifact("demo-browser-webcam.png")), full_page=True)
     finally:
         browser.close()
+
+
+def test_a_paper_sketch_held_up_in_a_room_is_read_from_the_sheet_live(
+        server, playwright, tmp_path, monkeypatch):
+    """The fake camera films a simulated webcam photo: a pen triangle on a tilted
+    sheet in front of a cluttered room. The model, taught on drawings only,
+    reads it from the sheet, and shows the cleaned sketch it saw."""
+    from bench import webcam_photos
+    url, app = server
+    frames = recorded_frames(app.model, monkeypatch)
+    triangle = np.asarray(draw_shape("triangle", seed=3, size=280).convert("L"))
+    photo = webcam_photos.photo(triangle, seed=7).image
+    video = tmp_path / "sheet.y4m"
+    write_y4m(video, Image.fromarray(photo))
+    browser = open_browser(playwright, "--use-fake-device-for-media-stream",
+                           "--use-fake-ui-for-media-stream",
+                           f"--use-file-for-fake-video-capture={video}")
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url)
+        page.get_by_role("tab", name="Webcam / upload").click()
+        page.locator("#webcam button", has_text="Click to Access Webcam").click()
+        page.locator("#webcam button[aria-label='capture photo']").click(timeout=TIMEOUT_MS)
+        verdict = page.locator("#webcam-verdict")
+        try:
+            verdict.filter(has_text="triangle").wait_for(timeout=2 * TIMEOUT_MS)
+        except Exception:
+            page.screenshot(path=str(artifact("demo-browser-sheet-timeout.png")),
+                            full_page=True)
+            raise AssertionError(f"no triangle after {2 * TIMEOUT_MS} ms; the verdict "
+                                 f"said {verdict.inner_text()!r}; "
+                                 f"{describe_frames(frames)}") from None
+        seen = page.locator("#webcam-seen img")
+        seen.wait_for(timeout=TIMEOUT_MS)
+        page.screenshot(path=str(artifact("demo-browser-sheet.png")), full_page=True)
+    finally:
+        browser.close()
+    # What was shown as seen is the sketch, black on white, not the room.
+    assert any(label == "triangle" for _, label in frames)
+    seen_array = app.model.classifier().classify_seen(frames[-1][0], k=1)[1]
+    grey = seen_array[..., 0]
+    assert grey[0, 0] == 255 and 0.01 < (grey < 128).mean() < 0.4
 
 
 def test_teach_tab_adds_drawn_examples_of_a_new_class_and_retrains_with_progress(
