@@ -115,7 +115,8 @@ Sketch = collections.namedtuple("Sketch", "grey corners transform score")
 Sketch.__doc__ = """grey: the clean sketch (uint8, black on white). corners: the sheet's
 corners in the photo, clockwise from top-left, as float32 (4, 2). transform: the
 homography from the photo to `grey`. score: the sheet's share of the frame x
-its rectangularity ** RECTANGULARITY_WEIGHT."""
+its rectangularity ** RECTANGULARITY_WEIGHT x the share of its outline that is a
+sharp edge ** SUPPORT_WEIGHT."""
 
 
 def find_sketch(rgb):
