@@ -5,8 +5,8 @@ from model.errors import UnknownOption
 DEFAULTS = {
     # Backbone: Keras MobileNet v1, ImageNet weights, frozen, global-average pooled.
     # Width multiplier 0.25 / 0.5 / 0.75 / 1.0. The article used 1.0; 0.25 is
-    # as accurate here (drawings, webcam photos) at an eighth of the CPU a
-    # frame and a sixth of the cold retrain (docs/PERFORMANCE.md, bench.alpha).
+    # within a point or two of it here (drawings, webcam photos) at an eighth
+    # of the CPU a frame and a sixth of the cold retrain (docs/PERFORMANCE.md).
     "alpha": 0.25,
     "input_size": 224,      # 128 / 160 / 192 / 224 pixels a side
     # Feature cache: view 0 is the plain image, views 1.. are augmented copies.
