@@ -169,16 +169,17 @@ def is_photo(rgb):
 
 
 def _sketch_in_view(rgb):
-    """The clean sketch on the sheet in a photo, as a grey PIL image."""
+    """The clean sketch on the sheet in a photo, as a grey (mode L) PIL image."""
     found = find_sketch(np.asarray(rgb))
     if found is None:
         raise BlankSketch(NO_SKETCH)
-    return Image.fromarray(found.grey).convert("RGB")
+    return Image.fromarray(found.grey)
 
 
 def _ink_crop(rgb, size, margin, keep_grey):
-    """The crop to the ink of an RGB drawing, as `preprocess` describes it."""
-    grey_image = rgb.convert("L")
+    """The crop to the ink of an RGB drawing (or a grey one, mode L), as
+    `preprocess` describes it."""
+    grey_image = rgb if rgb.mode == "L" else rgb.convert("L")
     gray = np.asarray(grey_image, dtype=np.int16)
     step = max(1, min(gray.shape) // 128)
     paper = int(np.percentile(gray[::step, ::step], 90))
@@ -230,6 +231,8 @@ def grey_images(arrays):
 
 
 def _is_grey(rgb):
+    if rgb.mode == "L":
+        return True
     red, green, blue = (band.tobytes() for band in rgb.split())
     return red == green == blue
 
