@@ -486,16 +486,54 @@ def _ink(ratio):
     pale_level = min(1 - PALE_DEPTH * (1 - seed_level), MAX_PALE_RATIO)
     pale = (smooth < pale_level).astype(np.uint8)
     pale[_ruled_lines(pale)] = 0
+    ink = _kept_ink(pale, smooth < seed_level)
+    if ink is None:
+        # Ink reaches the sheet's edge: a finger over the strokes, maybe.
+        pale[_reaching_in(pale)] = 0
+        ink = _kept_ink(pale, smooth < seed_level, final=True)
+    return ink, ink & (ratio < seed_level)
+
+
+def _kept_ink(pale, seeds, final=False):
+    """The components of `pale` holding a seed, not specks, not touching the
+    sheet's edge; None (unless `final`) when a seeded one touches the edge."""
     # Statistics by bincount: cheaper than OpenCV's per-component stats.
     count, labels = cv2.connectedComponents(pale, connectivity=8, ltype=cv2.CV_16U)
     area = np.bincount(labels.ravel(), minlength=count)
-    seeded = np.bincount(labels[smooth < seed_level], minlength=count) > 0
+    seeded = np.bincount(labels[seeds], minlength=count) > 0
+    seeded[0] = False
     edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
     touching = np.bincount(edge, minlength=count) > 0
-    keep = seeded & ~touching & (area >= MIN_SPECK * ratio.size)
-    keep[0] = False
-    ink = keep[labels]
-    return ink, ink & (ratio < seed_level)
+    big = area >= MIN_SPECK * pale.size
+    if not final and (seeded & touching & big).any():
+        return None
+    return (seeded & ~touching & big)[labels]
+
+
+def _reaching_in(pale):
+    """A finger (or the room) reaching over the sheet's edge, with a rim: once
+    the light is divided out, only its outline is dark, a loop that closes on
+    the sheet's edge. Filled, it is a blob touching the edge; cut away, it no
+    longer joins the strokes it covers to the edge (which drops the sketch)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(1 - pale, connectivity=4)
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    enclosed = np.bincount(edge, minlength=count) > 0
+    enclosed[0] = False
+    enclosed[np.argmax(stats[:, cv2.CC_STAT_AREA] * (np.arange(count) > 0))] = False
+    inside = enclosed[labels]
+    side = max(3, int(min(pale.shape) * THIN_STROKE) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+    blobs = cv2.morphologyEx(pale | inside.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    count, labels = cv2.connectedComponents(blobs, connectivity=8)
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    touching = np.bincount(edge, minlength=count) > 0
+    # Mostly a filled outline (a finger), not ink throughout (the room, a
+    # shadow), which is dropped whole for touching the edge anyway.
+    outlined = np.bincount(labels[inside], minlength=count) > \
+        0.5 * np.bincount(labels.ravel(), minlength=count)
+    finger = touching & outlined
+    finger[0] = False
+    return cv2.dilate(finger[labels].astype(np.uint8), kernel).astype(bool)
 
 
 def _ruled_lines(pale):
