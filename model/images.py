@@ -33,8 +33,8 @@ PREPROCESSING_VERSION = 5
 # has at least 0.77 (strokes touch its edge), simulated webcam photos at most
 # 0.73 (bench/webcam_photos.py, 200 photos).
 PAPER_TOLERANCE = 8
-NO_SKETCH = "No sketch in view: hold a drawing on paper up to the camera."
 MIN_PAPER_EDGE = 0.75
+NO_SKETCH = "No sketch in view: hold a drawing on paper up to the camera."
 # Augmentation thins strokes only where ink covers more than this fraction.
 THIN_STROKES_ABOVE = 0.08
 # require_ink preprocesses at this size: enough to find ink, cheap in NumPy.
@@ -162,10 +162,16 @@ def is_photo(rgb):
     is its paper (a canvas, a scan), evenly within PAPER_TOLERANCE grey levels
     of the paper, except where strokes touch it; a photo's edge is the room."""
     gray = np.asarray(rgb.convert("L"), dtype=np.int16)
-    step = max(1, min(gray.shape) // 128)
-    paper = int(np.percentile(gray[::step, ::step], 90))
+    paper = _paper_level(gray)
     edge = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     return float((np.abs(edge - paper) <= PAPER_TOLERANCE).mean()) < MIN_PAPER_EDGE
+
+
+def _paper_level(gray):
+    """The paper's grey level: the 90th percentile, on a grid of about 128
+    pixels a side (enough for a percentile, cheap on a large photo)."""
+    step = max(1, min(gray.shape) // 128)
+    return int(np.percentile(gray[::step, ::step], 90))
 
 
 def _sketch_in_view(rgb):
@@ -181,8 +187,7 @@ def _ink_crop(rgb, size, margin, keep_grey):
     `preprocess` describes it."""
     grey_image = rgb if rgb.mode == "L" else rgb.convert("L")
     gray = np.asarray(grey_image, dtype=np.int16)
-    step = max(1, min(gray.shape) // 128)
-    paper = int(np.percentile(gray[::step, ::step], 90))
+    paper = _paper_level(gray)
     ink = gray < paper - INK_CONTRAST
     if ink.sum() < max(1, MIN_INK_FRACTION * ink.size):
         raise BlankSketch("The image is blank: draw something first.")
