@@ -150,34 +150,42 @@ def describe_frames(frames):
             f"{image.size[0]}x{image.size[1]}, grey levels {pixels.min()}-{pixels.max()}")
 
 
+def filmed(playwright, url, video, frames, expected, name):
+    """A Chromium whose fake camera plays `video`, on the demo's webcam tab,
+    streaming until the live verdict names `expected`: (browser, page).
+    The caller closes the browser."""
+    browser = open_browser(playwright, "--use-fake-device-for-media-stream",
+                           "--use-fake-ui-for-media-stream",
+                           f"--use-file-for-fake-video-capture={video}")
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    page.get_by_role("tab", name="Webcam / upload").click()
+    page.locator("#webcam button", has_text="Click to Access Webcam").click()
+    page.locator("#webcam button[aria-label='capture photo']").click(timeout=TIMEOUT_MS)
+    verdict = page.locator("#webcam-verdict")
+    # The fake camera's first streamed frame can be slow to start under
+    # load (one full-suite run missed 30 s): allow it twice as long, and
+    # keep what the page showed if even that is not enough.
+    try:
+        verdict.filter(has_text=expected).wait_for(timeout=2 * TIMEOUT_MS)
+    except Exception:
+        page.screenshot(path=str(artifact(f"{name}-timeout.png")), full_page=True)
+        verdict_text = verdict.inner_text()
+        browser.close()
+        raise AssertionError(f"no {expected} after {2 * TIMEOUT_MS} ms; the verdict "
+                             f"said {verdict_text!r}; {describe_frames(frames)}") from None
+    return browser, page
+
+
 def test_fake_webcam_showing_a_triangle_gets_a_live_prediction_and_a_snapshot(
         server, playwright, tmp_path, monkeypatch):
     url, app = server
     frames = recorded_frames(app.model, monkeypatch)
     video = tmp_path / "triangle.y4m"
     write_y4m(video, draw_shape("triangle", seed=3, size=360))
-    browser = open_browser(playwright, "--use-fake-device-for-media-stream",
-                           "--use-fake-ui-for-media-stream",
-                           f"--use-file-for-fake-video-capture={video}")
+    browser, page = filmed(playwright, url, video, frames, "triangle", "demo-browser-webcam")
     try:
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(url)
-        page.get_by_role("tab", name="Webcam / upload").click()
-        page.locator("#webcam button", has_text="Click to Access Webcam").click()
-        page.locator("#webcam button[aria-label='capture photo']").click(timeout=TIMEOUT_MS)
-        verdict = page.locator("#webcam-verdict")
-        # The fake camera's first streamed frame can be slow to start under
-        # load (one full-suite run missed 30 s): allow it twice as long, and
-        # keep what the page showed if even that is not enough.
-        try:
-            verdict.filter(has_text="triangle").wait_for(timeout=2 * TIMEOUT_MS)
-        except Exception:
-            page.screenshot(path=str(artifact("demo-browser-webcam-timeout.png")),
-                            full_page=True)
-            raise AssertionError(f"no triangle after {2 * TIMEOUT_MS} ms; the verdict "
-                                 f"said {verdict.inner_text()!r}; "
-                                 f"{describe_frames(frames)}") from None
-        assert "It's a triangle" in verdict.inner_text()
+        assert "It's a triangle" in page.locator("#webcam-verdict").inner_text()
         page.locator("#webcam-seen img").wait_for(timeout=TIMEOUT_MS)
         page.locator("#snapshot").click()
         page.locator("#kept-verdict").filter(has_text="triangle").wait_for(timeout=TIMEOUT_MS)
@@ -196,29 +204,11 @@ def test_a_paper_sketch_held_up_in_a_room_is_read_from_the_sheet_live(
     url, app = server
     frames = recorded_frames(app.model, monkeypatch)
     triangle = np.asarray(draw_shape("triangle", seed=3, size=280).convert("L"))
-    photo = webcam_photos.photo(triangle, seed=7).image
     video = tmp_path / "sheet.y4m"
-    write_y4m(video, Image.fromarray(photo))
-    browser = open_browser(playwright, "--use-fake-device-for-media-stream",
-                           "--use-fake-ui-for-media-stream",
-                           f"--use-file-for-fake-video-capture={video}")
+    write_y4m(video, Image.fromarray(webcam_photos.photo(triangle, seed=7).image))
+    browser, page = filmed(playwright, url, video, frames, "triangle", "demo-browser-sheet")
     try:
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(url)
-        page.get_by_role("tab", name="Webcam / upload").click()
-        page.locator("#webcam button", has_text="Click to Access Webcam").click()
-        page.locator("#webcam button[aria-label='capture photo']").click(timeout=TIMEOUT_MS)
-        verdict = page.locator("#webcam-verdict")
-        try:
-            verdict.filter(has_text="triangle").wait_for(timeout=2 * TIMEOUT_MS)
-        except Exception:
-            page.screenshot(path=str(artifact("demo-browser-sheet-timeout.png")),
-                            full_page=True)
-            raise AssertionError(f"no triangle after {2 * TIMEOUT_MS} ms; the verdict "
-                                 f"said {verdict.inner_text()!r}; "
-                                 f"{describe_frames(frames)}") from None
-        seen = page.locator("#webcam-seen img")
-        seen.wait_for(timeout=TIMEOUT_MS)
+        page.locator("#webcam-seen img").wait_for(timeout=TIMEOUT_MS)
         page.screenshot(path=str(artifact("demo-browser-sheet.png")), full_page=True)
     finally:
         browser.close()
