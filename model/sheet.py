@@ -502,12 +502,17 @@ def _kept_ink(pale, seeds, final=False):
     area = np.bincount(labels.ravel(), minlength=count)
     seeded = np.bincount(labels[seeds], minlength=count) > 0
     seeded[0] = False
-    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    touching = np.bincount(edge, minlength=count) > 0
+    touching = _at_edge(labels, count)
     big = area >= MIN_SPECK * pale.size
     if not final and (seeded & touching & big).any():
         return None
     return (seeded & ~touching & big)[labels]
+
+
+def _at_edge(labels, count):
+    """Which of `count` labelled components touch the image's edge."""
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    return np.bincount(edge, minlength=count) > 0
 
 
 def _reaching_in(pale):
@@ -516,8 +521,7 @@ def _reaching_in(pale):
     the sheet's edge. Filled, it is a blob touching the edge; cut away, it no
     longer joins the strokes it covers to the edge (which drops the sketch)."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(1 - pale, connectivity=4)
-    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    enclosed = np.bincount(edge, minlength=count) > 0
+    enclosed = _at_edge(labels, count)
     enclosed[0] = False
     enclosed[np.argmax(stats[:, cv2.CC_STAT_AREA] * (np.arange(count) > 0))] = False
     inside = enclosed[labels]
@@ -525,8 +529,7 @@ def _reaching_in(pale):
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     blobs = cv2.morphologyEx(pale | inside.astype(np.uint8), cv2.MORPH_OPEN, kernel)
     count, labels = cv2.connectedComponents(blobs, connectivity=8)
-    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    touching = np.bincount(edge, minlength=count) > 0
+    touching = _at_edge(labels, count)
     # Mostly a filled outline (a finger), not ink throughout (the room, a
     # shadow), which is dropped whole for touching the edge anyway.
     outlined = np.bincount(labels[inside], minlength=count) > \
