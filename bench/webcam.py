@@ -12,8 +12,11 @@ and CPU time of this process (the CPU time is less disturbed by other work
 on a shared machine).
 
 Heads: the product's NumPy head (`model.head.train_head`, default config),
-trained on one plain view per image (no augmented views). Prints a table and,
-as its last line, one JSON object."""
+trained on one plain view per image, and again with each training image's
+paper view as well (`model.images.on_paper`: the sketch as the webcam path
+reads it from paper, the product's feature view 1); the product's further
+augmented views are left out. Prints a table and, as its last line, one JSON
+object."""
 import argparse
 import json
 import time
@@ -40,7 +43,8 @@ def main(argv=None):
     from bench import webcam_photos
     from model.backbone import extractor
     from model.errors import BlankSketch
-    from model.images import preprocess
+    from model.features import PAPER_VIEW
+    from model.images import on_paper, preprocess
 
     run = extractor(args.alpha, INPUT_SIZE)
     rows = quickdraw(args.per_class, args.per_class)
@@ -77,7 +81,12 @@ def main(argv=None):
         clean = prepared(pixels, sheets=True)
         add(("new", "drawing", split), clean)
         photo = webcam_photos.photo(pixels, seed=args.seed * 1_000_000 + index).image
-        add(("new", "photo", split), prepared(photo, True, timings["new"]))
+        read = prepared(photo, True, timings["new"])
+        add(("new", "photo", split), read)
+        if split == "train":
+            for kind, array in (("drawing", clean), ("photo", read)):
+                add(("paper", kind, split),
+                    None if array is None else on_paper(array, [PAPER_VIEW, index]))
         add(("old", "photo", split), prepared(photo, False, timings["old"]))
         if split == "test" and clean is not None:
             assert np.array_equal(clean, prepared(pixels, sheets=False)), "drawing changed"
@@ -96,6 +105,12 @@ def main(argv=None):
     accuracy["clean drawings (both)"] = _accuracy(
         features[("new", "drawing", "train")], labels["train"],
         features[("new", "drawing", "test")], labels["test"], len(classes))
+    for name, kind in (("photos->photos", "photo"), ("drawings->photos", "drawing"),
+                       ("clean drawings", "drawing")):
+        test = features[("new", "drawing" if name == "clean drawings" else "photo", "test")]
+        accuracy[f"{name} (new, paper views)"] = _accuracy(
+            features[("new", kind, "train")] + features[("paper", kind, "train")],
+            labels["train"] * 2, test, labels["test"], len(classes))
     missed = {path: float(np.mean([f is None for split in ("train", "test")
                                    for f in features[(path, "photo", split)]]))
               for path in ("new", "old")}
@@ -107,7 +122,7 @@ def main(argv=None):
             for q in (50, 95)}
             for path, times in timings.items() for column, clock in enumerate(("wall", "cpu"))},
         "per_class": args.per_class, "classes": len(classes), "seed": args.seed,
-        "alpha": args.alpha, "engine": run.engine, "head": "model.head.train_head, 1 view",
+        "alpha": args.alpha, "engine": run.engine, "head": "model.head.train_head, 1 view (2 with paper views)",
         "seconds": round(time.perf_counter() - started, 1), "machine": machine(),
     }
     for name, value in result["accuracy"].items():

@@ -6,10 +6,12 @@ only `model.sheet.clean_sheet` and the crop after it decide what the
 classifier sees. Reports test accuracy for drawings -> photos (trained on the
 clean doodles, as users teach on the canvas), photos -> photos (trained on
 photos of the train doodles), two measures of training-side help: drawings +
-photos -> photos (both) and drawings + round trips -> photos (the clean
-doodles plus each drawn as pen strokes on a flat white sheet, no camera, and
-read back by clean_sheet: what training could add without photos), and clean
-drawings (the ceiling); the share of sheets
+photos -> photos (both) and drawings + paper views -> photos (the clean
+doodles plus each one's `model.images.on_paper` view, as the product trains),
+and clean drawings (the ceiling). A perfect reading is measured too: photos
+-> photos and drawings -> photos on the exact ink the simulated pen put on
+each sheet (no camera, no light), preprocessed like a drawing: what the
+photos still show of the doodles, whatever reads them. Also the share of sheets
 where clean_sheet found no sketch (counted as wrong answers); the median
 stroke width (pixels at 224) and ink share of drawings and of photo sketches;
 and clean_sheet's CPU milliseconds per sheet (p50, p95, first 100 sheets).
@@ -57,7 +59,8 @@ def main(argv=None):
     from bench.webcam import _accuracy
     from model.backbone import extractor
     from model.errors import BlankSketch
-    from model.images import preprocess
+    from model.features import PAPER_VIEW
+    from model.images import on_paper, preprocess
     from model.sheet import clean_sheet
 
     started = time.perf_counter()
@@ -66,8 +69,9 @@ def main(argv=None):
     classes = sorted({label for label, _, _ in rows})
     labels = np.array([classes.index(label) for label, _, _ in rows])
     splits = np.array([split for _, split, _ in rows])
-    sheets = _cached(ARTIFACTS / f"webcam_oracle_sheets_{args.per_class}_{args.seed}.pkl",
-                     args.fresh, lambda: _upright_sheets(rows, args.seed))
+    sheets, pen_inks = zip(*_cached(
+        ARTIFACTS / f"webcam_oracle_sheets_ink_{args.per_class}_{args.seed}.pkl",
+        args.fresh, lambda: _upright_sheets(rows, args.seed)))
     drawings = [preprocess(pixels, INPUT_SIZE) for _, _, pixels in rows]
 
     cleaned, cpu = [], []
@@ -88,9 +92,11 @@ def main(argv=None):
     drawing_features = _cached(ARTIFACTS / f"webcam_oracle_drawings_{args.per_class}.pkl",
                                args.fresh, lambda: _features(run, drawings))
     photo_features = _features(run, cleaned)
-    trips = [_round_trip(pixels, args.seed, index, clean_sheet, preprocess, BlankSketch)
-             if split == "train" else None for index, (_, split, pixels) in enumerate(rows)]
-    trip_features = _features(run, trips)
+    paper = [on_paper(drawing, [PAPER_VIEW, index]) if split == "train" else None
+             for index, (drawing, split) in enumerate(zip(drawings, splits))]
+    paper_features = _features(run, paper)
+    perfect = [preprocess(Image.fromarray(ink), INPUT_SIZE, sheets=False) for ink in pen_inks]
+    perfect_features = _features(run, perfect)
 
     def pick(features, split):
         chosen = np.flatnonzero(splits == split)
@@ -101,15 +107,21 @@ def main(argv=None):
     train_p, _ = pick(photo_features, "train")
     test_d, test_labels = pick(drawing_features, "test")
     test_p, _ = pick(photo_features, "test")
-    train_t, _ = pick(trip_features, "train")
+    train_v, _ = pick(paper_features, "train")
+    train_i, _ = pick(perfect_features, "train")
+    test_i, _ = pick(perfect_features, "test")
     accuracy = {
         "drawings->photos": _accuracy(train_d, train_labels, test_p, test_labels, n),
         "photos->photos": _accuracy(train_p, train_labels, test_p, test_labels, n),
         "drawings+photos->photos": _accuracy(train_d + train_p, train_labels * 2, test_p,
                                              test_labels, n),
-        "drawings+round trips->photos": _accuracy(train_d + train_t, train_labels * 2, test_p,
+        "drawings+paper views->photos": _accuracy(train_d + train_v, train_labels * 2, test_p,
                                                   test_labels, n),
         "clean drawings": _accuracy(train_d, train_labels, test_d, test_labels, n),
+        "perfect reading: photos->photos": _accuracy(train_i, train_labels, test_i,
+                                                     test_labels, n),
+        "perfect reading: drawings->photos": _accuracy(train_d, train_labels, test_i,
+                                                       test_labels, n),
     }
     widths = {"drawings": _stroke_stats(drawings), "photos": _stroke_stats(cleaned)}
     path = args.plot or ARTIFACTS / "webcam_oracle.png"
@@ -147,8 +159,9 @@ def _cached(path, fresh, compute):
 
 
 def _upright_sheets(rows, seed):
-    """The grey upright sheet of each doodle's photo, warped from its true corners
-    (the photos of bench/webcam.py: the same seed for the same doodle)."""
+    """(grey upright sheet warped from its true corners, the pen's exact ink on
+    the sheet as a black-on-white drawing) of each doodle's photo (the photos
+    of bench/webcam.py: the same seed for the same doodle)."""
     import cv2
 
     from bench import webcam_photos
@@ -158,35 +171,12 @@ def _upright_sheets(rows, seed):
     for index, (_, _, pixels) in enumerate(rows):
         photo = webcam_photos.photo(pixels, seed=seed * 1_000_000 + index)
         grey = cv2.cvtColor(photo.image, cv2.COLOR_RGB2GRAY)
-        sheets.append(upright_sheet(grey, photo.corners)[0])
+        ink = (255 * (1 - np.clip(photo.sheet_ink, 0, 1))).astype(np.uint8)
+        sheets.append((upright_sheet(grey, photo.corners)[0], ink))
         if index % 400 == 399:
             print(f"{index + 1}/{len(rows)} photos, {time.perf_counter() - started:.0f} s",
                   flush=True)
     return sheets
-
-
-def _round_trip(pixels, seed, index, clean_sheet, preprocess, blank_sketch):
-    """A doodle drawn with a simulated pen on a flat white sheet (no camera,
-    no light) and read back by clean_sheet, preprocessed; None when refused."""
-    from PIL import Image
-
-    from bench import webcam_photos
-    rng = np.random.default_rng((seed, index, 7))
-    side = int(rng.integers(100, 190))
-    strokes = webcam_photos._strokes(pixels, side, rng)
-    sheet = np.full((320, 240), 245, np.float32)
-    y, x = (int(rng.integers(20, limit - s - 20))
-            for limit, s in zip(sheet.shape, strokes.shape))
-    darkness = rng.uniform(0.45, 0.95)
-    sheet[y:y + strokes.shape[0], x:x + strokes.shape[1]] *= 1 - darkness * strokes
-    sheet = np.clip(sheet + rng.normal(0, 2, sheet.shape), 0, 255).astype(np.uint8)
-    clean = clean_sheet(sheet)
-    if clean is None:
-        return None
-    try:
-        return preprocess(Image.fromarray(clean).convert("RGB"), INPUT_SIZE, sheets=False)
-    except blank_sketch:
-        return None
 
 
 def _features(run, arrays):

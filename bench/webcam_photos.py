@@ -14,6 +14,8 @@ import math
 import cv2
 import numpy as np
 
+from model.images import centre_lines
+
 WIDTH, HEIGHT = 640, 480
 # The sheet is rendered at this long side before it is put in perspective.
 SHEET_LONG = 440
@@ -128,13 +130,7 @@ def _strokes(doodle, side, rng):
     height = max(1, round(side * ink.shape[0] / ink.shape[1]))
     big = cv2.resize(ink, (side, height), interpolation=cv2.INTER_CUBIC)
     big = cv2.GaussianBlur(big, (0, 0), side / ink.shape[1] * 0.5)
-    mask = (big > rng.uniform(0.3, 0.5)).astype(np.uint8)
-    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-    skeleton = np.zeros_like(mask)
-    while mask.any():
-        eroded = cv2.erode(mask, cross)
-        skeleton |= mask & ~cv2.dilate(eroded, cross) & 1
-        mask = eroded
+    skeleton = centre_lines(big > rng.uniform(0.3, 0.5))
     pen = max(2, round(side * rng.uniform(0.012, 0.035)))
     stroke = cv2.dilate(skeleton, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (pen, pen)))
     return cv2.GaussianBlur(stroke.astype(np.float32), (0, 0), rng.uniform(0.5, 1.0))

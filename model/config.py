@@ -9,7 +9,8 @@ DEFAULTS = {
     # of the CPU a frame and a sixth of the cold retrain (docs/PERFORMANCE.md).
     "alpha": 0.25,
     "input_size": 224,      # 128 / 160 / 192 / 224 pixels a side
-    # Feature cache: view 0 is the plain image, views 1.. are augmented copies.
+    # Feature cache: view 0 is the plain image, view 1 the sketch as the webcam
+    # reads it from paper (model.images.on_paper), views 2.. augmented copies.
     "views": 3,
     # Head: dense layers (ReLU, dropout) then softmax, as the article's, but
     # narrower: on cached features the article's 1024-1024-512 took 41 s to

@@ -9,7 +9,7 @@ import numpy as np
 from model import backbone as backbones
 from model.config import backbone_name
 from db.errors import SketchError
-from model.images import PREPROCESSING_VERSION, augment, decode, preprocess
+from model.images import PREPROCESSING_VERSION, augment, decode, on_paper, preprocess
 
 FEATURE_BATCH = 128
 # Large jobs run in worker processes, one per core, each decoding, preparing
@@ -19,17 +19,22 @@ FEATURE_BATCH = 128
 FEATURE_WORKERS = min(8, os.cpu_count() or 2)
 WORKER_NICENESS = 5
 POOL_MIN_FEATURES = 256
+# The view that shows a sketch as a photo of it on paper reads (bench.webcam:
+# taught on the canvas alone, a model reads photos of paper sketches better).
+PAPER_VIEW = 1
 _pool = None
 _runners = {}
 
 
 def views_of(data, views, input_size):
-    """Stored PNG bytes -> backbone inputs of the requested views (0 = plain,
-    others augmented). The image is decoded and preprocessed once for all."""
+    """Stored PNG bytes -> backbone inputs of the requested views: 0 plain,
+    PAPER_VIEW the sketch as read from paper by the webcam path (`on_paper`),
+    others augmented. The image is decoded and preprocessed once for all."""
     array = preprocess(decode(data), input_size, keep_grey=True)
     # Seeded by content, so a lost view is recomputed identically.
     seed = int.from_bytes(hashlib.sha256(data).digest()[:8], "little")
-    return [array if view == 0 else augment(array, seed=[view, seed]) for view in views]
+    return [array if view == 0 else (on_paper if view == PAPER_VIEW else augment)(
+        array, seed=[view, seed]) for view in views]
 
 
 def feature_key(alpha, input_size):

@@ -10,11 +10,12 @@ import io
 import os
 import warnings
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
 from model.errors import BadImage, BlankSketch
-from model.sheet import find_sketch
+from model.sheet import clean_sheet, find_sketch
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 50_000_000
@@ -25,9 +26,10 @@ INK_CONTRAST = 64
 # Fewer ink pixels than this fraction of the image is a blank canvas.
 MIN_INK_FRACTION = 0.0005
 DEFAULT_MARGIN = 0.1
-# Part of the feature cache's key: bump it whenever preprocess() or augment()
-# changes what they produce, so that stale cached features are recomputed.
-PREPROCESSING_VERSION = 5
+# Part of the feature cache's key: bump it whenever preprocess(), augment() or
+# on_paper() change what they produce, so that stale cached features are
+# recomputed.
+PREPROCESSING_VERSION = 6
 # is_photo: a drawing's edge is paper, within this many grey levels of it, for
 # at least this share of its pixels. Measured: every Quick, Draw! dev drawing
 # has at least 0.77 (strokes touch its edge), simulated webcam photos at most
@@ -37,6 +39,15 @@ MIN_PAPER_EDGE = 0.75
 NO_SKETCH = "No sketch in view: hold a drawing on paper up to the camera."
 # Augmentation thins strokes only where ink covers more than this fraction.
 THIN_STROKES_ABOVE = 0.08
+# on_paper: the sheet the drawing is traced on, as the webcam path warps it
+# (model.sheet.SHEET_SIDE on the long side), the drawing's size on it in
+# pixels (45-80 % of the short side), and the pen's width as a share of that
+# size (a pen on paper draws thinner lines, for the drawing's size, than a
+# finger on a small canvas). A sheet cut close around the drawing is read
+# less like a photo (bench.webcam_oracle: 0.819 against 0.850).
+PAPER_SHEET = (320, 240)
+PAPER_DRAWING = (110, 210)
+PAPER_PEN = (0.012, 0.035)
 # require_ink preprocesses at this size: enough to find ink, cheap in NumPy.
 INK_CHECK_SIZE = 32
 
@@ -286,6 +297,52 @@ def augment(array, seed):
                             resample=Image.Resampling.BILINEAR, fillcolor=paper)
     out = np.asarray(image, dtype=np.uint8)
     return _channels(out, one_channel) if grey else out
+
+
+def on_paper(array, seed):
+    """A preprocessed drawing as the webcam path reads it once it is drawn on
+    paper: its strokes thinned to centre lines and traced with a pen of a
+    random width and darkness on a sheet with grain, read back by
+    `model.sheet.clean_sheet` and cropped as `preprocess` crops. A model taught
+    on the canvas then knows its classes as photos of paper sketches show
+    them. Where the reading refuses the sheet (a filled blob, a drawing all
+    over the page), it is `augment`ed instead. Deterministic in `seed`, with as
+    many channels as `array`."""
+    rng = np.random.default_rng(seed)
+    grey = array[..., 0] if array.shape[-1] == 1 else array.mean(axis=2)
+    coverage = np.clip((255 - grey.astype(np.float32)) / 255, 0, 1)
+    side = int(rng.integers(*PAPER_DRAWING))
+    small = cv2.resize(coverage, (side, side), interpolation=cv2.INTER_AREA)
+    pen = max(2, round(side * rng.uniform(*PAPER_PEN)))
+    strokes = cv2.dilate(centre_lines(small > 0.5),
+                         cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (pen, pen)))
+    strokes = cv2.GaussianBlur(strokes.astype(np.float32), (0, 0), rng.uniform(0.5, 1.0))
+    sheet = np.full(PAPER_SHEET if rng.random() < 0.5 else PAPER_SHEET[::-1],
+                    rng.uniform(225, 250), np.float32)
+    y, x = (int(rng.integers(0, limit - side)) for limit in sheet.shape)
+    sheet[y:y + side, x:x + side] *= 1 - rng.uniform(0.45, 0.95) * strokes
+    sheet += rng.standard_normal(sheet.shape, dtype=np.float32) * np.float32(2)
+    clean = clean_sheet(np.clip(sheet, 0, 255).astype(np.uint8))
+    if clean is None:
+        return augment(array, seed)
+    try:
+        out = _ink_crop(Image.fromarray(clean), array.shape[0], DEFAULT_MARGIN, keep_grey=True)
+    except BlankSketch:
+        return augment(array, seed)
+    return out if array.shape[-1] == 1 else np.repeat(out, 3, axis=-1)
+
+
+def centre_lines(mask):
+    """The morphological skeleton of a boolean mask (uint8, 0 or 1): each
+    stroke's centre line, about a pixel wide."""
+    mask = mask.astype(np.uint8)
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    skeleton = np.zeros_like(mask)
+    while mask.any():
+        eroded = cv2.erode(mask, cross)
+        skeleton |= mask & ~cv2.dilate(eroded, cross) & 1
+        mask = eroded
+    return skeleton
 
 
 def _filter3(array, reduce):
