@@ -129,6 +129,10 @@ def verdict(result):
     if result is None:
         return f"### ✏️ {BLANK_LABEL.capitalize()}"
     label, p = result["label"], result["confidence"]
+    if result.get("unknown"):
+        nearest = ", ".join(f"**{md(name)}**" for name, _ in result["top"])
+        return (f"### 🤷 I don't know this one. It is nearest to {nearest}, but unlike "
+                f"what I was taught. If it is a new class, teach it in the Teach tab.")
     if p < settings.unsure_below:
         return (f"### 🤔 Not sure. Maybe a **{md(label)}** ({p:.0%})? "
                 f"Keep drawing, or correct it below.")

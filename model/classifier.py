@@ -5,6 +5,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from model import trust
 from model.errors import NoLiveModel
 from model.images import preprocess
 
@@ -52,12 +53,14 @@ class Classifier:
         return self._loaded.version
 
     def probabilities(self, arrays):
-        """(version, probabilities (N, classes)) for preprocessed uint8 arrays."""
+        """(version, calibrated probabilities (N, classes), [{"unknown",
+        "unknown_score"}] per array) for preprocessed uint8 arrays."""
         loaded = self._loaded
-        return loaded.version, loaded.run(arrays)
+        return (loaded.version, *loaded.run(arrays))
 
     def classify(self, image, k=TOP_K):
-        """Any image -> {"label", "confidence", "top": [[label, p], ...], "version"}.
+        """Any image -> {"label", "confidence", "top": [[label, p], ...], "unknown",
+        "unknown_score", "version"} (see `describe`).
 
         Raises BlankSketch for an image without ink and BadImage for one that
         cannot be read."""
@@ -68,8 +71,9 @@ class Classifier:
         self.refresh()
         size = self._loaded.version["config"]["input_size"]
         seen = preprocess(image, size, keep_grey=True)
-        version, probabilities = self.probabilities(seen[None])
-        return describe(probabilities[0], version["classes"], version["id"], k), seen
+        version, probabilities, novelty = self.probabilities(seen[None])
+        return describe(probabilities[0], version["classes"], version["id"], k,
+                        novelty[0]), seen
 
 
 def ranked(probabilities, classes, k=None):
@@ -78,20 +82,28 @@ def ranked(probabilities, classes, k=None):
     return [[classes[i], round(float(probabilities[i]), 6)] for i in order]
 
 
-def describe(probabilities, classes, version, k=TOP_K):
+def describe(probabilities, classes, version, k=TOP_K, novelty=trust.NO_REFERENCE):
+    """The answer: top-k calibrated classes, and whether the input looks like
+    none of them (`unknown`, with its `unknown_score`: above 1 is unknown)."""
     top = ranked(probabilities, classes, max(1, k))
-    return {"label": top[0][0], "confidence": top[0][1], "top": top, "version": version}
+    return {"label": top[0][0], "confidence": top[0][1], "top": top, **novelty,
+            "version": version}
 
 
 def _load(version):
     from model.backbone import extractor
     from model.head import NumpyHead
     config = version["config"]
+    metrics = version["metrics"]
     features = extractor(config["alpha"], config["input_size"])
     head = NumpyHead(version["head"])
+    temperature = trust.temperature_of(version)
+    threshold = metrics.get("novelty", {}).get("threshold")
 
     def run(arrays):
-        return head(features(arrays))
+        vectors = features(arrays)
+        return (trust.calibrate(head(vectors), temperature),
+                trust.judged(head.reference, threshold, vectors))
     # Load and warm up now, not on the first user's request.
     run(np.full((1, config["input_size"], config["input_size"], 3), 255, np.float32))
     return _Loaded(version=version, run=run)

@@ -4,7 +4,9 @@ file and a TFLite file, each the frozen backbone followed by the trained head.
 Input: a batch of RGB images (N, S, S, 3), float32 in 0..255, S the version's
 input size, prepared by `model.images.preprocess` (crop to the ink, pad
 square, resize). Output: class probabilities (N, classes) in the order of
-`version["classes"]` (also exported as labels.txt).
+`version["classes"]` (also exported as labels.txt), calibrated as the app
+shows them (the version's temperature folded into the last layer). The
+novelty check ("none of my classes") is not part of the files.
 """
 import os
 import tempfile
@@ -20,7 +22,8 @@ def full_model(version):
     from model.head import keras_head
     size = version["config"]["input_size"]
     backbone = load_backbone(version["config"]["alpha"], size)
-    head = keras_head(version["head"])
+    from model.trust import temperature_of
+    head = keras_head(version["head"], temperature=temperature_of(version))
     inputs = keras.Input((size, size, 3), name="image")
     outputs = head(backbone(inputs))
     return keras.Model(inputs, outputs, name=f"sketchlab_v{version['id']}")

@@ -140,15 +140,25 @@ def evaluate_head(params, x, y):
             float((probabilities.argmax(axis=1) == y).mean()))
 
 
-def head_to_bytes(params):
+def head_to_bytes(params, reference=None):
+    """The head's weights, and the training features novelty is measured
+    against (`model.trust`), as one .npz."""
     out = io.BytesIO()
-    np.savez(out, *params)
+    extra = {} if reference is None else {"reference": reference}
+    np.savez(out, *params, **extra)
     return out.getvalue()
 
 
 def head_from_bytes(blob):
     with np.load(io.BytesIO(blob)) as saved:
-        return [saved[f"arr_{i}"].astype(np.float32) for i in range(len(saved.files))]
+        count = sum(name.startswith("arr_") for name in saved.files)
+        return [saved[f"arr_{i}"].astype(np.float32) for i in range(count)]
+
+
+def reference_from_bytes(blob):
+    """The stored novelty reference (unit feature rows), or None."""
+    with np.load(io.BytesIO(blob)) as saved:
+        return saved["reference"] if "reference" in saved.files else None
 
 
 class NumpyHead:
@@ -156,15 +166,18 @@ class NumpyHead:
 
     def __init__(self, blob):
         self.params = head_from_bytes(blob)
+        self.reference = reference_from_bytes(blob)
 
     def __call__(self, features):
         return forward(self.params, features)[0]
 
 
-def keras_head(blob, dropout=0.0):
-    """The same head as Keras layers with the stored weights (for export)."""
+def keras_head(blob, dropout=0.0, temperature=1.0):
+    """The same head as Keras layers with the stored weights (for export); a
+    `temperature` divides the last layer's logits (calibration, `model.trust`)."""
     import keras
     params = head_from_bytes(blob)
+    params[-2:] = [p / np.float32(temperature) for p in params[-2:]]
     layers = [keras.Input((params[0].shape[0],), name="features")]
     for i in range(0, len(params) - 2, 2):
         layers.append(keras.layers.Dense(params[i].shape[1], activation="relu",

@@ -1,7 +1,10 @@
 """python -m model.predict IMAGE...: classify image files with the live model.
 
-Prints one JSON line per image: {"path", "label", "confidence", "top", "version"},
-or {"path", "error"} for an image that cannot be classified (exit status 1)."""
+Prints one JSON line per image: {"path", "label", "confidence", "top", "unknown",
+"unknown_score", "version"}, or {"path", "error"} for an image that cannot be
+classified (exit status 1). Confidences are calibrated; "unknown" is true when
+the image looks like none of the model's classes ("unknown_score" above 1;
+null for a version trained before novelty was measured)."""
 import argparse
 import json
 import sys

@@ -1,16 +1,21 @@
 """What a model version says about stored images, for the labeler's grid and
 its confusion-matrix drill-down. Probabilities come from the cached view-0
 features and the stored NumPy head: the backbone runs only for images whose
-features are not cached yet."""
+features are not cached yet. Probabilities are calibrated, as served."""
 from model.classifier import ranked
 from model.features import ensure_features, feature_matrix
 from model.head import NumpyHead
+from model.trust import calibrate, temperature_of
 
 SCORE_BATCH = 2000
 
 
 def _head(version):
-    return NumpyHead(version["head"])
+    """The version's head with its calibration: features -> the probabilities
+    the app shows."""
+    head = NumpyHead(version["head"])
+    temperature = temperature_of(version)
+    return lambda vectors: calibrate(head(vectors), temperature)
 
 
 def score_images(store, version, image_ids, on_progress=None):

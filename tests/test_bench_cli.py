@@ -18,6 +18,7 @@ OPTIONS = {
     "labeler_grid": ("--images", "--db"),
     "latency": ("--calls",),
     "load": ("--clients", "--seconds", "--retrain"),
+    "openset": ("--per-class", "--non-sketches", "--seed"),
     "retrain": ("--skip-reference",),
     "webcam": ("--per-class", "--seed", "--alpha"),
     "webcam_oracle": ("--per-class", "--seed", "--pairs", "--fresh", "--plot"),

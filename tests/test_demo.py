@@ -123,6 +123,16 @@ def test_low_confidence_verdict_says_unsure_and_a_confident_one_names_the_class(
     assert "Not sure" not in sure and "It's a **star**" in sure
 
 
+def test_an_input_unlike_every_class_is_answered_i_dont_know_with_the_nearest_classes():
+    import demo_handlers as handlers
+    text = handlers.verdict({"label": "star", "confidence": 0.97, "version": 1,
+                             "top": [["star", 0.97], ["house", 0.02], ["c*t", 0.01]],
+                             "unknown": True, "unknown_score": 1.6})
+    assert "I don't know this one" in text and "It's a" not in text
+    assert "**star**" in text and "**house**" in text and "**c\\*t**" in text
+    assert "Teach tab" in text
+
+
 def test_sketch_ui_keeps_the_prediction_shown_for_a_later_correction(served):
     import demo_handlers as handlers
     label, text, shown = handlers.sketch_ui(sketch_value(draw_shape("circle", seed=3)))

@@ -86,6 +86,13 @@ def test_version_page_shows_per_class_accuracy_confusion_matrix_and_curves(train
     page = client.get(f"/versions/{version['id']}").text
     for name in version["classes"]:
         assert f"<td>{name}</td>" in page
+    calibration = version["metrics"]["calibration"]
+    assert re.search(r'<p id="calibration">Calibration error [\d.]+% \(before calibration '
+                     r'[\d.]+%\)', page)
+    assert ("rescaled by a temperature" in page) == calibration["fitted"]
+    assert "I don&#39;t know" in page or "I don't know" in page
+    ece = re.search(r'<td class="ece">([^<]+)</td>', client.get("/versions").text).group(1)
+    assert ece == f"{100 * calibration['ece']:.1f}%"
     n = len(version["metrics"]["confusion"]["labels"])
     assert page.count("<area ") == n * n
     for picture in ("confusion.png", "curves.png"):

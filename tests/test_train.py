@@ -97,6 +97,25 @@ def test_first_version_classifies_unseen_generated_sketches_accurately(trained):
     assert np.mean(hits) == pytest.approx(trained.result["test_accuracy"], abs=1 / 24)
 
 
+def test_every_answer_says_whether_the_input_looks_like_any_known_class(trained):
+    from bench.openset import non_sketches
+    from model.classifier import Classifier
+    store = Store(trained.path)
+    classifier = Classifier(store)
+    metrics = store.model_version()["metrics"]
+    known = [classifier.classify(decode(data)) for _, data in store.image_data(trained.test_ids)]
+    typed = [classifier.classify(image) for kind, image in non_sketches(40, seed=5)
+             if kind == "text"]
+    store.close()
+    assert metrics["novelty"]["threshold"] > 0 and metrics["novelty"]["reference_rows"] > 0
+    assert {"temperature", "ece", "ece_before", "held_out_images"} <= set(metrics["calibration"])
+    assert all(isinstance(a["unknown"], bool) and a["unknown_score"] > 0 for a in known + typed)
+    # About 3% of known sketches are called unknown, on average over trainings:
+    # with 12 images a class one training's threshold is noisy (3 of these 24).
+    assert np.mean([a["unknown"] for a in known]) <= 0.2
+    assert len(typed) == 8 and all(a["unknown"] and a["unknown_score"] > 1 for a in typed)
+
+
 # -- the feature cache --------------------------------------------------------------
 
 
