@@ -150,10 +150,15 @@ def model_info():
     metrics = live["metrics"]
     accuracy = metrics.get("accuracy")
     acc = "n/a" if accuracy is None else f"{accuracy:.1%}"
+    counts = metrics.get("eval_counts", {})
+    measured = ", ".join(f"{md(c)} {counts[c]}" for c in live["classes"] if counts.get(c))
+    unmeasured = [c for c in live["classes"] if not counts.get(c)]
+    missing = (f" · **not measured: {', '.join(md(c) for c in unmeasured)}** (no evaluation "
+               f"images)" if unmeasured and counts else "")
     return (f"**Model version {live['id']}** · classes: "
             f"{', '.join(md(c) for c in live['classes'])} · test accuracy {acc} "
-            f"on {metrics.get('eval_images', 0)} {metrics.get('eval_source', 'test')} images · "
-            f"backbone {live['backbone']}")
+            f"on {metrics.get('eval_images', 0)} {metrics.get('eval_source', 'test')} images"
+            f"{f' ({measured})' if measured else ''}{missing} · backbone {live['backbone']}")
 
 
 def status():

@@ -31,5 +31,11 @@ class NotEnoughData(SketchError):
     status = 409
 
 
+class NothingChanged(SketchError):
+    """A retrain would learn from the very images, labels and options of the
+    newest version: it would only make a copy of it."""
+    status = 409
+
+
 class UnknownOption(SketchError):
     """A config option that does not exist (a typo must not be silently ignored)."""

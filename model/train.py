@@ -1,12 +1,16 @@
 """python -m model.train: retrain the head on every labeled train image.
 
 Features come from the cache (only images that lack them go through the
-backbone). The new version is evaluated on the test split, or on a stable
-stratified holdout when there is none, and goes live only if it is not worse
+backbone). The new version is evaluated class by class on its test images,
+or for a class without any on a stable stratified holdout of its train images
+(`evaluation_split`), and goes live only if it is not worse
 than the live version on that same evaluation set, within PROMOTION_TOLERANCE
-(--force overrides).
+(--force overrides). A retrain that would learn from the very images,
+labels and options of the newest version makes no copy of it and says so
+(unless forced).
 """
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -17,11 +21,14 @@ from tqdm import tqdm
 from db import Store
 from db.cli import add_db_option, exit_on_error
 from model.config import DEFAULTS, backbone_name, make_config
-from model.errors import NotEnoughData
+from model.errors import NotEnoughData, NothingChanged
 from model import trust
 from model.features import PAPER_VIEW, ensure_features, feature_matrix
 
 HOLDOUT_FRACTION = 0.2
+# A class without test images gives at least this many train images to
+# evaluation, so that no class goes unmeasured for want of a test split.
+MIN_HELD_OUT = 2
 # Knuth's multiplicative hash (2**32 / golden ratio): image ids spread evenly
 # over [0, 1), the same on every run, so the holdout is stable.
 HASH_MULTIPLIER = 2654435761
@@ -51,6 +58,9 @@ def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
     train_rows, eval_rows, eval_source = evaluation_split(store.labeled_images("train"),
                                                 store.labeled_images("test"))
     train_rows, classes, dropped = _usable(train_rows)
+    fingerprint = _fingerprint(train_rows, eval_rows, config)
+    if not force:
+        _refuse_a_copy(store, fingerprint)
     report = _reporter(on_progress, show_bar)
 
     feature_started = time.perf_counter()
@@ -110,6 +120,7 @@ def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
     goes_live = force or promotes(metrics["accuracy"], live_accuracy)
     seconds = time.perf_counter() - started
     metrics["seconds"] = seconds
+    metrics["fingerprint"] = fingerprint
     metrics["train_images"] = len(train_rows)
     version = store.add_model_version(backbone_name(alpha, size), classes, config, metrics,
                                       head_blob, live=goes_live)
@@ -121,6 +132,26 @@ def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
             "warm_started": init is not None,
             "seconds": round(seconds, 3), "live": goes_live,
             "live_version": version if goes_live else live["id"]}
+
+
+def _fingerprint(train_rows, eval_rows, config):
+    """What a version learns from and is measured on: its images and labels,
+    options and preprocessing, as one hash."""
+    from model.features import feature_key
+    what = {"train": sorted(train_rows), "eval": sorted(eval_rows), "config": config,
+            "features": feature_key(config["alpha"], config["input_size"])}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+
+def _refuse_a_copy(store, fingerprint):
+    newest = next(iter(store.model_versions()), None)
+    if newest is None or newest["metrics"].get("fingerprint") != fingerprint:
+        return
+    hint = "" if newest["live"] else (f" It is not live; to serve it, make version "
+                                      f"{newest['id']} live (or force the retrain).")
+    raise NothingChanged(
+        f"Nothing changed since version {newest['id']}: the same images, labels and options, "
+        f"so no new version was made.{hint} Label, correct or add images first.")
 
 
 def promotes(accuracy, live_accuracy):
@@ -148,25 +179,29 @@ def _warm_start(live, config, classes, feature_dim):
 
 
 def evaluation_split(train_rows, test_rows):
-    """Evaluate on the test split; without one, hold out a stable stratified part
-    of train: an image is held out when its id hashes below HOLDOUT_FRACTION,
-    so it stays out of training from one retrain to the next."""
-    if test_rows:
-        return train_rows, test_rows, "test"
-    if not train_rows:
-        return [], [], "none"
+    """(train rows, evaluation rows, source), class by class: a class is
+    evaluated on its test images; a class without any has a stable stratified
+    part of its train images held out instead (an image is held out when its
+    id hashes below HOLDOUT_FRACTION, so it stays out of training from one
+    retrain to the next), at least MIN_HELD_OUT of them, when it can spare them
+    and keep MIN_IMAGES_PER_CLASS to train on. A class that cannot is not
+    measured. The source says which: "test", "holdout" or "test+holdout"."""
+    tested = {label for _, label in test_rows}
     by_class = {}
     for row in train_rows:
-        by_class.setdefault(row[1], []).append(row)
+        if row[1] not in tested:
+            by_class.setdefault(row[1], []).append(row)
     held = set()
     for rows in by_class.values():
-        if len(rows) <= MIN_IMAGES_PER_CLASS:
+        if len(rows) < MIN_IMAGES_PER_CLASS + MIN_HELD_OUT:
             continue
-        chosen = {r[0] for r in rows if _stable_fraction(r[0]) < HOLDOUT_FRACTION}
-        # A class whose ids all hash high still needs one evaluation image.
-        held |= chosen or {min(rows, key=lambda r: _stable_fraction(r[0]))[0]}
-    return ([r for r in train_rows if r[0] not in held],
-            [r for r in train_rows if r[0] in held], "holdout")
+        ranked = sorted(rows, key=lambda r: _stable_fraction(r[0]))
+        chosen = [r for r in ranked if _stable_fraction(r[0]) < HOLDOUT_FRACTION]
+        held |= {r[0] for r in (chosen if len(chosen) >= MIN_HELD_OUT
+                                else ranked[:MIN_HELD_OUT])}
+    eval_rows = list(test_rows) + [r for r in train_rows if r[0] in held]
+    source = "+".join(name for name, used in (("test", test_rows), ("holdout", held)) if used)
+    return [r for r in train_rows if r[0] not in held], eval_rows, source or "none"
 
 
 def _stable_fraction(image_id):
@@ -234,7 +269,8 @@ def version_accuracy(store, version, image_ids, labels):
 
 
 def evaluate(probabilities, classes, labels):
-    """Accuracy, per-class accuracy and a confusion matrix (rows: truth)."""
+    """Accuracy, per-class accuracy, evaluation images per class, the classes
+    with none (not measured) and a confusion matrix (rows: truth)."""
     names = list(classes) + sorted(set(labels) - set(classes))
     index = {c: i for i, c in enumerate(names)}
     matrix = np.zeros((len(names), len(names)), dtype=np.int64)
@@ -246,6 +282,8 @@ def evaluate(probabilities, classes, labels):
                  for i, name in enumerate(names)}
     accuracy = float(np.trace(matrix) / totals.sum()) if totals.sum() else None
     return {"accuracy": accuracy, "per_class": per_class,
+            "eval_counts": {name: int(totals[i]) for i, name in enumerate(names)},
+            "unmeasured": [name for i, name in enumerate(names) if not totals[i]],
             "confusion": {"labels": names, "matrix": matrix.tolist()},
             "eval_images": int(totals.sum())}
 
@@ -306,7 +344,8 @@ def _parser():
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_db_option(parser)
     parser.add_argument("--force", action="store_true",
-                        help="make the new version live even if it is worse")
+                        help="make the new version live even if it is worse, and train even "
+                             "when nothing changed since the newest version")
     for key, value in DEFAULTS.items():
         flag = "--" + key.replace("_", "-")
         default = f"(default: {value}" + (", or the live version's" if key in ("alpha", "input_size")

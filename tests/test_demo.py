@@ -123,6 +123,18 @@ def test_low_confidence_verdict_says_unsure_and_a_confident_one_names_the_class(
     assert "Not sure" not in sure and "It's a **star**" in sure
 
 
+def test_the_header_names_the_classes_the_accuracy_leaves_out(monkeypatch):
+    import demo_handlers as handlers
+    live = {"id": 4, "classes": ["circle", "house", "star"], "backbone": "b",
+            "metrics": {"accuracy": 1.0, "eval_images": 41, "eval_source": "test",
+                        "eval_counts": {"circle": 40, "house": 1, "star": 0}}}
+    store = type("Store", (), {"model_version": lambda self: live})()
+    monkeypatch.setattr(handlers.app, "model", type("Model", (), {"store": store})())
+    text = handlers.model_info()
+    assert "test accuracy 100.0% on 41 test images (circle 40, house 1)" in text
+    assert "**not measured: star**" in text
+
+
 def test_an_input_unlike_every_class_is_answered_i_dont_know_with_the_nearest_classes():
     import demo_handlers as handlers
     text = handlers.verdict({"label": "star", "confidence": 0.97, "version": 1,

@@ -86,6 +86,9 @@ def test_version_page_shows_per_class_accuracy_confusion_matrix_and_curves(train
     page = client.get(f"/versions/{version['id']}").text
     for name in version["classes"]:
         assert f"<td>{name}</td>" in page
+    counts = version["metrics"]["eval_counts"]
+    assert re.findall(r'<td class="count">(\d+)</td>', page) == [
+        str(counts[name]) for name in version["metrics"]["per_class"]]
     calibration = version["metrics"]["calibration"]
     assert re.search(r'<p id="calibration">Calibration error [\d.]+% \(before calibration '
                      r'[\d.]+%\)', page)

@@ -17,7 +17,8 @@ from db import Store
 from model.backbone import feature_dim, load_backbone
 from model.config import backbone_name
 from model.features import feature_key
-from model.errors import BlankSketch, NoLiveModel, NotEnoughData, UnknownOption
+from model.errors import (BlankSketch, NoLiveModel, NotEnoughData, NothingChanged,
+                          UnknownOption)
 from model.images import decode, preprocess
 from model.train import retrain
 
@@ -116,6 +117,16 @@ def test_every_answer_says_whether_the_input_looks_like_any_known_class(trained)
     assert len(typed) == 8 and all(a["unknown"] and a["unknown_score"] > 1 for a in typed)
 
 
+def test_a_retrain_with_nothing_changed_makes_no_new_version_and_says_so(copy, trained):
+    with pytest.raises(NothingChanged, match="Nothing changed since version 1") as raised:
+        retrain(copy, OPTIONS)
+    assert raised.value.status == 409
+    assert [v["id"] for v in copy.model_versions()] == [1]
+    # One label changed is a change.
+    copy.remove_labels([trained.train_ids[0]])
+    assert retrain(copy, OPTIONS)["version"] == 2
+
+
 # -- the feature cache --------------------------------------------------------------
 
 
@@ -128,7 +139,8 @@ def test_retrain_reuses_cached_features_and_computes_only_new_images(copy, train
     marker = np.full(feature_dim(TEST_ALPHA), 0.5, np.float16).tobytes()
     store.put_features(FEATURES, [(marked, 1, marker)])
 
-    again = retrain(store, OPTIONS)
+    # Another seed: the same images, so a new version but no new features.
+    again = retrain(store, {**OPTIONS, "seed": 1})
     assert again["features_computed"] == 0
     assert feature_keys(store) == before
     assert store.features([marked], FEATURES, VIEWS)[(marked, 1)] == marker
@@ -266,6 +278,28 @@ def test_holdout_membership_of_an_image_survives_its_class_growing():
         held_now = {i for i, _ in evaluation_split(rows, [])[1]}
         assert held_now - {new} == held_before, f"after adding image {new}"
         held_before = held_now
+
+
+def test_a_class_without_test_images_is_measured_on_a_holdout_of_its_own():
+    from model.train import MIN_HELD_OUT, evaluation_split
+    train = ([(i, "circle") for i in range(1, 41)] + [(i, "house") for i in range(41, 61)]
+             + [(i, "tiny") for i in (61, 62, 63)])
+    test = [(i, "circle") for i in range(100, 110)]
+    kept, evaluated, source = evaluation_split(train, test)
+    held = [row for row in evaluated if row[0] < 100]
+    assert source == "test+holdout"
+    # circle keeps every train image; house gives some; tiny cannot spare two.
+    assert {label for _, label in held} == {"house"} and len(held) >= MIN_HELD_OUT
+    assert set(test) <= set(evaluated) and sorted(kept + held) == sorted(train)
+    assert evaluation_split(train, test) == (kept, evaluated, source)
+
+
+def test_evaluation_names_the_classes_it_could_not_measure():
+    from model.train import evaluate
+    probabilities = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1]])
+    metrics = evaluate(probabilities, ["circle", "house", "star"], ["circle", "house"])
+    assert metrics["eval_counts"] == {"circle": 1, "house": 1, "star": 0}
+    assert metrics["unmeasured"] == ["star"] and metrics["per_class"]["star"] is None
 
 
 # -- serving -------------------------------------------------------------------------
