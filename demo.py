@@ -20,8 +20,8 @@ from types import SimpleNamespace
 import gradio as gr
 
 from db.cli import add_db_option
-from demo_handlers import (app, classify_photo, classify_sketch, correct, correct_ui,
-                           keep_frame, on_load, page_state, retrain_ui, settings,
+from demo_handlers import (app, classify_photo, classify_sketch, cleared_sketch, correct,
+                           correct_ui, keep_frame, on_load, page_state, retrain_ui, settings,
                            sketch_live_ui, sketch_ui, teach_photo_ui, teach_sketch_ui,
                            uploaded_ui, verdict, webcam_ui)
 from model.classifier import TOP_K
@@ -73,7 +73,7 @@ def correction_box(prefix, kept):
         send = gr.Button("Save correction", elem_id=f"{prefix}-send", size="sm")
         saved = gr.Markdown(elem_id=f"{prefix}-saved", padding=True)
     send.click(correct_ui, [kept, choice, new], [saved], **_writes())
-    return choice
+    return SimpleNamespace(choice=choice, new=new, saved=saved)
 
 
 def _writes():
@@ -102,7 +102,9 @@ def build():
                     sketch_verdict = gr.Markdown(verdict(None), elem_id="sketch-verdict")
                     sketch_label = gr.Label(num_top_classes=TOP_K, show_heading=False,
                                             label="Top 3", elem_id="sketch-label")
-                    ui.sketch_choice = correction_box("sketch-correct", sketch_kept)
+                    sketch_seen = seen_view("What the model saw", "sketch-seen")
+                    sketch_box = correction_box("sketch-correct", sketch_kept)
+                    ui.sketch_choice = sketch_box.choice
 
         with gr.Tab("Webcam / upload", id="webcam"):
             with gr.Row():
@@ -126,7 +128,7 @@ def build():
                     kept_verdict = gr.Markdown(elem_id="kept-verdict")
                     kept_label = gr.Label(num_top_classes=TOP_K, show_heading=False,
                                           label="Top 3 of the kept frame", elem_id="kept-label")
-                    ui.photo_choice = correction_box("photo-correct", photo_kept)
+                    ui.photo_choice = correction_box("photo-correct", photo_kept).choice
 
         with gr.Tab("Teach", id="teach") as teach_tab:
             ui.note = gr.Markdown(elem_id="teach-note")
@@ -150,7 +152,8 @@ def build():
         # UI events (private: the API has its own named endpoints below).
         live = dict(api_visibility="private", concurrency_id="classify",
                     concurrency_limit=settings.classify_concurrency, show_progress="hidden")
-        sketch_out = [sketch_label, sketch_verdict, sketch_kept]
+        # A new answer replaces what a correction refers to, and its picture.
+        sketch_out = [sketch_label, sketch_verdict, sketch_kept, sketch_seen]
         pad.change(sketch_live_ui, [pad], sketch_out, trigger_mode="always_last", **live)
         submit.click(sketch_ui, [pad], sketch_out, **live)
         cam.stream(webcam_ui, [cam], [live_label, live_verdict, photo_live, live_seen],
@@ -166,7 +169,9 @@ def build():
         ui.add_photo.click(teach_photo_ui, [teach_photo, ui.teach_class], teach_out,
                            **_writes())
         # Clearing a pad with its trash button drops the brush: select it again.
-        pad.clear(None, js=PICK_BRUSH_JS)
+        pad.clear(cleared_sketch, None, sketch_out + [sketch_box.choice, sketch_box.new,
+                                                      sketch_box.saved],
+                  js=PICK_BRUSH_JS, api_visibility="private", queue=False)
         teach_pad.clear(None, js=PICK_BRUSH_JS)
         ui.retrain.click(retrain_ui, None, [retrain_result, ui.info, ui.sketch_choice,
                                             ui.photo_choice, ui.teach_class],

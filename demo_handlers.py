@@ -194,6 +194,9 @@ def access_note(request):
 
 
 def correction_message(saved):
+    if saved.get("already_saved"):
+        return (f"✅ Already saved: it is a **{md(saved['label'])}** "
+                f"(correction #{saved['correction']}, {saved['status']}).")
     if saved["status"] == "accepted":
         return (f"✅ Saved and accepted: it is a **{md(saved['label'])}** "
                 f"(correction #{saved['correction']}). It is used at the next retrain.")
@@ -250,12 +253,20 @@ def classify_photo(image):
 
 
 def read_sketch(value):
-    """The Draw tab -> (label, verdict, what a correction refers to)."""
+    """The Draw tab -> (label, verdict, what a correction refers to, what the
+    model saw). A correction is bound to the drawing the shown answer is
+    about, whose picture is beside it, never to a later or earlier canvas."""
     image = sketch_image(value)
-    result = _classify_or_blank(image)
+    result, seen = _seen_or_blank(image)
     if result is None:
-        return BLANK_LABEL, verdict(None), None
-    return label_value(result), verdict(result), shown(image, "sketch", result)
+        return BLANK_LABEL, verdict(None), None, None
+    return label_value(result), verdict(result), shown(image, "sketch", result, seen), seen
+
+
+def cleared_sketch():
+    """The Draw tab once its canvas is cleared: no answer, nothing to correct,
+    no class chosen, no message left over from the drawing that is gone."""
+    return BLANK_LABEL, verdict(None), None, None, None, "", ""
 
 
 def read_photo(image, source="upload"):
@@ -278,7 +289,7 @@ def shown(image, source, result, seen=None):
 
 
 sketch_ui = pop_up_errors(read_sketch)
-sketch_live_ui = errors_in_verdict(read_sketch)
+sketch_live_ui = errors_in_verdict(read_sketch, outputs=4)
 webcam_ui = errors_in_verdict(functools.partial(read_photo, source="webcam"), outputs=4)
 
 

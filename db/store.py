@@ -348,10 +348,17 @@ class Store(Connection):
 
         `image` holds `data`, `width` and `height` (stored form); `prediction`
         holds `version`, `label`, `confidence` and `top`, or is None when no
-        model answered. Returns (correction id, image id).
+        model answered. Returns (correction id, image id, whether it is new):
+        the same image corrected to the same label by the same sender, and not
+        rejected, is stored once (a double click, a resent request).
         """
-        with self.transaction():
+        with self.transaction() as db:
             image_id, _ = self.add_image(source=source, **image)
+            same = db.execute(
+                "SELECT id FROM corrections WHERE image_id = ? AND label = ? AND sender = ?"
+                " AND status != 'rejected'", [image_id, clean_label(label), sender]).fetchone()
+            if same:
+                return same[0], image_id, False
             prediction_id = None
             if prediction is not None:
                 prediction_id = self.add_prediction(
@@ -361,7 +368,7 @@ class Store(Connection):
                 image_id, label, source, sender,
                 predicted_label=prediction["label"] if prediction else None,
                 prediction_id=prediction_id, accept=accept)
-        return correction_id, image_id
+        return correction_id, image_id, True
 
     def prediction(self, prediction_id):
         rows = list(self.db.query("SELECT * FROM predictions WHERE id = ?", [prediction_id]))

@@ -12,16 +12,18 @@ def record(store, image, label, source, sender, prediction=None, predict=None, a
     `prediction` is what the model answered ({"version", "label",
     "confidence", "top"}); without one, `predict(image)` is asked once the
     correction is known to be valid, and may answer None when no model can.
-    Returns what was saved."""
+    Returns what was saved; `already_saved` when this sender had already
+    made this very correction (it is not stored twice)."""
     label = clean_label(label or "")
     check_source(source, CORRECTION_SOURCES)
     require_ink(image)
     if prediction is None and predict is not None:
         prediction = predict(image)
     data, width, height = stored_form(image)
-    correction_id, image_id = store.record_correction(
+    correction_id, image_id, new = store.record_correction(
         {"data": data, "width": width, "height": height}, label, source, sender,
         prediction=prediction, accept=accept)
     return {"correction": correction_id, "image": image_id, "label": label,
             "predicted": prediction["label"] if prediction else None,
-            "status": "accepted" if accept else "pending", "sender": sender}
+            "status": "accepted" if accept else "pending", "sender": sender,
+            "already_saved": not new}

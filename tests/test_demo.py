@@ -56,7 +56,7 @@ def test_fresh_database_is_seeded_trained_and_served_by_the_starter(backbone, tm
         # While the first model trains the page says so, and keeps polling.
         assert "Preparing the first model" in handlers.status()
         assert handlers.page_state(demo.ui)[demo.ui.timer].active is True
-        label, text, shown = handlers.sketch_live_ui(sketch_value(draw_shape("star", seed=76)))
+        label, text, shown, _ = handlers.sketch_live_ui(sketch_value(draw_shape("star", seed=76)))
         assert label is None and "still being trained" in text and shown is None
         assert handlers.app.model.wait_ready(timeout=300), handlers.status()
         store = Store(tmp_path / "fresh.db")
@@ -100,7 +100,7 @@ def test_blank_canvas_says_draw_something_instead_of_guessing(served):
     white = Image.new("RGB", (400, 400), "white")
     assert handlers.classify_sketch(sketch_value(white)) == handlers.BLANK_LABEL
     assert handlers.classify_sketch(None) == handlers.BLANK_LABEL
-    label, text, shown = handlers.sketch_ui(sketch_value(white))
+    label, text, shown, _ = handlers.sketch_ui(sketch_value(white))
     assert label == handlers.BLANK_LABEL and "Draw something" in text and shown is None
 
 
@@ -147,11 +147,31 @@ def test_an_input_unlike_every_class_is_answered_i_dont_know_with_the_nearest_cl
 
 def test_sketch_ui_keeps_the_prediction_shown_for_a_later_correction(served):
     import demo_handlers as handlers
-    label, text, shown = handlers.sketch_ui(sketch_value(draw_shape("circle", seed=3)))
+    label, text, shown, _ = handlers.sketch_ui(sketch_value(draw_shape("circle", seed=3)))
     assert shown["source"] == "sketch"
     assert shown["prediction"]["label"] == "circle" == max(label, key=label.get)
     assert shown["prediction"]["version"] == served.model.store.live_version_id()
     assert "circle" in text
+
+
+def test_the_same_correction_sent_twice_is_stored_once(served):
+    import demo_handlers as handlers
+    image = draw_shape("triangle", seed=44)
+    first = handlers.correct(image, "wedge", "sketch", None)
+    again = handlers.correct(image, "wedge", "sketch", None)
+    rows = [c for c in served.model.store.corrections() if c["label"] == "wedge"]
+    assert len(rows) == 1 and again["correction"] == first["correction"] == rows[0]["id"]
+    assert "Already saved" in handlers.correction_message(again)
+    # Another label for the same drawing is another correction.
+    assert handlers.correct(image, "arrow", "sketch", None)["correction"] != rows[0]["id"]
+
+
+def test_a_cleared_canvas_leaves_no_answer_nothing_to_correct_and_no_message():
+    import demo_handlers as handlers
+    label, text, kept, seen, choice, new, saved = handlers.cleared_sketch()
+    assert label == handlers.BLANK_LABEL and "Draw something" in text
+    assert kept is seen is choice is None and new == saved == ""
+    assert "Nothing to correct yet" in handlers.correct_ui(kept, "star", "", None)
 
 
 def test_anonymous_correction_stores_image_prediction_and_pending_label(served):
@@ -185,7 +205,7 @@ def test_owner_correction_is_accepted_at_once_and_labels_the_image(served):
 
 def test_correction_ui_prefers_the_typed_new_class_and_confirms_it_was_saved(served):
     import demo_handlers as handlers
-    _, _, shown = handlers.sketch_ui(sketch_value(draw_shape("star", seed=8)))
+    _, _, shown, _ = handlers.sketch_ui(sketch_value(draw_shape("star", seed=8)))
     message = handlers.correct_ui(shown, "circle", "  sun  ", request_as(None))
     assert message.startswith("✅ Saved") and "sun" in message and "pending" in message
     assert served.model.store.corrections()[-1]["label"] == "sun"
@@ -257,7 +277,7 @@ def test_teaching_a_new_class_and_retraining_switches_the_live_model_without_res
     assert after != before
     assert calls, "retraining reported no progress"
     # The same Classifier object now serves the new version, with the new class.
-    label, _, shown = handlers.sketch_ui(sketch_value(draw_cross(np.random.default_rng(999))))
+    label, _, shown, _ = handlers.sketch_ui(sketch_value(draw_cross(np.random.default_rng(999))))
     assert shown["prediction"]["version"] == after
     assert max(label, key=label.get) == "cross"
     assert "cross" in handlers.model_info()

@@ -5,6 +5,7 @@ that is a failure. Screenshots are kept in the artifacts folder.
 """
 import io
 import math
+import time
 
 import numpy as np
 import pytest
@@ -29,11 +30,13 @@ def stroke(page, points, steps=1):
 
 
 def open_sketchpad(browser, url):
-    """A page of the demo with its sketchpad canvas ready: (page, canvas)."""
+    """A page of the demo with its sketchpad canvas ready, the brush chosen
+    (the page selects it on load): (page, canvas)."""
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(url)
     canvas = page.locator("#sketchpad canvas").first
     canvas.wait_for(timeout=TIMEOUT_MS)
+    page.wait_for_selector("#sketchpad button[aria-label='Brush']", timeout=TIMEOUT_MS)
     page.wait_for_timeout(500)
     return page, canvas
 
@@ -43,8 +46,6 @@ def test_drawing_a_circle_shows_circle_and_a_correction_is_saved(server, playwri
     browser = open_browser(playwright)
     try:
         page, canvas = open_sketchpad(browser, url)
-        # Drawing starts with the brush: the page selects it on load.
-        page.wait_for_selector("#sketchpad button[aria-label='Brush']", timeout=TIMEOUT_MS)
         box = canvas.bounding_box()
         cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         r = min(box["width"], box["height"]) * 0.3
@@ -81,22 +82,56 @@ def test_drawing_a_circle_shows_circle_and_a_correction_is_saved(server, playwri
     assert stored.mode == "RGB"  # normalized: flattened onto white
 
 
-def test_clearing_the_canvas_goes_back_to_draw_something(server, playwright):
-    url, _ = server
+def test_a_correction_is_bound_to_the_answer_shown_and_cleared_with_the_canvas(
+        server, playwright, monkeypatch):
+    url, app = server
     browser = open_browser(playwright)
     try:
         page, canvas = open_sketchpad(browser, url)
         box = canvas.bounding_box()
-        x0, y0 = box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.3
-        side = min(box["width"], box["height"]) * 0.4
-        square = [(x0, y0), (x0 + side, y0), (x0 + side, y0 + side), (x0, y0 + side), (x0, y0)]
-        stroke(page, square)
+        # The drawing area is the middle of the pad; its sides are grey margin.
+        x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
+        side = min(box["width"], box["height"]) * 0.35
+        stroke(page, [(x0, y0), (x0 + side, y0), (x0 + side, y0 + side), (x0, y0 + side),
+                      (x0, y0)])
         verdict = page.locator("#sketch-verdict")
         verdict.filter(has_text="square").wait_for(timeout=TIMEOUT_MS)
+        # What the model saw is shown beside its answer.
+        page.locator("#sketch-seen img").wait_for(timeout=TIMEOUT_MS)
+
+        # A newer stroke whose answer is slow to come: the correction clicked
+        # meanwhile is about the drawing whose answer is on screen.
+        real = app.model.classify_seen
+        monkeypatch.setattr(app.model, "classify_seen",
+                            lambda image: (time.sleep(5), real(image))[1])
+        right = box["x"] + box["width"] * 0.72
+        stroke(page, [(right, y0), (right, y0 + side)])
+        page.locator("#sketch-correct-new textarea, #sketch-correct-new input").first.fill("house")
+        page.locator("#sketch-correct-send").click()
+        saved = page.locator("#sketch-correct-saved")
+        saved.filter(has_text="Saved").wait_for(timeout=TIMEOUT_MS)
+        page.locator("#sketch-correct-send").click()
+        saved.filter(has_text="Already saved").wait_for(timeout=TIMEOUT_MS)
+        monkeypatch.undo()
+
         page.locator("#sketchpad button[aria-label='Clear canvas']").click()
         verdict.filter(has_text="Draw something").wait_for(timeout=TIMEOUT_MS)
+        page.wait_for_function(
+            "() => !document.querySelector('#sketch-correct-saved').innerText.trim()"
+            " && !document.querySelector('#sketch-seen img')", timeout=TIMEOUT_MS)
+        typed = page.locator("#sketch-correct-new textarea, #sketch-correct-new input").first
+        assert typed.input_value() == ""
+        page.locator("#sketch-correct-send").click()
+        saved.filter(has_text="Nothing to correct").wait_for(timeout=TIMEOUT_MS)
     finally:
         browser.close()
+    [row] = [c for c in app.model.store.corrections() if c["label"] == "house"]
+    assert row["predicted_label"] == "square"
+    stored = np.asarray(Image.open(io.BytesIO(app.model.store.image(row["image_id"])["data"]))
+                        .convert("L"))
+    inked = np.flatnonzero((stored < 128).any(axis=0)) / stored.shape[1]
+    # The square's strokes only: nothing where the later line was drawn.
+    assert inked.size and inked.max() < 0.7, inked.max()
 
 
 def write_y4m(path, image, frames=20, size=(640, 480)):

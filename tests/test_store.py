@@ -269,6 +269,20 @@ def test_accepted_on_arrival_correction_labels_immediately(store):
     assert store.corrections()[0]["status"] == "accepted"
 
 
+def test_a_correction_is_stored_once_until_it_is_rejected(store):
+    image = {k: v for k, v in item(b"img").items() if k in ("data", "width", "height")}
+    first, image_id, new = store.record_correction(image, "square", "sketch", "alice")
+    assert new and store.record_correction(image, "square", "sketch", "alice") == (
+        first, image_id, False)
+    # Another sender, or another label, is another correction.
+    assert store.record_correction(image, "square", "sketch", "bob")[2]
+    assert store.record_correction(image, "star", "sketch", "alice")[2]
+    store.review_corrections([first], "rejected", "owner")
+    again, _, new = store.record_correction(image, "square", "sketch", "alice")
+    assert new and again != first
+    assert len(store.corrections()) == 4
+
+
 def test_review_of_many_corrections_is_all_or_none(store):
     image_id, _ = store.add_image(**item(b"img", label="circle"))
     pending = store.add_correction(image_id, "square", "sketch", "alice")
