@@ -14,6 +14,7 @@ happens on the event loop. Templates escape everything. Images are served
 only from the database, always as image/png, with nosniff and a
 Content-Security-Policy that allows no inline script.
 """
+import contextlib
 import secrets
 
 from fastapi import FastAPI
@@ -27,7 +28,7 @@ from labeler import security, web
 from labeler.settings import settings
 from labeler.cache import LRU
 from labeler.routes import capture, classes, export, images, review, versions
-from service.jobs import Jobs
+from service.jobs import Jobs, LiveWatcher
 
 
 def create_app(store_path, password=None, train_options=None):
@@ -37,10 +38,20 @@ def create_app(store_path, password=None, train_options=None):
     `train_options` are the model.train options of the Retrain button.
     """
     store = Store(store_path)
-    app = FastAPI(title="Sketchlab labeler", docs_url=None, redoc_url=None, openapi_url=None)
+    jobs = Jobs(store, train_options)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        # While serving, the predictions follow the live version, whoever made it.
+        watcher = LiveWatcher(jobs, settings.watch_live_every).start()
+        yield
+        watcher.stop()
+
+    app = FastAPI(title="Sketchlab labeler", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
     # What the routes share, reached through the dependencies in labeler.web.
     app.state.store = store
-    app.state.jobs = Jobs(store, train_options)
+    app.state.jobs = jobs
     app.state.templates = web.templates()
     app.state.csrf_secret = secrets.token_bytes(32)
     app.state.flash = web.Flash()

@@ -22,6 +22,9 @@ settings = Settings(
     Setting("flash_keep", 200, "Flash messages kept for the redirect that follows a POST."),
     Setting("export_cache", 4, "Model exports kept in memory (a TFLite conversion takes "
             "seconds)."),
+    Setting("watch_live_every", 2.0, "Seconds between checks whether another process (the "
+            "demo, python -m model.train) made a version live; its predictions are then "
+            "computed in the background, so the model filters and sorts stay right."),
     Setting("confusion_cache", 32, "Confusion-matrix pictures kept in memory: the version page "
             "needs the cell positions and the browser then asks for the same picture."),
 )

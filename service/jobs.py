@@ -120,6 +120,43 @@ class Jobs:
         return self.start("predictions", run)
 
 
+class LiveWatcher:
+    """Keeps the stored predictions those of the live version, whichever
+    process made it live (`python -m model.train`, the demo, a rollback): every
+    `every` seconds it compares the live version with the one it last saw, and
+    on a change (or at start) scores the images that version has not scored
+    yet as a refresh job, head only on cached features (seconds for
+    thousands). A change seen while another job runs waits for it."""
+
+    def __init__(self, jobs, every):
+        self.jobs, self.every = jobs, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="live-watcher", daemon=True)
+        self.seen = None
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(self.every + 5)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                store = self.jobs.store
+                live = store.live_version_id()
+                # A job that made the version live has scored its images already:
+                # no new job then, whose status would replace that job's result.
+                if live not in (None, self.seen) and not self.jobs.running() and (
+                        not labeling.unpredicted_image_ids(store, live) or self.jobs.refresh()):
+                    self.seen = live
+            except SketchError as error:  # a locked or vanished file: try again later
+                log.warning("watching the live version: %s", error)
+            self._stop.wait(self.every)
+
+
 def refresh_predictions(store, report=None, only_missing=True):
     """Score the live images the live version has not scored yet; returns how many."""
     from model.scoring import score_images

@@ -248,6 +248,32 @@ def test_grid_filters_by_predicted_class(trained):
     assert set(tile_ids(client.get("/images?predicted=square&per_page=200").text)) == expected
 
 
+def test_a_version_made_live_by_another_process_is_scored_in_the_background(
+        trained, monkeypatch):
+    import time
+    import httpx
+    from labeler.app import create_app
+    from labeler.settings import settings
+    from tests.helpers.common import run_cli
+    from tests.helpers.labeler import served
+    path, store = trained
+    monkeypatch.setattr(settings, "watch_live_every", 0.2)
+    with served(create_app(path)) as url:
+        # A retrain in its own process, as `python -m model.train` is run.
+        made = json.loads(run_cli("-m", "model.train", "--db", str(path), "--seed", "7",
+                                  "--force").stdout.splitlines()[-1])
+        assert made["live"]
+        deadline = time.monotonic() + 300  # only there so that a failure does not hang
+        while labeling.unpredicted_image_ids(store, made["version"]):
+            assert time.monotonic() < deadline, "the new version's predictions never came"
+            time.sleep(0.2)
+        grid = httpx.get(f"{url}/images?predicted=square&per_page=200").text
+    expected = {r[0] for r in store.db.execute(
+        "SELECT image_id FROM predictions WHERE model_version = ? AND label = 'square'",
+        [made["version"]])}
+    assert expected and set(tile_ids(grid)) == expected
+
+
 def test_renaming_a_class_keeps_its_images_correctly_predicted_and_serving_follows(trained):
     from model.classifier import Classifier
     from tests.helpers.demo import draw_shape
