@@ -51,7 +51,7 @@ def main(argv=None):
     rows = quickdraw(train_per_class=sizes[0])
     store = Store(Path(tempfile.mkdtemp(prefix="sketchlab-bench-")) / "bench.db")
     ids = fill_store(store, rows)
-    accuracy, by_seed = {}, {}
+    accuracy, by_seed, baselines = {}, {}, {}
     for per_class in sizes:
         rank, drop = {}, []
         for image_id, (label, split, _) in zip(ids, rows):
@@ -69,12 +69,45 @@ def main(argv=None):
                   f"({result['train_images']} train images, {result['seconds']:.1f} s)",
                   flush=True)
         accuracy[per_class] = round(float(np.mean(by_seed[per_class])), 4)
+        baselines[per_class] = _baselines(store)
+        print(f"{per_class:>4} per class, baselines on the same features: "
+              + ", ".join(f"{name} {value:.4f}" for name, value in baselines[per_class].items()),
+              flush=True)
     precision = _float16_check(rows)
     _plot(accuracy, args.plot)
     print(json.dumps({"accuracy": {str(k): v for k, v in sorted(accuracy.items())},
                       "accuracy_by_seed": {str(k): v for k, v in sorted(by_seed.items())},
+                      "baselines": {str(k): v for k, v in sorted(baselines.items())},
                       "float16_vs_float32_at_100": precision, "views": args.views,
                       "alpha": ALPHA, "plot": args.plot, "machine": machine()}))
+
+
+def _baselines(store):
+    """Test accuracy of two plain classifiers on the same cached features as
+    the head (the plain view: cross-validation must not split an image's views
+    across folds): a logistic regression whose regularization is chosen by
+    stratified cross-validation (scikit-learn's LogisticRegressionCV on
+    standardized features), and the nearest class mean by cosine."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from model.features import feature_matrix
+    from model.trust import unit_rows
+    train, test = store.labeled_images("train"), store.labeled_images("test")
+    labels = dict(train + test)
+    x, found = feature_matrix(store, ALPHA, INPUT_SIZE, [(i, 0) for i, _ in train])
+    xt, found_t = feature_matrix(store, ALPHA, INPUT_SIZE, [(i, 0) for i, _ in test])
+    y = np.array([labels[i] for i, _ in found])
+    yt = np.array([labels[i] for i, _ in found_t])
+    smallest = min(np.unique(y, return_counts=True)[1])
+    logistic = make_pipeline(StandardScaler(), LogisticRegressionCV(
+        Cs=10, cv=int(min(5, smallest)), max_iter=2000))
+    logistic.fit(x, y)
+    classes = sorted(set(y))
+    means = unit_rows(np.stack([unit_rows(x[y == c]).mean(axis=0) for c in classes]))
+    nearest = np.array(classes)[(unit_rows(xt) @ means.T).argmax(axis=1)]
+    return {"logistic regression (CV)": round(float((logistic.predict(xt) == yt).mean()), 4),
+            "nearest class mean": round(float((nearest == yt).mean()), 4)}
 
 
 def _float16_check(rows, per_class=100):

@@ -294,6 +294,17 @@ def test_a_class_without_test_images_is_measured_on_a_holdout_of_its_own():
     assert evaluation_split(train, test) == (kept, evaluated, source)
 
 
+def test_a_class_with_few_examples_keeps_them_all_for_training():
+    from model.train import MIN_IMAGES_FOR_VALIDATION, _validation_split
+    few, many = MIN_IMAGES_FOR_VALIDATION - 1, MIN_IMAGES_FOR_VALIDATION
+    groups = np.concatenate([np.repeat(np.arange(few), 3), 100 + np.repeat(np.arange(many), 3)])
+    y = np.array([0] * (3 * few) + [1] * (3 * many))
+    fit, validation = _validation_split(y, groups, 0.1)
+    assert set(y[validation]) == {1} and 0 < len(validation) < 3 * many
+    # Every view of a validation image is held out with it.
+    assert not set(groups[fit]) & set(groups[validation])
+
+
 def test_evaluation_names_the_classes_it_could_not_measure():
     from model.train import evaluate
     probabilities = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1]])
