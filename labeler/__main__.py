@@ -1,17 +1,18 @@
 """python -m labeler [--db PATH] [--host H] [--port P] [--password PW]: the
 batch-labeling web tool. Bound to anything but a loopback address it needs a
 password (--password or $SKETCHLAB_LABELER_PASSWORD); the browser asks for it
-(any user name)."""
+(any user name). It answers only requests that name localhost, the --host
+address or an --allowed-host name, so a web page cannot reach it under its
+own name (DNS rebinding)."""
 import argparse
 import os
 import sys
 
 from db import default_path
 from db.cli import add_db_option, exit_on_error
-from labeler.security import PASSWORD_ENV
+from labeler.security import DEFAULT_HOST, PASSWORD_ENV
 from service.access import is_loopback
 
-DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7861
 
 
@@ -22,6 +23,10 @@ def parse(argv=None):
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address (default: {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port (default: {DEFAULT_PORT})")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="a host name the labeler is reached by, besides localhost and "
+                             "--host (repeatable); requests naming any other host are "
+                             "refused, which stops DNS rebinding")
     parser.add_argument("--password", default=None,
                         help=f"required off localhost (default: ${PASSWORD_ENV})")
     parser.add_argument("--alpha", type=float, default=None,
@@ -40,7 +45,8 @@ def main(argv=None):
     from labeler.app import create_app
     with exit_on_error():
         app = create_app(args.db or default_path(), password=password,
-                         train_options={"alpha": args.alpha} if args.alpha else None)
+                         train_options={"alpha": args.alpha} if args.alpha else None,
+                         host=args.host, allowed_hosts=args.allowed_host)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"Labeler on http://{host}:{args.port}/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -3,7 +3,7 @@ every flow works as plain HTML forms; labeler/static/labeler.js only makes
 them faster (keyboard, shift-click, drag and drop, webcam bursts, live
 retrain progress).
 
-`create_app(store_path, password=None, train_options=None)` builds the app;
+`create_app(store_path, password=None, train_options=None, ...)` builds the app;
 `python -m labeler` serves it. All SQL lives in db/labeling.py, all
 TensorFlow work in model/, ingestion and jobs in service/; the routes in
 labeler/routes/ only wire requests to them, guarded by labeler/security.py.
@@ -28,14 +28,18 @@ from labeler import security, web
 from labeler.settings import settings
 from labeler.cache import LRU
 from labeler.routes import capture, classes, export, images, review, versions
+from service import access
 from service.jobs import Jobs, LiveWatcher
 
 
-def create_app(store_path, password=None, train_options=None):
+def create_app(store_path, password=None, train_options=None, host=security.DEFAULT_HOST,
+               allowed_hosts=()):
     """The labeler as a FastAPI app on the SQLite file `store_path`.
 
     With `password`, every request must sign in (HTTP Basic, any user name).
     `train_options` are the model.train options of the Retrain button.
+    Requests must name `host` (the address it is bound to), a loopback name
+    or one of `allowed_hosts` (service.access.allowed_hosts).
     """
     store = Store(store_path)
     jobs = Jobs(store, train_options)
@@ -59,7 +63,8 @@ def create_app(store_path, password=None, train_options=None):
     app.state.exports = LRU(settings.export_cache)
     app.state.confusion = LRU(settings.confusion_cache)
 
-    app.middleware("http")(security.guard(password, refuse=web.error_response))
+    hosts = access.allowed_hosts(host, allowed_hosts, password=password is not None)
+    app.middleware("http")(security.guard(password, refuse=web.error_response, hosts=hosts))
     app.add_exception_handler(SketchError, web.sketch_error)
     app.add_exception_handler(RequestValidationError, web.invalid_request)
     app.add_exception_handler(StarletteHTTPException, web.http_error)

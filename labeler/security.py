@@ -1,6 +1,6 @@
-"""The labeler's request guards: the password (HTTP Basic), the request-size
-check, the CSRF cookie and token, the same-site check and the security
-headers.
+"""The labeler's request guards: the host name (against DNS rebinding), the
+password (HTTP Basic), the request-size check, the CSRF cookie and token,
+the same-site check and the security headers.
 
 Every mutating request is a POST carrying a CSRF token (an HMAC of a
 per-browser cookie under a per-process secret) and, when the browser sends
@@ -23,9 +23,12 @@ from starlette.formparsers import MultiPartException
 from db.errors import SketchError
 from labeler.settings import settings
 from model.errors import BadImage
+from service.access import HostNotAllowed, check_host
 from service.ingest import TooLarge
 
 PASSWORD_ENV = "SKETCHLAB_LABELER_PASSWORD"
+# This computer only, unless told otherwise (anywhere else needs a password).
+DEFAULT_HOST = "127.0.0.1"
 CSRF_COOKIE = "labeler_csrf"
 CSRF_FIELD = "csrf"
 CSRF_COOKIE_BYTES = 32
@@ -88,11 +91,17 @@ def check_same_site(request):
             raise Forbidden("Cross-site request refused.")
 
 
-def guard(password, refuse):
-    """The HTTP middleware: sign-in (when `password` is set), the size check,
-    the CSRF cookie and the security headers. It runs outside the app's
-    exception handlers, so `refuse(request, error)` renders a refused request."""
+def guard(password, refuse, hosts=None):
+    """The HTTP middleware: the Host check (`hosts`, see
+    service.access.allowed_hosts), sign-in (when `password` is set), the size
+    check, the CSRF cookie and the security headers. It runs outside the
+    app's exception handlers, so `refuse(request, error)` renders a refused
+    request."""
     async def middleware(request, call_next):
+        try:
+            check_host(request.headers.get("host"), hosts)
+        except HostNotAllowed as error:
+            return refuse(request, error)
         if password is not None and not signed_in(request, password):
             return Response("Sign in with the labeler password.", status_code=401,
                             headers={"WWW-Authenticate": 'Basic realm="labeler"'},

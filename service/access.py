@@ -10,10 +10,13 @@
     retraining is never reachable through a public link without a password.
 """
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from db.errors import SketchError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# Bound to one of these, a server answers on every address of the machine.
+WILDCARDS = ("0.0.0.0", "::", "")
 AUTH_ENV = "SKETCHLAB_AUTH"
 
 
@@ -22,8 +25,42 @@ class NotAllowed(SketchError):
     status = 403
 
 
+class HostNotAllowed(SketchError):
+    """A request for a host name this server does not answer to: what a DNS
+    rebinding attack sends, a page of another site reaching a local server
+    under its own name."""
+    status = 400
+
+
 def is_loopback(host):
     return host in LOOPBACK
+
+
+def allowed_hosts(bound, extra=(), password=False):
+    """The host names a server bound to `bound` answers to: the loopback names,
+    the bound address and `extra` (the names it is reached by, given by its
+    owner). None (any name) only for a server bound to every address with a
+    password and no names given: a rebinding page cannot sign in."""
+    extra = {name.strip().lower().strip("[]") for name in extra if name.strip()}
+    if bound in WILDCARDS:
+        if password and not extra:
+            return None
+        return frozenset(LOOPBACK) | extra
+    return frozenset(LOOPBACK) | {bound.lower()} | extra
+
+
+def check_host(header, allowed):
+    """HostNotAllowed unless the Host header names an allowed host (any port)."""
+    if allowed is None:
+        return
+    try:
+        name = urlsplit("//" + (header or "")).hostname
+    except ValueError:
+        name = None
+    if name not in allowed:
+        raise HostNotAllowed(f"This server does not answer to the host name "
+                             f"{(header or '(none)')[:100]!r}. If that is how you reach it, "
+                             f"start it with --allowed-host NAME.")
 
 
 @dataclass

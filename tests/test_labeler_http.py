@@ -211,8 +211,36 @@ def test_a_cross_site_post_is_refused_even_with_a_valid_token(db, client):
                        headers={"Referer": "https://evil.example/x"}).status_code == 403
     assert not store.image(train[0])["deleted_at"]
     assert client.post("/images/batch", data=data,
-                       headers={"Origin": "http://testserver"},
+                       headers={"Origin": "http://127.0.0.1"},
                        follow_redirects=False).status_code == 303
+
+
+def test_a_page_of_another_site_cannot_reach_the_labeler_under_its_own_name(db, client):
+    # DNS rebinding: evil.example resolves to 127.0.0.1, so the browser sends
+    # the attacker's host name (and origin) to the local labeler.
+    _, store, train, _ = db
+    evil = {"Host": "evil.example:7861"}
+    exported = client.get("/export/dataset.zip", headers=evil)
+    assert exported.status_code == 400 and "evil.example" in exported.text
+    assert 'name="csrf"' not in client.get("/classes", headers=evil).text
+    data = {"ids": train[:2], "action": "delete", "csrf": token(client)}
+    assert client.post("/images/batch", data=data, headers={
+        **evil, "Origin": "http://evil.example:7861"}).status_code == 400
+    assert not store.image(train[0])["deleted_at"]
+    for name in ("localhost:7861", "127.0.0.1", "[::1]:7861", "LOCALHOST"):
+        assert client.get("/images", headers={"Host": name}).status_code == 200, name
+
+
+def test_only_the_names_the_owner_gives_are_answered_besides_localhost(db):
+    from service.access import allowed_hosts
+    client = client_for(db[0], host="0.0.0.0", password="s3cret",
+                        allowed_hosts=["labeler.lan"])
+    signed = {"auth": ("any", "s3cret")}
+    assert client.get("/images", headers={"Host": "labeler.lan:7861"}, **signed).status_code == 200
+    assert client.get("/images", headers={"Host": "10.0.0.9:7861"}, **signed).status_code == 400
+    assert allowed_hosts("0.0.0.0", password=True) is None  # any name: the password guards
+    assert "192.168.1.5" in allowed_hosts("192.168.1.5")
+    assert allowed_hosts("0.0.0.0") == {"127.0.0.1", "localhost", "::1"}
 
 
 def test_a_password_protects_every_page_and_image(db):

@@ -20,7 +20,8 @@ def client_for(path, **kwargs):
     from fastapi.testclient import TestClient
     from labeler.app import create_app
     kwargs.setdefault("train_options", TRAIN_OPTIONS)
-    return TestClient(create_app(path, **kwargs))
+    # The address the labeler is bound to: it answers no other host name.
+    return TestClient(create_app(path, **kwargs), base_url="http://127.0.0.1")
 
 
 def token(client, page="/images"):
