@@ -18,14 +18,15 @@ import sys
 from types import SimpleNamespace
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from db.cli import add_db_option
-from demo_handlers import (app, classify_photo, classify_sketch, cleared_sketch, correct,
-                           correct_ui, keep_frame, on_load, page_state, retrain_ui, settings,
-                           sketch_live_ui, sketch_ui, teach_photo_ui, teach_sketch_ui,
+from demo_handlers import (HostGuard, app, classify_photo, classify_sketch, cleared_sketch,
+                           correct, correct_ui, keep_frame, on_load, page_state, retrain_ui,
+                           settings, sketch_live_ui, sketch_ui, teach_photo_ui, teach_sketch_ui,
                            uploaded_ui, verdict, webcam_ui)
 from model.classifier import TOP_K
-from service import ingest
+from service import access, ingest
 from service.access import AUTH_ENV, is_loopback
 
 # Select the brush, so drawing starts at the first stroke (Gradio opens the
@@ -238,6 +239,10 @@ def parser():
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     p.add_argument("--share", action="store_true", help="also make a public Gradio link")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a host name this computer reaches the demo by, besides localhost "
+                   "(repeatable); on loopback without --share, requests naming any other "
+                   "host are refused, which stops DNS rebinding")
     p.add_argument("--auth", default=None,
                    help=f"user:password protecting the app (default: ${AUTH_ENV}); "
                    "that user is the owner")
@@ -247,13 +252,20 @@ def parser():
     return p
 
 
-def launch_options(host, port, share=False, auth=None):
+def launch_options(host, port, share=False, auth=None, allowed_hosts=()):
     """The keyword arguments of `demo.launch()`. The tests launch with these too,
-    so the upload limit and error display they check are the ones served."""
+    so the upload limit, error display and host guard they check are the ones
+    served. Only a demo on this computer alone (loopback, no share link) is
+    held to its host names: it lets anyone there teach and retrain, which a
+    page reaching it by DNS rebinding must not; an exposed demo answers
+    strangers anyway and keeps teaching for its owner."""
+    local = is_loopback(host) and not share
+    hosts = access.allowed_hosts(host, allowed_hosts) if local else None
     return dict(server_name=host, server_port=port, share=share, auth=auth,
                 auth_message="Sign in as the SketchLab owner." if auth else None,
                 prevent_thread_lock=True, show_error=True,
-                max_file_size=settings.max_file_size, ssr_mode=False, quiet=True)
+                max_file_size=settings.max_file_size, ssr_mode=False, quiet=True,
+                app_kwargs={"middleware": [Middleware(HostGuard, hosts=hosts)]})
 
 
 def main(argv=None):
@@ -267,7 +279,8 @@ def main(argv=None):
         print("note: no --auth: adding examples and retraining are disabled while the app is "
               "exposed (share link or non-loopback host).", flush=True)
     app.model.start()
-    demo.launch(**launch_options(args.host, args.port, share=args.share, auth=auth))
+    demo.launch(**launch_options(args.host, args.port, share=args.share, auth=auth,
+                                 allowed_hosts=args.allowed_host))
     app.share_url = demo.share_url
     if args.share and demo.share_url is None:
         print(f"warning: no public share link could be made (no internet access, or the "

@@ -8,6 +8,7 @@ the verdict line for live events (strokes, webcam frames).
 import functools
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import gradio as gr
 
@@ -15,7 +16,7 @@ from db.errors import SketchError, StorageError
 from model.errors import BadImage, BlankSketch, NoLiveModel, NotEnoughData, WeightsMissing
 from model.images import decode, picture, to_rgb
 from service import ingest, lifecycle
-from service.access import Access, NotAllowed
+from service.access import Access, HostNotAllowed, NotAllowed, check_host
 from service.jobs import Busy
 from service.lifecycle import LiveModel, Phase
 from service.settings import Setting, Settings
@@ -421,3 +422,43 @@ def on_load(ui, request):
     allowed = gr.update(interactive=app.access.may_teach(user_of(request)))
     return {**page_state(ui), ui.note: access_note(request), ui.add_drawing: allowed,
             ui.add_photo: allowed, ui.retrain: allowed}
+
+
+# -- the host guard -------------------------------------------------------------------
+
+class HostGuard:
+    """ASGI middleware in front of the Gradio app: a request must name an
+    allowed host (`hosts`, service.access.allowed_hosts; None allows any), and
+    a request that changes something (not GET or HEAD) from a page must come
+    from a page of an allowed host. Run locally without a password the demo
+    lets anyone teach and retrain; without this guard a web page could reach
+    it under its own name (DNS rebinding) and do so."""
+
+    def __init__(self, app, hosts):
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket") and self.hosts is not None:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                       for k, v in scope["headers"]}
+            try:
+                check_host(headers.get("host"), self.hosts)
+                origin = headers.get("origin")
+                if origin is not None and scope.get("method", "GET") not in ("GET", "HEAD"):
+                    check_host(urlsplit(origin).netloc, self.hosts)
+            except HostNotAllowed as error:
+                await _refuse(scope, send, error)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _refuse(scope, send, error):
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = str(error).encode()
+    await send({"type": "http.response.start", "status": error.status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+

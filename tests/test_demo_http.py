@@ -136,3 +136,41 @@ def test_share_without_internet_says_so_and_keeps_serving_locally(backbone, tmp_
         assert top_label(value) == "square"
     finally:
         proc.stop()
+
+
+def test_a_page_of_another_site_cannot_reach_the_local_demo_under_its_own_name(server, tmp_path):
+    # DNS rebinding: evil.example resolves to 127.0.0.1, so the browser sends
+    # the attacker's host name and origin to the local demo, which lets
+    # anyone on this computer teach and retrain.
+    import httpx
+    from urllib.parse import urlsplit
+    url = server[0].rstrip("/")
+    port = urlsplit(url).port
+    path = tmp_path / "x.png"
+    draw_shape("circle", seed=5).save(path)
+
+    def upload(**headers):
+        with open(path, "rb") as file:
+            return httpx.post(f"{url}/gradio_api/upload", files={"files": file},
+                              headers=headers)
+    evil = f"evil.example:{port}"
+    page = httpx.get(f"{url}/", headers={"Host": evil})
+    assert page.status_code == 400 and "evil.example" in page.text
+    assert upload(Host=evil, Origin=f"http://{evil}").status_code == 400
+    # Its own host name with a foreign page's origin: refused too.
+    assert upload(Origin="http://evil.example").status_code == 400
+    assert upload(Origin="null").status_code == 400
+    assert httpx.get(f"{url}/", headers={"Host": f"localhost:{port}"}).status_code == 200
+    assert upload(Origin=url).status_code == 200
+    assert upload().status_code == 200  # scripts send no Origin: gradio_client, curl
+
+
+def test_only_a_demo_on_this_computer_alone_is_held_to_its_host_names():
+    import demo
+
+    def hosts(**options):
+        return demo.launch_options(**options)["app_kwargs"]["middleware"][0].kwargs["hosts"]
+    assert "localhost" in hosts(host="127.0.0.1", port=1)
+    assert "sketch.lan" in hosts(host="127.0.0.1", port=1, allowed_hosts=["Sketch.LAN"])
+    assert hosts(host="127.0.0.1", port=1, share=True) is None
+    assert hosts(host="0.0.0.0", port=1) is None
