@@ -48,6 +48,8 @@ THIN_STROKES_ABOVE = 0.08
 PAPER_SHEET = (320, 240)
 PAPER_DRAWING = (110, 210)
 PAPER_PEN = (0.012, 0.035)
+# preprocess works on images at most this many pixels on their longest side.
+PREPROCESS_MAX_SIDE = 2048
 # require_ink preprocesses at this size: enough to find ink, cheap in NumPy.
 INK_CHECK_SIZE = 32
 
@@ -159,13 +161,26 @@ def preprocess(image, size, margin=DEFAULT_MARGIN, keep_grey=False, sheets=True)
     colour so the aspect ratio is kept, and resizes. Raises BlankSketch when
     there is no ink to classify, or no sheet with a sketch in a photo.
     """
-    rgb = to_rgb(image)
+    rgb = _bounded(to_rgb(image))
     if sheets and is_photo(rgb):
         try:
             return _ink_crop(_sketch_in_view(rgb), size, margin, keep_grey)
         except BlankSketch:
             raise BlankSketch(NO_SKETCH) from None
     return _ink_crop(rgb, size, margin, keep_grey)
+
+
+def _bounded(rgb):
+    """The image scaled down to PREPROCESS_MAX_SIDE on its longest side when
+    it is larger: the crop to the ink pads to a square as large as the ink's
+    longest extent, and a 250x40000 image with ink at both ends would need a
+    48,000-pixel square (several GB). Canvases and webcam frames are smaller
+    and keep their pixels."""
+    if max(rgb.size) <= PREPROCESS_MAX_SIDE:
+        return rgb
+    bounded = rgb.copy()
+    bounded.thumbnail((PREPROCESS_MAX_SIDE, PREPROCESS_MAX_SIDE), Image.Resampling.BOX)
+    return bounded
 
 
 def is_photo(rgb):

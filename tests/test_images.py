@@ -276,6 +276,24 @@ def test_max_image_bytes_is_the_largest_accepted_file():
         decode(at_limit + b"\0")
 
 
+def test_preprocess_max_side_bounds_the_work_on_a_long_thin_image(monkeypatch):
+    # 250x40000 with ink at both ends: the crop to the ink once padded it to a
+    # 48,000-pixel square (GBs of memory for a 42 KB PNG).
+    tall = Image.new("RGB", (250, 40000), "white")
+    pen = ImageDraw.Draw(tall)
+    pen.rectangle((20, 100, 230, 1500), fill="black")
+    pen.rectangle((20, 38500, 230, 39900), fill="black")
+    made, real_new = [], Image.new
+    monkeypatch.setattr(Image, "new", lambda mode, size, *rest, **options: (
+        made.append(size), real_new(mode, size, *rest, **options))[1])
+    array = preprocess(tall, SIZE)
+    assert array.shape == (SIZE, SIZE, 3) and (array < 128).any()
+    assert made and max(max(size) for size in made) <= 1.25 * images.PREPROCESS_MAX_SIDE
+    # An image within the limit is cropped from its own pixels.
+    small = tall.resize((25, images.PREPROCESS_MAX_SIDE))
+    assert images._bounded(small) is small
+
+
 def test_max_image_pixels_is_the_largest_accepted_area():
     # At the limit the header passes and decoding fails for lack of pixel data;
     # one pixel more and the header alone is refused.
