@@ -68,6 +68,7 @@ def create_app(store_path, password=None, train_options=None, host=security.DEFA
     app.add_exception_handler(SketchError, web.sketch_error)
     app.add_exception_handler(RequestValidationError, web.invalid_request)
     app.add_exception_handler(StarletteHTTPException, web.http_error)
+    app.add_exception_handler(OverflowError, web.out_of_range)
 
     app.mount("/static", StaticFiles(directory=web.HERE / "static"), name="static")
     for routes in (images, review, classes, capture, versions, export):

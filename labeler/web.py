@@ -134,6 +134,14 @@ async def invalid_request(request, error):
         f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()))
 
 
+async def out_of_range(request, error):
+    """SQLite stores integers of 64 bits: a larger id or page number in a
+    request fails as it is bound to a query."""
+    return error_page(request, 400, "Bad request",
+                      "A number in the request is out of range (ids and page numbers are "
+                      f"below {2 ** 63:,}).")
+
+
 async def http_error(request, error):
     return error_page(request, error.status_code, "Error", str(error.detail))
 

@@ -243,6 +243,20 @@ def test_only_the_names_the_owner_gives_are_answered_besides_localhost(db):
     assert allowed_hosts("0.0.0.0") == {"127.0.0.1", "localhost", "::1"}
 
 
+@pytest.mark.parametrize("method, path", [
+    ("get", "/images/{n}"), ("get", "/images/{n}/thumb.png"), ("get", "/images?page={n}"),
+    ("get", "/review?page={n}"), ("get", "/versions/{n}"), ("get", "/versions/{n}/confusion.png"),
+    ("post", "/images/batch"), ("post", "/classes/{n}/delete")])
+def test_ids_and_pages_too_large_for_sqlite_are_a_400_not_a_crash(db, client, method, path):
+    huge = 2 ** 63
+    if method == "get":
+        response = client.get(path.format(n=huge))
+    else:
+        data = {"ids": [str(huge)], "action": "delete", "csrf": token(client)}
+        response = client.post(path.format(n=huge), data=data)
+    assert response.status_code == 400 and "out of range" in response.text, response.text[:300]
+
+
 def test_a_password_protects_every_page_and_image(db):
     client = client_for(db[0], password="s3cret")
     assert client.get("/images").status_code == 401
