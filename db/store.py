@@ -16,6 +16,14 @@ SPLITS = ("train", "test")
 # Corrections one sender may send (the owner's, accepted at once, are not counted).
 CORRECTIONS_PER_MINUTE = 20
 CORRECTIONS_PER_DAY = 500
+# Corrections all senders together may send, the owner's aside: a sender's
+# name is whatever a proxy header or a new session says, so the per-sender
+# limits alone do not bound the pending queue (or the disk) against one
+# client posing as many.
+ALL_CORRECTIONS_PER_MINUTE = 200
+ALL_CORRECTIONS_PER_DAY = 5000
+# Longer sender names are cut: a name is a label for review, not storage.
+MAX_SENDER_LENGTH = 200
 
 
 def default_path():
@@ -24,6 +32,10 @@ def default_path():
 
 def utcnow():
     return datetime.now(timezone.utc)
+
+
+def _sender(name):
+    return str(name)[:MAX_SENDER_LENGTH]
 
 
 def now():
@@ -329,16 +341,19 @@ class Store(Connection):
                        prediction_id=None, accept=False):
         """Record that `sender` says the image shows `label`. Accepted ones label the image."""
         label = clean_label(label)
+        sender = _sender(sender)
         status = "accepted" if accept else "pending"
         with self.transaction() as db:
             if not accept:
                 self._check_rate(db, sender)
+            stamp = now()
+            # Reviewed the moment it was made: accepted on arrival (the owner's).
             correction = db.execute(
                 "INSERT INTO corrections (image_id, prediction_id, predicted_label, label,"
                 " source, sender, status, created_at, reviewed_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [image_id, prediction_id, predicted_label, label, source, sender, status,
-                 now(), now() if accept else None]).lastrowid
+                 stamp, stamp if accept else None]).lastrowid
             if accept:
                 self._set_label(db, [image_id], label, f"correction:{sender}")
         return correction
@@ -356,7 +371,8 @@ class Store(Connection):
             image_id, _ = self.add_image(source=source, **image)
             same = db.execute(
                 "SELECT id FROM corrections WHERE image_id = ? AND label = ? AND sender = ?"
-                " AND status != 'rejected'", [image_id, clean_label(label), sender]).fetchone()
+                " AND status != 'rejected'",
+                [image_id, clean_label(label), _sender(sender)]).fetchone()
             if same:
                 return same[0], image_id, False
             prediction_id = None
@@ -386,6 +402,16 @@ class Store(Connection):
             if sent >= limit:
                 raise RateLimited(f"Thank you, but that is enough corrections for now: at most "
                                   f"{limit} a {name} from one sender. Try again later.")
+        for limit, window, name in ((ALL_CORRECTIONS_PER_MINUTE, timedelta(minutes=1), "minute"),
+                                    (ALL_CORRECTIONS_PER_DAY, timedelta(days=1), "day")):
+            since = (stamp - window).isoformat(timespec="milliseconds")
+            sent = db.execute(
+                "SELECT COUNT(*) FROM corrections WHERE created_at > ?"
+                " AND (reviewed_at IS NULL OR reviewed_at != created_at)", [since]).fetchone()[0]
+            if sent >= limit:
+                raise RateLimited(f"Thank you, but the app has taken all the corrections it "
+                                  f"takes in a {name} ({limit}) until they are reviewed. Try "
+                                  f"again later.")
 
     def review_corrections(self, correction_ids, status, reviewer):
         """Accept or reject corrections, all or none; accepting labels their images."""

@@ -174,3 +174,35 @@ def test_only_a_demo_on_this_computer_alone_is_held_to_its_host_names():
     assert "sketch.lan" in hosts(host="127.0.0.1", port=1, allowed_hosts=["Sketch.LAN"])
     assert hosts(host="127.0.0.1", port=1, share=True) is None
     assert hosts(host="0.0.0.0", port=1) is None
+
+
+def test_one_client_posing_as_many_senders_is_held_by_the_limit_on_all(
+        server, tmp_path, monkeypatch):
+    # From a loopback connection the demo takes X-Forwarded-For as the
+    # sender's address (a local proxy, the share tunnel), so each forged
+    # header is a new sender; the limit on all senders together still holds.
+    from datetime import timedelta
+    from db import Store
+    from db import store as store_module
+    _, app = server
+    # An hour from now: the module's earlier corrections are out of the minute.
+    later = store_module.utcnow() + timedelta(hours=1)
+    monkeypatch.setattr(store_module, "utcnow", lambda: later)
+    monkeypatch.setattr(store_module, "ALL_CORRECTIONS_PER_MINUTE", 3)
+    store = Store(app.model.db_path)
+    before = len(store.corrections())
+    outcomes = []
+    for address in range(5):
+        path = tmp_path / f"c{address}.png"
+        draw_shape("circle", seed=600 + address).save(path)
+        forged = Client(server[0], verbose=False,
+                        headers={"X-Forwarded-For": f"203.0.113.{address}"})
+        try:
+            outcomes.append(forged.predict(handle_file(str(path)), "ring", "sketch",
+                                           api_name="/correct")["sender"])
+        except Exception as error:  # gradio_client raises the app's message
+            outcomes.append(str(error))
+    rows = store.corrections()[before:]
+    store.close()
+    assert len(rows) == 3 and len({r["sender"] for r in rows}) == 3
+    assert all("all the corrections it takes" in o for o in outcomes[3:]), outcomes

@@ -468,6 +468,27 @@ def test_a_sender_may_send_corrections_per_minute_then_is_told_to_wait(store):
     assert len(store.corrections()) == CORRECTIONS_PER_MINUTE + 2
 
 
+def test_all_senders_together_are_limited_so_one_client_posing_as_many_is_too(
+        store, monkeypatch):
+    from db.errors import RateLimited
+    monkeypatch.setattr("db.store.ALL_CORRECTIONS_PER_MINUTE", 5)
+    image_id = _one_image(store)
+    for address in range(5):
+        store.add_correction(image_id, "circle", "sketch", f"anonymous@10.0.0.{address}")
+    with pytest.raises(RateLimited, match="all the corrections it takes in a minute"):
+        store.add_correction(image_id, "circle", "sketch", "anonymous@10.0.0.99")
+    # The owner's, accepted on arrival, neither count nor are held back.
+    store.add_correction(image_id, "circle", "sketch", "owner", accept=True)
+    assert len(store.corrections()) == 6
+
+
+def test_a_sender_name_is_cut_to_its_longest(store):
+    from db.store import MAX_SENDER_LENGTH
+    image_id = _one_image(store)
+    store.add_correction(image_id, "circle", "sketch", "anonymous@" + "9" * 5000)
+    assert len(store.corrections()[0]["sender"]) == MAX_SENDER_LENGTH
+
+
 def test_a_sender_may_send_corrections_per_day(store, monkeypatch):
     from datetime import timedelta
     from db import store as store_module
