@@ -30,7 +30,25 @@ LITERT_BATCH = 1
 # Largest difference allowed between LiteRT and Keras features on the probes.
 FEATURE_TOLERANCE = 1e-3
 _lock = threading.Lock()
+# TensorFlow's modules import each other in cycles: two threads importing it
+# for the first time at once deadlock (importlib's _DeadlockError), and the
+# half-imported TensorFlow then fails every later use ("Registering two
+# gradient ...") until a restart. Every import of Keras or TensorFlow goes
+# through keras_module() and tensorflow_module().
+_import_lock = threading.Lock()
 log = logging.getLogger(__name__)
+
+
+def keras_module():
+    with _import_lock:
+        import keras
+    return keras
+
+
+def tensorflow_module():
+    with _import_lock:
+        import tensorflow
+    return tensorflow
 
 
 def weights_filename(alpha, input_size):
@@ -59,7 +77,7 @@ def feature_dim(alpha):
 @functools.lru_cache(maxsize=4)
 def load_backbone(alpha, input_size):
     """Keras model: uint8-range images (N, S, S, 3) -> pooled features. Frozen."""
-    import keras
+    keras = keras_module()
     with _lock:
         try:
             base = keras.applications.MobileNet(
@@ -80,7 +98,7 @@ def load_backbone(alpha, input_size):
 @functools.lru_cache(maxsize=4)
 def compiled(alpha, input_size):
     """The Keras backbone as a traced TensorFlow call (~5x cheaper than predict())."""
-    import tensorflow as tf
+    tf = tensorflow_module()
     model = load_backbone(alpha, input_size)
 
     @tf.function(input_signature=[tf.TensorSpec([None, input_size, input_size, 3], tf.float32)])
@@ -238,7 +256,7 @@ def _cached(path, convert):
 def _grey_backbone(model, alpha, input_size):
     """The backbone for one-channel images: for R = G = B, the first kernel
     summed over the colours gives the same sums. Every other weight is copied."""
-    import keras
+    keras = keras_module()
     source = model.layers[-1]
     grey = keras.applications.MobileNet(
         input_shape=(input_size, input_size, 1), alpha=alpha, include_top=False,
@@ -254,7 +272,7 @@ def _grey_backbone(model, alpha, input_size):
 
 def _scaled_input(input_size, channels):
     """The network's input, 0-255 pixels, and the same scaled to MobileNet's [-1, 1]."""
-    import keras
+    keras = keras_module()
     inputs = keras.Input((input_size, input_size, channels), name="image")
     return inputs, keras.layers.Rescaling(1 / 127.5, offset=-1, name="mobilenet_scale")(inputs)
 
@@ -262,14 +280,14 @@ def _scaled_input(input_size, channels):
 def _convert_uint8(model, input_size, channels):
     """uint8 input: a quarter of the bytes to copy in, and no float conversion
     in Python (13% more images/s on one thread, bench.features)."""
-    import keras
+    keras = keras_module()
     inputs = keras.Input((input_size, input_size, channels), dtype="uint8", name="image")
     return tflite_bytes(keras.Model(inputs, model(keras.ops.cast(inputs, "float32"))))
 
 
 def tflite_bytes(model):
     """A Keras model as a LiteRT (TFLite) flatbuffer, the converter's chatter muted."""
-    import tensorflow as tf
+    tf = tensorflow_module()
     # from_keras_model: converting the traced concrete function gave NaN features.
     with contextlib.redirect_stdout(io.StringIO()):
         return tf.lite.TFLiteConverter.from_keras_model(model).convert()

@@ -17,9 +17,9 @@ _lock = threading.Lock()
 
 def full_model(version):
     """A Keras model: images -> probabilities, backbone and head together."""
-    import keras
-    from model.backbone import load_backbone
+    from model.backbone import keras_module, load_backbone
     from model.head import keras_head
+    keras = keras_module()
     size = version["config"]["input_size"]
     backbone = load_backbone(version["config"]["alpha"], size)
     from model.trust import temperature_of

@@ -175,7 +175,8 @@ class NumpyHead:
 def keras_head(blob, dropout=0.0, temperature=1.0):
     """The same head as Keras layers with the stored weights (for export); a
     `temperature` divides the last layer's logits (calibration, `model.trust`)."""
-    import keras
+    from model.backbone import keras_module
+    keras = keras_module()
     params = head_from_bytes(blob)
     params[-2:] = [p / np.float32(temperature) for p in params[-2:]]
     layers = [keras.Input((params[0].shape[0],), name="features")]

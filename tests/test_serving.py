@@ -1,4 +1,6 @@
 """The fast paths must give the answers of the plain Keras ones."""
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,7 @@ from model.head import NumpyHead, forward, gradients, head_to_bytes, init_params
 from model.images import preprocess
 from model.sketches import dataset
 from model.train import PROMOTION_TOLERANCE, promotes
+from tests.helpers.common import run_cli
 
 
 @pytest.mark.slow
@@ -155,3 +158,32 @@ def test_epochs_shrink_for_large_data_so_training_time_stays_linear():
     assert max_epochs(config, 300_000) == MIN_EPOCHS
     samples = [n * max_epochs(config, n) for n in (100_000, 200_000, 400_000)]
     assert samples[2] / samples[0] == 4  # linear once the budget binds
+
+
+@pytest.mark.slow
+def test_two_threads_loading_tensorflow_at_once_neither_deadlock_nor_break_it():
+    # A labeler upload (features in the job thread) and a model export (the
+    # request thread) once imported TensorFlow together: importlib's
+    # _DeadlockError, then every export and retrain failed until a restart.
+    # Only a fresh interpreter has TensorFlow still to import.
+    script = textwrap.dedent("""
+        import threading
+        from model.backbone import keras_module, tensorflow_module
+        errors = []
+        def use(load, name):
+            try:
+                getattr(load(), name)
+            except Exception as error:
+                errors.append(repr(error))
+        threads = [threading.Thread(target=use, args=(keras_module, "applications")),
+                   threading.Thread(target=use, args=(tensorflow_module, "lite"))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        keras_module().applications.MobileNet, tensorflow_module().lite.TFLiteConverter
+        print("errors:", errors)
+    """)
+    result = run_cli("-c", script)
+    assert result.stdout.strip() == "errors: []", result.stdout + result.stderr[-2000:]
+
