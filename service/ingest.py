@@ -10,6 +10,7 @@ and the class. Bad files are reported and skipped; images already stored
 import io
 import sys
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -159,6 +160,15 @@ def zip_entries(data, default_label, default_split):
                 entries.append((decode(archive.read(member)), split, label))
             except SketchError as error:
                 errors.append((member.filename, str(error)))
+            # zipfile's own errors for one member: a corrupt one (BadZipFile, a
+            # zlib error), an encrypted one (RuntimeError), an unknown
+            # compression method (NotImplementedError). The others still count.
+            except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+                errors.append((member.filename, f"corrupt in the zip ({error})"))
+            except NotImplementedError as error:  # before RuntimeError, its base class
+                errors.append((member.filename, f"compressed in a way not supported ({error})"))
+            except RuntimeError:
+                errors.append((member.filename, "encrypted: unzip it with its password first"))
         return entries, errors
 
 

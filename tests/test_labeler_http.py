@@ -552,6 +552,49 @@ def test_zip_folder_with_an_invalid_class_name_skips_only_its_files_and_says_why
     assert store.count_images() == before + 1
 
 
+def _spoiled_zip():
+    """A zip of four PNGs: one sound, one corrupt (its bytes changed after its
+    checksum was taken), one flagged encrypted, one in an unknown compression
+    method (99, as AES-encrypted zips say)."""
+    members = {name: png_bytes("circle", 230 + i)
+               for i, name in enumerate(("good.png", "corrupt.png", "locked.png", "odd.png"))}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    data = bytearray(out.getvalue())
+    # Corrupt: flip bytes inside the stored PNG, past its header.
+    start = data.index(members["corrupt.png"])
+    data[start + 100:start + 110] = bytes(10)
+    # In both the local header and the central directory entry of a member:
+    # the encrypted flag (bit 0 of the flags) and the compression method.
+    for signature, header, flags in ((b"PK\x03\x04", 30, 6), (b"PK\x01\x02", 46, 8)):
+        at = 0
+        while (at := data.find(signature, at)) >= 0:
+            name = data[at + header:at + header + 10]
+            if name.startswith(b"locked.png"):
+                data[at + flags] |= 0x1
+            if name.startswith(b"odd.png"):
+                data[at + flags + 2:at + flags + 4] = (99).to_bytes(2, "little")
+            at += 4
+    return bytes(data)
+
+
+def test_corrupt_encrypted_and_oddly_compressed_zip_members_are_skipped_with_reasons(
+        db, client):
+    _, store, _, _ = db
+    before = store.count_images()
+    response = post(client, "/upload", {},
+                    files=[("files", ("spoiled.zip", _spoiled_zip(), "application/zip"))])
+    assert response.status_code == 200
+    text = html.unescape(response.text)
+    assert "Stored 1 new image(s)" in text
+    assert "corrupt.png" in text and "corrupt in the zip" in text
+    assert "locked.png" in text and "encrypted" in text
+    assert "odd.png" in text and "not supported" in text
+    assert store.count_images() == before + 1
+
+
 def test_zip_with_more_than_max_zip_members_is_refused(client, monkeypatch):
     monkeypatch.setattr(ingest, "MAX_ZIP_MEMBERS", 2)
     data = _zip({f"{i}.png": png_bytes("circle", 300 + i) for i in range(3)})
@@ -617,6 +660,12 @@ def test_dataset_export_is_a_folder_per_class_zip_with_train_and_test(db, client
         store.image(train[0])["data"]
     listing = archive.read("labels.csv").decode()
     assert XSS in listing
+    # A class a spreadsheet would take for a formula stays text there.
+    post(client, "/images/batch", {"ids": train[2:3], "action": "label",
+                                   "new_label": '=HYPERLINK("http://evil.example","x")'})
+    listing = zipfile.ZipFile(io.BytesIO(client.get("/export/dataset.zip").content)).read(
+        "labels.csv").decode()
+    assert '\'=HYPERLINK' in listing and ",=HYPERLINK" not in listing
     assert not any(f"/{train[1]}.png" in n for n in names)
 
 

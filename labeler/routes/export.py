@@ -17,10 +17,18 @@ router = APIRouter()
 
 def folder_name(name):
     """A class name as a folder name in the exported zip: characters that
-    file systems reject are percent-encoded (labels.csv keeps the exact names)."""
+    file systems reject are percent-encoded (labels.csv keeps the exact names,
+    but for a leading quote on those a spreadsheet would run as formulas)."""
     out = "".join(f"%{ord(ch):02X}" if ch in '<>:"/\\|?*%' or ord(ch) < 32 else ch
                   for ch in name)
     return "%2E" + out[1:] if out.startswith(".") else out
+
+
+def spreadsheet_safe(text):
+    """A cell a spreadsheet shows as text: a class named =HYPERLINK(...) would
+    otherwise run as a formula when labels.csv is opened (OWASP's CSV
+    injection advice: a leading quote)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @router.get("/export", response_class=HTMLResponse)
@@ -42,7 +50,7 @@ def export_dataset(store: SharedStore):
             for image_id, split, name in chunk:
                 path = f"{split}/{folder_name(name)}/{image_id}.png"
                 archive.writestr(path, data[image_id])
-                writer.writerow([path, name, split])
+                writer.writerow([path, spreadsheet_safe(name), split])
         archive.writestr("labels.csv", listing.getvalue())
     size = spool.tell()
     spool.seek(0)
