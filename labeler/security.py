@@ -1,6 +1,7 @@
 """The labeler's request guards: the host name (against DNS rebinding), the
-password (HTTP Basic), the request-size check, the CSRF cookie and token,
-the same-site check and the security headers.
+password (HTTP Basic, a few wrong tries a minute per address), the
+request-size check, the CSRF cookie and token, the same-site check and the
+security headers.
 
 Every mutating request is a POST carrying a CSRF token (an HMAC of a
 per-browser cookie under a per-process secret) and, when the browser sends
@@ -9,9 +10,11 @@ that allows no inline script.
 """
 import base64
 import binascii
+import collections
 import hashlib
 import hmac
 import secrets
+import time
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -91,21 +94,67 @@ def check_same_site(request):
             raise Forbidden("Cross-site request refused.")
 
 
+class TooManyTries(SketchError):
+    """Too many wrong passwords from one address in a minute."""
+    status = 429
+
+
+class Tries:
+    """Wrong passwords per client address in the last minute, for at most
+    MAX_TRACKED addresses (the oldest forgotten first): bounded memory."""
+    MAX_TRACKED = 10_000
+    WINDOW_S = 60.0
+
+    def __init__(self):
+        self._failures = collections.OrderedDict()
+
+    def _recent(self, address, now):
+        stamps = [t for t in self._failures.get(address, ()) if now - t < self.WINDOW_S]
+        if stamps:
+            self._failures[address] = stamps
+            self._failures.move_to_end(address)
+        else:
+            self._failures.pop(address, None)
+        return stamps
+
+    def check(self, address):
+        if len(self._recent(address, time.monotonic())) >= settings.password_tries:
+            raise TooManyTries(f"Too many wrong passwords: wait a minute "
+                               f"(at most {settings.password_tries} tries a minute).")
+
+    def failed(self, address):
+        now = time.monotonic()
+        self._failures[address] = self._recent(address, now) + [now]
+        self._failures.move_to_end(address)
+        while len(self._failures) > self.MAX_TRACKED:
+            self._failures.popitem(last=False)
+
+
 def guard(password, refuse, hosts=None):
     """The HTTP middleware: the Host check (`hosts`, see
     service.access.allowed_hosts), sign-in (when `password` is set), the size
     check, the CSRF cookie and the security headers. It runs outside the
     app's exception handlers, so `refuse(request, error)` renders a refused
     request."""
+    tries = Tries()
+
     async def middleware(request, call_next):
         try:
             check_host(request.headers.get("host"), hosts)
         except HostNotAllowed as error:
             return refuse(request, error)
-        if password is not None and not signed_in(request, password):
-            return Response("Sign in with the labeler password.", status_code=401,
-                            headers={"WWW-Authenticate": 'Basic realm="labeler"'},
-                            media_type="text/plain")
+        if password is not None:
+            address = request.client.host if request.client else ""
+            try:
+                tries.check(address)
+            except TooManyTries as error:
+                return refuse(request, error)
+            if not signed_in(request, password):
+                if request.headers.get("authorization"):
+                    tries.failed(address)
+                return Response("Sign in with the labeler password.", status_code=401,
+                                headers={"WWW-Authenticate": 'Basic realm="labeler"'},
+                                media_type="text/plain")
         try:
             check_size(request)
         except TooLarge as error:

@@ -22,6 +22,8 @@ settings = Settings(
     Setting("flash_keep", 200, "Flash messages kept for the redirect that follows a POST."),
     Setting("export_cache", 4, "Model exports kept in memory (a TFLite conversion takes "
             "seconds)."),
+    Setting("password_tries", 10, "Wrong passwords one address may try a minute; after that "
+            "it is told to wait (429) without its password being checked."),
     Setting("watch_live_every", 2.0, "Seconds between checks whether another process (the "
             "demo, python -m model.train) made a version live; its predictions are then "
             "computed in the background, so the model filters and sorts stay right."),

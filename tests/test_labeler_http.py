@@ -265,6 +265,26 @@ def test_a_password_protects_every_page_and_image(db):
     assert client.get("/images", auth=("any", "s3cret")).status_code == 200
 
 
+def test_wrong_passwords_are_limited_per_address(db, monkeypatch):
+    monkeypatch.setattr(settings, "password_tries", 3)
+    client = client_for(db[0], password="s3cret")
+    # A browser's first request carries no password: it is not a wrong one.
+    assert all(client.get("/images").status_code == 401 for _ in range(5))
+    assert [client.get("/images", auth=("any", "guess")).status_code
+            for _ in range(4)] == [401, 401, 401, 429]
+    # Not even the right password is checked until the minute is over.
+    refused = client.get("/images", auth=("any", "s3cret"))
+    assert refused.status_code == 429 and "wait a minute" in refused.text
+
+
+def test_wrong_password_tries_are_kept_for_a_bounded_number_of_addresses(monkeypatch):
+    monkeypatch.setattr(security.Tries, "MAX_TRACKED", 5)
+    tries = security.Tries()
+    for address in range(50):
+        tries.failed(f"10.0.0.{address}")
+    assert len(tries._failures) == 5
+
+
 def test_the_cli_refuses_a_public_address_without_a_password(monkeypatch, capsys):
     from labeler.__main__ import main
     monkeypatch.delenv(security.PASSWORD_ENV, raising=False)
