@@ -84,7 +84,9 @@ def _writes():
 
 def build():
     ui = SimpleNamespace()
-    with gr.Blocks(title="SketchLab") as page:
+    # Uploads need no sign-in, so their temporary files must not pile up.
+    with gr.Blocks(title="SketchLab",
+                   delete_cache=(settings.temp_sweep_every, settings.temp_file_age)) as page:
         gr.Markdown("# SketchLab\nDraw a shape, or hold a paper sketch up to the webcam; "
                     "correct the model when it is wrong, teach it new classes.")
         ui.banner = gr.Markdown(elem_id="status")

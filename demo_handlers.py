@@ -35,6 +35,9 @@ settings = Settings(
     Setting("stream_time_limit", 120, "seconds a webcam stream lasts"),
     Setting("webcam_streams", 4, "webcam streams classified at once"),
     Setting("max_file_size", "20mb", "largest file Gradio accepts in an upload"),
+    Setting("temp_file_age", 900, "seconds an uploaded or generated temporary file is kept "
+            "(anyone may upload); older ones are deleted, and all of them at a restart"),
+    Setting("temp_sweep_every", 300, "seconds between two sweeps of old temporary files"),
     Setting("canvas", (400, 400), "sketchpad canvas size in pixels"),
     Setting("brush_radius", 4, "sketchpad brush size"),
     Setting("pad_height", 520, "sketchpad height on the page, in pixels"),

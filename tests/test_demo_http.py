@@ -206,3 +206,33 @@ def test_one_client_posing_as_many_senders_is_held_by_the_limit_on_all(
     store.close()
     assert len(rows) == 3 and len({r["sender"] for r in rows}) == 3
     assert all("all the corrections it takes" in o for o in outcomes[3:]), outcomes
+
+
+def test_uploaded_temporary_files_are_swept_once_old(tmp_path):
+    # Anyone may POST files to /gradio_api/upload: they must not stay for ever.
+    import time
+    from pathlib import Path
+    import demo
+    import gradio as gr
+    import httpx
+    from bench.common import free_port
+    sweep = demo.settings.temp_sweep_every, demo.settings.temp_file_age
+    assert demo.demo.delete_cache == sweep and max(sweep) <= 3600
+    # The same mechanism at a second's scale, on a page of its own.
+    with gr.Blocks(delete_cache=(1, 1)) as page:
+        gr.Image(type="filepath")
+    page.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                quiet=True)
+    try:
+        path = tmp_path / "x.png"
+        draw_shape("circle", seed=9).save(path)
+        with open(path, "rb") as file:
+            [stored] = httpx.post(f"{page.local_url}gradio_api/upload",
+                                  files={"files": file}).json()
+        assert Path(stored).exists()
+        deadline = time.monotonic() + 60  # only there so that a failure does not hang
+        while Path(stored).exists():
+            assert time.monotonic() < deadline, "the upload was never swept"
+            time.sleep(0.5)
+    finally:
+        page.close()
