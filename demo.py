@@ -22,9 +22,9 @@ from starlette.middleware import Middleware
 
 from db.cli import add_db_option
 from demo_handlers import (HostGuard, app, classify_photo, classify_sketch, cleared_sketch,
-                           correct, correct_ui, keep_frame, on_load, page_state, retrain_ui,
-                           settings, sketch_live_ui, sketch_ui, teach_photo_ui, teach_sketch_ui,
-                           uploaded_ui, verdict, webcam_ui)
+                           correct, correct_ui, keep_frame, on_load, owner_login, page_state,
+                           retrain_ui, settings, sketch_live_ui, sketch_ui, teach_photo_ui,
+                           teach_sketch_ui, uploaded_ui, verdict, webcam_ui)
 from model.classifier import TOP_K
 from service import access, ingest
 from service.access import AUTH_ENV, is_loopback
@@ -263,7 +263,8 @@ def launch_options(host, port, share=False, auth=None, allowed_hosts=()):
     strangers anyway and keeps teaching for its owner."""
     local = is_loopback(host) and not share
     hosts = access.allowed_hosts(host, allowed_hosts) if local else None
-    return dict(server_name=host, server_port=port, share=share, auth=auth,
+    return dict(server_name=host, server_port=port, share=share,
+                auth=owner_login(*auth) if auth else None,
                 auth_message="Sign in as the SketchLab owner." if auth else None,
                 prevent_thread_lock=True, show_error=True,
                 max_file_size=settings.max_file_size, ssr_mode=False, quiet=True,

@@ -6,6 +6,7 @@ Named errors are translated here, once: a pop-up for buttons and API calls,
 the verdict line for live events (strokes, webcam frames).
 """
 import functools
+import hmac
 import logging
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,7 +17,8 @@ from db.errors import SketchError, StorageError
 from model.errors import BadImage, BlankSketch, NoLiveModel, NotEnoughData, WeightsMissing
 from model.images import decode, picture, to_rgb
 from service import ingest, lifecycle
-from service.access import Access, HostNotAllowed, NotAllowed, check_host
+from service.access import (Access, HostNotAllowed, NotAllowed, TooManyTries, Tries,
+                            check_host)
 from service.jobs import Busy
 from service.lifecycle import LiveModel, Phase
 from service.settings import Setting, Settings
@@ -38,6 +40,8 @@ settings = Settings(
     Setting("temp_file_age", 900, "seconds an uploaded or generated temporary file is kept "
             "(anyone may upload); older ones are deleted, and all of them at a restart"),
     Setting("temp_sweep_every", 300, "seconds between two sweeps of old temporary files"),
+    Setting("login_tries", 10, "wrong passwords a user name may try a minute; after that "
+            "sign-in fails without the password being checked until the minute is over"),
     Setting("canvas", (400, 400), "sketchpad canvas size in pixels"),
     Setting("brush_radius", 4, "sketchpad brush size"),
     Setting("pad_height", 520, "sketchpad height on the page, in pixels"),
@@ -464,4 +468,22 @@ async def _refuse(scope, send, error):
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+def owner_login(owner, password, tries=None):
+    """Gradio's sign-in check for the owner's --auth: at most `login_tries`
+    wrong passwords a minute for a user name, so a password cannot be
+    guessed at hundreds a second."""
+    tries = tries or Tries(lambda: settings.login_tries)
+
+    def check(user, given):
+        try:
+            tries.check(user)
+        except TooManyTries:
+            return False
+        right = user == owner and hmac.compare_digest(str(given).encode(), password.encode())
+        if not right:
+            tries.failed(user)
+        return right
+    return check
 

@@ -10,11 +10,9 @@ that allows no inline script.
 """
 import base64
 import binascii
-import collections
 import hashlib
 import hmac
 import secrets
-import time
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -26,7 +24,7 @@ from starlette.formparsers import MultiPartException
 from db.errors import SketchError
 from labeler.settings import settings
 from model.errors import BadImage
-from service.access import HostNotAllowed, check_host
+from service.access import HostNotAllowed, Tries, TooManyTries, check_host
 from service.ingest import TooLarge
 
 PASSWORD_ENV = "SKETCHLAB_LABELER_PASSWORD"
@@ -94,49 +92,13 @@ def check_same_site(request):
             raise Forbidden("Cross-site request refused.")
 
 
-class TooManyTries(SketchError):
-    """Too many wrong passwords from one address in a minute."""
-    status = 429
-
-
-class Tries:
-    """Wrong passwords per client address in the last minute, for at most
-    MAX_TRACKED addresses (the oldest forgotten first): bounded memory."""
-    MAX_TRACKED = 10_000
-    WINDOW_S = 60.0
-
-    def __init__(self):
-        self._failures = collections.OrderedDict()
-
-    def _recent(self, address, now):
-        stamps = [t for t in self._failures.get(address, ()) if now - t < self.WINDOW_S]
-        if stamps:
-            self._failures[address] = stamps
-            self._failures.move_to_end(address)
-        else:
-            self._failures.pop(address, None)
-        return stamps
-
-    def check(self, address):
-        if len(self._recent(address, time.monotonic())) >= settings.password_tries:
-            raise TooManyTries(f"Too many wrong passwords: wait a minute "
-                               f"(at most {settings.password_tries} tries a minute).")
-
-    def failed(self, address):
-        now = time.monotonic()
-        self._failures[address] = self._recent(address, now) + [now]
-        self._failures.move_to_end(address)
-        while len(self._failures) > self.MAX_TRACKED:
-            self._failures.popitem(last=False)
-
-
 def guard(password, refuse, hosts=None):
     """The HTTP middleware: the Host check (`hosts`, see
     service.access.allowed_hosts), sign-in (when `password` is set), the size
     check, the CSRF cookie and the security headers. It runs outside the
     app's exception handlers, so `refuse(request, error)` renders a refused
     request."""
-    tries = Tries()
+    tries = Tries(lambda: settings.password_tries)
 
     async def middleware(request, call_next):
         try:

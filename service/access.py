@@ -9,6 +9,9 @@
     is not exposed (bound to a loopback address, no share link), so
     retraining is never reachable through a public link without a password.
 """
+import collections
+import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -30,6 +33,49 @@ class HostNotAllowed(SketchError):
     rebinding attack sends, a page of another site reaching a local server
     under its own name."""
     status = 400
+
+
+class TooManyTries(SketchError):
+    """Too many wrong passwords in a minute."""
+    status = 429
+
+
+class Tries:
+    """Wrong passwords per key (a client address, a user name) in the last
+    minute, for at most MAX_TRACKED keys (the oldest forgotten first): bounded
+    memory. `limit()` says how many a minute a key may try."""
+    MAX_TRACKED = 10_000
+    WINDOW_S = 60.0
+
+    def __init__(self, limit):
+        self.limit = limit
+        self._failures = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def _recent(self, key, now):
+        stamps = [t for t in self._failures.get(key, ()) if now - t < self.WINDOW_S]
+        if stamps:
+            self._failures[key] = stamps
+            self._failures.move_to_end(key)
+        else:
+            self._failures.pop(key, None)
+        return stamps
+
+    def check(self, key):
+        """TooManyTries when `key` has used up its wrong tries of the minute."""
+        with self._lock:
+            used = len(self._recent(key, time.monotonic()))
+        if used >= self.limit():
+            raise TooManyTries(f"Too many wrong passwords: wait a minute "
+                               f"(at most {self.limit()} tries a minute).")
+
+    def failed(self, key):
+        with self._lock:
+            now = time.monotonic()
+            self._failures[key] = self._recent(key, now) + [now]
+            self._failures.move_to_end(key)
+            while len(self._failures) > self.MAX_TRACKED:
+                self._failures.popitem(last=False)
 
 
 def is_loopback(host):

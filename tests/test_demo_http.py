@@ -236,3 +236,20 @@ def test_uploaded_temporary_files_are_swept_once_old(tmp_path):
             time.sleep(0.5)
     finally:
         page.close()
+
+
+def test_wrong_owner_passwords_are_limited_to_a_few_a_minute(monkeypatch):
+    # The demo's /login once took 100 wrong passwords at 694 a second.
+    import httpx
+    import demo_handlers
+    from tests.helpers.demo import launched
+    monkeypatch.setattr(demo_handlers.settings, "login_tries", 3)
+    with launched(auth=("owner", "s3cret")) as url:
+        def login(user, password):
+            return httpx.post(f"{url}login", data={"username": user, "password": password})
+        assert login("owner", "s3cret").status_code == 200
+        assert [login("owner", "guess").status_code for _ in range(3)] == [400] * 3
+        # Used up: not even the right password is checked this minute.
+        assert login("owner", "s3cret").status_code == 400
+        # Another name's tries are its own (and it is still not the owner).
+        assert login("mallory", "s3cret").status_code == 400

@@ -278,8 +278,9 @@ def test_wrong_passwords_are_limited_per_address(db, monkeypatch):
 
 
 def test_wrong_password_tries_are_kept_for_a_bounded_number_of_addresses(monkeypatch):
-    monkeypatch.setattr(security.Tries, "MAX_TRACKED", 5)
-    tries = security.Tries()
+    from service.access import Tries
+    monkeypatch.setattr(Tries, "MAX_TRACKED", 5)
+    tries = Tries(lambda: 10)
     for address in range(50):
         tries.failed(f"10.0.0.{address}")
     assert len(tries._failures) == 5
