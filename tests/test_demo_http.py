@@ -239,17 +239,26 @@ def test_uploaded_temporary_files_are_swept_once_old(tmp_path):
 
 
 def test_wrong_owner_passwords_are_limited_to_a_few_a_minute(monkeypatch):
-    # The demo's /login once took 100 wrong passwords at 694 a second.
+    # The demo's /login once took 100 wrong passwords at 694 a second. The
+    # module's demo is being served: the sign-in runs on a page of its own.
+    import gradio as gr
     import httpx
     import demo_handlers
-    from tests.helpers.demo import launched
+    from bench.common import free_port
     monkeypatch.setattr(demo_handlers.settings, "login_tries", 3)
-    with launched(auth=("owner", "s3cret")) as url:
+    with gr.Blocks() as page:
+        gr.Markdown("signed in")
+    page.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                quiet=True, auth=demo_handlers.owner_login("owner", "s3cret"))
+    try:
         def login(user, password):
-            return httpx.post(f"{url}login", data={"username": user, "password": password})
+            return httpx.post(f"{page.local_url}login",
+                              data={"username": user, "password": password})
         assert login("owner", "s3cret").status_code == 200
         assert [login("owner", "guess").status_code for _ in range(3)] == [400] * 3
         # Used up: not even the right password is checked this minute.
         assert login("owner", "s3cret").status_code == 400
         # Another name's tries are its own (and it is still not the owner).
         assert login("mallory", "s3cret").status_code == 400
+    finally:
+        page.close()

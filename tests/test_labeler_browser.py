@@ -163,11 +163,10 @@ def test_retrain_button_shows_live_progress_then_the_new_version(backbone, tmp_p
         for _ in range(200):
             if page.locator("#job-result, #job-error").count():
                 break
-            if page.locator("#job-message").count():
-                messages.add(page.locator("#job-message").inner_text())
-                if len(messages) == 2:
-                    page.screenshot(path=artifact("labeler-retrain-progress.png"),
-                                    full_page=True)
+            # all_inner_texts does not wait: the message may be gone already.
+            messages.update(page.locator("#job-message").all_inner_texts())
+            if len(messages) == 2:
+                page.screenshot(path=artifact("labeler-retrain-progress.png"), full_page=True)
             page.wait_for_timeout(150)
         result = page.wait_for_selector("#job-result", timeout=300_000).inner_text()
         page.screenshot(path=artifact("labeler-retrain-done.png"), full_page=True)
