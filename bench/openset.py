@@ -126,7 +126,7 @@ def _scores(version, images):
     from model.errors import BlankSketch
     from model.head import NumpyHead
     from model.images import preprocess
-    config, metrics = version["config"], version["metrics"]
+    config = version["config"]
     run = extractor(config["alpha"], config["input_size"])
     head = NumpyHead(version["head"])
     arrays, refused = [], []
@@ -140,8 +140,8 @@ def _scores(version, images):
                                for i in range(0, len(arrays), BATCH)]) if arrays else \
         np.zeros((0, 1), np.float32)
     raw = head(features) if arrays else np.zeros((0, len(version["classes"])))
-    calibrated = trust.calibrate(raw, metrics["calibration"]["temperature"])
-    judged = trust.judged(head.reference, metrics["novelty"]["threshold"], features)
+    calibrated = trust.calibrate(raw, trust.temperature_of(version))
+    judged = trust.judged(head.reference, trust.threshold_of(version), features)
     refused = np.array(refused)
     n = len(images)
 

@@ -94,11 +94,10 @@ def _load(version):
     from model.backbone import extractor
     from model.head import NumpyHead
     config = version["config"]
-    metrics = version["metrics"]
     features = extractor(config["alpha"], config["input_size"])
     head = NumpyHead(version["head"])
     temperature = trust.temperature_of(version)
-    threshold = metrics.get("novelty", {}).get("threshold")
+    threshold = trust.threshold_of(version)
 
     def run(arrays):
         vectors = features(arrays)

@@ -156,9 +156,10 @@ def head_from_bytes(blob):
 
 
 def reference_from_bytes(blob):
-    """The stored novelty reference (unit feature rows), or None."""
+    """The stored novelty reference (unit feature rows, float32 for the
+    matrix product each answer makes), or None."""
     with np.load(io.BytesIO(blob)) as saved:
-        return saved["reference"] if "reference" in saved.files else None
+        return saved["reference"].astype(np.float32) if "reference" in saved.files else None
 
 
 class NumpyHead:

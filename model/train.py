@@ -90,8 +90,7 @@ def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
     # (more rows steady the fit: on the dev set, 120 held-out images gave
     # T = 1.32 from their plain views, 1.16 from all three, and the test set's
     # own best was 1.19).
-    held = val_index
-    temperature = trust.fit_temperature(forward(params, x[held])[0], y[held])
+    temperature = trust.fit_temperature(forward(params, x[val_index])[0], y[val_index])
     # Novelty is measured against how known classes look plain and as photos.
     rows = trust.reference_rows(y, groups)
     rows = rows[np.isin(views[rows], (0, PAPER_VIEW))]
@@ -105,8 +104,9 @@ def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
     index = {c: i for i, c in enumerate(classes)}
     measured = [index.get(label, -1) for label in eval_labels] if len(probabilities) else []
     metrics["calibration"] = {
-        "temperature": temperature, "held_out_images": len(np.unique(groups[held])),
-        "held_out_rows": len(held), "fitted": len(held) >= trust.MIN_CALIBRATION_ROWS,
+        "temperature": temperature, "held_out_images": len(np.unique(groups[val_index])),
+        "held_out_rows": len(val_index),
+        "fitted": len(val_index) >= trust.MIN_CALIBRATION_ROWS,
         "min_rows": trust.MIN_CALIBRATION_ROWS,
         "ece_before": trust.calibration_error(probabilities, measured),
         "ece": trust.calibration_error(trust.calibrate(probabilities, temperature), measured)}

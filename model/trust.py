@@ -46,6 +46,11 @@ def temperature_of(version):
     return version["metrics"].get("calibration", {}).get("temperature", 1.0)
 
 
+def threshold_of(version):
+    """A stored version's novelty threshold (None for versions trained before it)."""
+    return version["metrics"].get("novelty", {}).get("threshold")
+
+
 def calibrate(probabilities, temperature):
     """Probabilities (N, C) scaled by `temperature` (1 leaves them as they are)."""
     probabilities = np.asarray(probabilities, np.float64)
@@ -105,7 +110,7 @@ def reference_rows(labels, groups):
 
 def novelty(reference, features, k=K_NEAREST):
     """Cosine distance from each feature row to its k-th nearest reference row."""
-    similarity = unit_rows(features) @ reference.astype(np.float32).T
+    similarity = unit_rows(features) @ reference.T
     k = min(k, similarity.shape[1])
     return 1 - np.partition(similarity, -k, axis=1)[:, -k]
 
