@@ -162,7 +162,7 @@ def build():
         cam.stream(webcam_ui, [cam], [live_label, live_verdict, photo_live, live_seen],
                    stream_every=settings.stream_every, time_limit=settings.stream_time_limit,
                    concurrency_limit=settings.webcam_streams, concurrency_id="webcam",
-                   api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+                   api_visibility="private", show_progress="hidden")
         kept_out = [kept_view, kept_label, kept_verdict, photo_kept, kept_seen]
         snap.click(keep_frame, [photo_live], kept_out, api_visibility="private", queue=False)
         upload.upload(uploaded_ui, [upload], kept_out, **live)

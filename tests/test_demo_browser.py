@@ -134,24 +134,29 @@ def test_a_correction_is_bound_to_the_answer_shown_and_cleared_with_the_canvas(
     assert inked.size and inked.max() < 0.7, inked.max()
 
 
-def write_y4m(path, image, frames=20, size=(640, 480)):
-    """A still video (YUV4MPEG2, 4:2:0) for Chromium's fake camera: `image`
-    on paper filling the view, or as it is when it is already `size` (a photo)."""
+def write_y4m(path, *scenes, size=(640, 480)):
+    """A video (YUV4MPEG2, 4:2:0, 10 frames a second) for Chromium's fake
+    camera, which loops it. Each scene is (image, frames) or an image shown
+    for 20 frames: on paper filling the view, or as it is when it is already
+    `size` (a photo)."""
     width, height = size
-    if image.size == size:
-        paper = image.convert("RGB")
-    else:
-        paper = Image.new("RGB", size, (236, 236, 230))
-        side = min(size) * 3 // 4
-        paper.paste(image.resize((side, side)), ((width - side) // 2, (height - side) // 2))
-    ycc = np.asarray(paper.convert("YCbCr"))
-    planes = [ycc[:, :, 0], ycc[::2, ::2, 1], ycc[::2, ::2, 2]]
     with open(path, "wb") as f:
         f.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
-        for _ in range(frames):
-            f.write(b"FRAME\n")
-            for plane in planes:
-                f.write(np.ascontiguousarray(plane).tobytes())
+        for scene in scenes:
+            image, frames = scene if isinstance(scene, tuple) else (scene, 20)
+            if image.size == size:
+                paper = image.convert("RGB")
+            else:
+                paper = Image.new("RGB", size, (236, 236, 230))
+                side = min(size) * 3 // 4
+                paper.paste(image.resize((side, side)),
+                            ((width - side) // 2, (height - side) // 2))
+            ycc = np.asarray(paper.convert("YCbCr"))
+            planes = [ycc[:, :, 0], ycc[::2, ::2, 1], ycc[::2, ::2, 2]]
+            for _ in range(frames):
+                f.write(b"FRAME\n")
+                for plane in planes:
+                    f.write(np.ascontiguousarray(plane).tobytes())
 
 
 def recorded_frames(model, monkeypatch):
@@ -212,15 +217,27 @@ def filmed(playwright, url, video, frames, expected, name):
     return browser, page
 
 
-def test_fake_webcam_showing_a_triangle_gets_a_live_prediction_and_a_snapshot(
+def test_fake_webcam_follows_a_triangle_in_and_out_of_view_live_and_snapshots_it(
         server, playwright, tmp_path, monkeypatch):
+    """The camera films an empty view, then a triangle, in a loop: the stream
+    keeps classifying frames, so the verdict follows what is in view rather
+    than the first frame sent."""
     url, app = server
     frames = recorded_frames(app.model, monkeypatch)
     video = tmp_path / "triangle.y4m"
-    write_y4m(video, draw_shape("triangle", seed=3, size=360))
+    empty = Image.new("RGB", (640, 480), (236, 236, 230))
+    write_y4m(video, (empty, 15), (draw_shape("triangle", seed=3, size=360), 15))
     browser, page = filmed(playwright, url, video, frames, "triangle", "demo-browser-webcam")
     try:
         assert "It's a triangle" in page.locator("#webcam-verdict").inner_text()
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while ({"BlankSketch", "triangle"} - {outcome for _, outcome in frames}
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
+        assert {"BlankSketch", "triangle"} <= {outcome for _, outcome in frames}, \
+            describe_frames(frames)
+        page.locator("#webcam-verdict").filter(has_text="triangle").wait_for(
+            timeout=TIMEOUT_MS)
         page.locator("#webcam-seen img").wait_for(timeout=TIMEOUT_MS)
         page.locator("#snapshot").click()
         page.locator("#kept-verdict").filter(has_text="triangle").wait_for(timeout=TIMEOUT_MS)
