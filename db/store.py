@@ -45,23 +45,71 @@ def now():
 def clean_label(text):
     """The canonical form of a class name, or InvalidLabel saying why not.
 
-    Unicode and punctuation are allowed (they are escaped wherever shown);
-    control characters, blank names and names over MAX_LABEL_LENGTH are not.
+    Unicode and punctuation are allowed (they are escaped wherever shown).
+    Compatibility forms are folded (NFKC: a fullwidth "ｃｉｒｃｌｅ" is
+    "circle"); control characters, invisible characters that would make a
+    lookalike of another name, words mixing LOOKALIKE_SCRIPTS, blank names
+    and names over MAX_LABEL_LENGTH are not.
     """
     if not isinstance(text, str):
         raise InvalidLabel("A class name must be text.")
-    name = " ".join(unicodedata.normalize("NFC", text).split())
+    name = " ".join(unicodedata.normalize("NFKC", text).split())
     if not name:
         raise InvalidLabel("A class name cannot be empty.")
     if len(name) > MAX_LABEL_LENGTH:
         raise InvalidLabel(f"A class name can have at most {MAX_LABEL_LENGTH} characters.")
     if any(_invisible(c) for c in name):
         raise InvalidLabel("A class name cannot contain control or invisible formatting characters.")
+    if any(_hidden_in(name, at) for at in range(len(name))):
+        raise InvalidLabel(f"{name!r} holds an invisible character where no word needs one "
+                           "(a joiner or variation selector beside a Latin, Greek or Cyrillic "
+                           "letter, or a filler): it would look like another class.")
+    for word in name.split(" "):
+        scripts = sorted({_script(c) for c in word} & set(LOOKALIKE_SCRIPTS))
+        if len(scripts) > 1:
+            raise InvalidLabel(f"The word {word!r} mixes {' and '.join(s.title() for s in scripts)} "
+                               "letters, which look alike: type it in one script.")
     return name
 
 
 # Zero-width (non-)joiners build emoji sequences and Persian or Indic words.
 _JOINERS = {"\u200c", "\u200d"}
+# Variation selectors pick an emoji's or an ideograph's form; on a letter or
+# digit they change nothing visible (a digit's makes a keycap before U+20E3).
+_SELECTORS = {chr(c) for c in (*range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0))}
+_KEYCAP = "\u20e3"
+# Letters that show as nothing (Hangul fillers).
+_FILLERS = {"\u115f", "\u1160", "\u3164", "\uffa0"}
+# Scripts with letters that look alike (Cyrillic "с" and Latin "c", Greek "ο"
+# and Latin "o"): one word may use only one of them (UTS #39's mixed-script
+# check, by the script that starts each letter's Unicode name).
+LOOKALIKE_SCRIPTS = ("LATIN", "GREEK", "CYRILLIC")
+
+
+def _script(char):
+    """The script of a letter, by its Unicode name ("" for other characters)."""
+    if not unicodedata.category(char).startswith("L"):
+        return ""
+    return unicodedata.name(char, "").split(" ", 1)[0]
+
+
+def _hidden_in(name, at):
+    """Whether the character at `at` is invisible where it stands: a filler; a
+    joiner that does not sit between two visible characters of scripts that
+    need it; a variation selector that follows nothing it applies to."""
+    char = name[at]
+    before = name[at - 1] if at else " "
+    after = name[at + 1] if at + 1 < len(name) else " "
+    if char in _FILLERS:
+        return True
+    if char in _JOINERS:
+        return any(c == " " or c in _JOINERS or _script(c) in LOOKALIKE_SCRIPTS
+                   for c in (before, after))
+    if char in _SELECTORS:
+        if before.isascii():
+            return not (before.isdigit() or before in "#*") or after != _KEYCAP
+        return before in _SELECTORS or before in _JOINERS or _script(before) in LOOKALIKE_SCRIPTS
+    return False
 
 
 def check_split(split):

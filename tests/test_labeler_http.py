@@ -283,7 +283,7 @@ def test_wrong_password_tries_are_kept_for_a_bounded_number_of_addresses(monkeyp
     tries = Tries(lambda: 10)
     for address in range(50):
         tries.failed(f"10.0.0.{address}")
-    assert len(tries._failures) == 5
+    assert len(tries._events) == 5
 
 
 def test_the_cli_refuses_a_public_address_without_a_password(monkeypatch, capsys):
@@ -381,6 +381,23 @@ def test_create_rename_merge_and_delete_classes(db, client):
     response = post(client, f"/classes/{hexagon}/delete", {})
     assert "Deleted the class hexagram." in response.text
     assert "hexagram" not in {c["name"] for c in labeling.class_summary(store)}
+
+
+def test_lookalike_class_names_are_one_class_or_refused_and_real_words_are_kept(db, client):
+    _, store, _, _ = db
+    response = post(client, "/classes", {"name": "\uff43\uff49\uff52\uff43\uff4c\uff45"})
+    assert "The class circle already exists." in response.text
+    for name, why in (("\u0441ircle", "mixes Cyrillic and Latin letters"),
+                      ("cir\u200ccle", "invisible character"),
+                      ("circle\ufe0f", "invisible character")):
+        response = post(client, "/classes", {"name": name})
+        assert response.status_code == 400 and why in html.unescape(response.text), name
+    for name in ("\u043a\u0440\u0443\u0433", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+                 "caf\u00e9", "\U0001F469\u200d\U0001F4BB"):
+        assert f"Created the class {name}." in html.unescape(
+            post(client, "/classes", {"name": name}).text), name
+    names = [c["name"] for c in labeling.class_summary(store)]
+    assert sorted(n for n in names if "circle" in n or "\u0441" in n) == ["circle"]
 
 
 def test_renaming_to_an_existing_name_and_deleting_a_used_class_are_refused(db, client):

@@ -186,6 +186,50 @@ def test_clean_label_accepts_joiners_that_real_words_and_emoji_need(text):
     assert clean_label(text) == text
 
 
+# Names that look like "circle" but are other strings: each would be a class of its own.
+@pytest.mark.parametrize("text", [
+    "cir\u200ccle", "cir\u200dcle", "\u200ccircle", "circle\u200d", "circle\ufe0f",
+    "\ufe0fcircle", "cir\ufe0ecle", "circle\u3164", "circle1\ufe0f",
+    "\u0441ircle", "circl\u0435", "\u03bfval", "big \u0441ircle", "\u0441ir\u0441le",
+], ids=["zwnj_in_latin", "zwj_in_latin", "zwnj_first", "zwj_last", "variation_selector",
+        "selector_first", "text_selector_in_latin", "hangul_filler", "selector_on_digit",
+        "cyrillic_c", "cyrillic_e", "greek_omicron", "cyrillic_in_second_word",
+        "two_cyrillic_letters"])
+def test_clean_label_refuses_invisible_and_mixed_script_lookalikes(text):
+    with pytest.raises(InvalidLabel):
+        clean_label(text)
+
+
+def test_clean_label_says_which_scripts_a_mixed_word_mixes():
+    with pytest.raises(InvalidLabel, match="'\u0441ircle' mixes Cyrillic and Latin letters"):
+        clean_label("\u0441ircle")
+    with pytest.raises(InvalidLabel, match="invisible"):
+        clean_label("cir\u200ccle")
+
+
+def test_clean_label_folds_compatibility_forms_into_one_class(store):
+    # NFKC: fullwidth letters, ligatures and no-break spaces are the plain ones.
+    assert clean_label("\uff43\uff49\uff52\uff43\uff4c\uff45") == "circle"
+    assert clean_label("\ufb01sh") == "fish"
+    assert clean_label("big\u00a0circle") == clean_label("big\u3000circle") == "big circle"
+    first, _ = store.add_image(**item(b"a", label="circle"))
+    second, _ = store.add_image(**item(b"b", label="\uff43\uff49\uff52\uff43\uff4c\uff45"))
+    assert [c["name"] for c in store.classes()] == ["circle"]
+    assert labels_by_image(store) == {first: "circle", second: "circle"}
+
+
+@pytest.mark.parametrize("text", [
+    "\U0001F469\u200d\U0001F4BB", "\U0001F3F3\ufe0f\u200d\U0001F308", "\u2764\ufe0f",
+    "1\ufe0f\u20e3", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+    "\u0915\u094d\u200d\u0937", "\u043a\u0440\u0443\u0433", "\u043a\u0440\u0443\u0433 circle",
+    "\u5186\u3068\u56db\u89d2", "caf\u00e9", "\u03c0\u03b9", "Stra\u00dfe 3",
+], ids=["zwj_emoji", "flag_emoji_sequence", "emoji_presentation", "keycap", "persian_zwnj",
+        "devanagari_zwj", "cyrillic_word", "cyrillic_and_latin_words", "japanese",
+        "accented_latin", "greek_word", "latin_with_digits"])
+def test_clean_label_keeps_names_in_any_one_script_and_emoji_sequences(text):
+    assert clean_label(text) == text
+
+
 @pytest.mark.parametrize("name", [
     "猫 🐱", "Ünïcödé", "<img src=x onerror=alert(1)>", "'); DROP TABLE images;--",
     "Robert\"); DELETE FROM labels; --", "100% {{ template }} ${x}",
