@@ -4,21 +4,25 @@ images here, through one layout rule and one source vocabulary.
 
 Layouts (as Keras image_dataset_from_directory reads them), for folders and
 zips alike: `<class>/...` gives the class, `train|test/<class>/...` the split
-and the class. Bad files are reported and skipped; images already stored
-(same pixels) are not stored twice.
+and the class. Bad files, and an upload's images past its pixel budget
+(MAX_UPLOAD_PIXELS), are reported and skipped; images already stored (same
+pixels) are not stored twice.
 """
 import io
 import sys
+import warnings
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from PIL import Image
 from tqdm import tqdm
 
 from db.errors import SketchError
 from db.store import SOURCES, SPLITS, check_split, clean_label
 from model.errors import BadImage
-from model.images import MAX_IMAGE_BYTES, decode, read_file, require_ink, stored_form
+from model.images import (ALLOWED_FORMATS, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, decode,
+                          normalize, read_file, require_ink, stored_form)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
 # Images stored per transaction during a folder import.
@@ -30,6 +34,12 @@ CORRECTION_SOURCES = ("sketch", "webcam", "upload")
 # A zip: its files and their total uncompressed size (zip bombs stop here).
 MAX_ZIP_MEMBERS = 5000
 MAX_ZIP_BYTES = 500 * 1024 * 1024
+# Pixels one upload may decode: its images and the members of its zips
+# together, each counted from its header before it is decoded (a PNG of
+# 7000x7000 pixels compresses to a few KB and takes about a second of CPU).
+# What does not fit is skipped with the reason. Five images of
+# MAX_IMAGE_PIXELS; a webcam burst's upload (50 frames) at 1080p is 104 million.
+MAX_UPLOAD_PIXELS = 250_000_000
 # One taught example in TEST_EVERY goes to the test split, so a new class is measured.
 TEST_EVERY = 5
 
@@ -37,6 +47,38 @@ TEST_EVERY = 5
 class TooLarge(SketchError):
     """A request over one of the upload limits."""
     status = 413
+
+
+class PixelBudget:
+    """What is left of MAX_UPLOAD_PIXELS for one upload."""
+
+    def __init__(self):
+        self.left = MAX_UPLOAD_PIXELS
+
+    def spend(self, data):
+        """`data`, once its pixels are taken from the budget; TooLarge when
+        they do not fit. An unreadable header, or one over MAX_IMAGE_PIXELS,
+        costs nothing: decode() refuses that file without decoding it."""
+        pixels = _header_pixels(data)
+        if pixels > self.left:
+            raise TooLarge(f"not decoded: one upload may hold at most {MAX_UPLOAD_PIXELS:,} "
+                           "pixels in all; upload the rest in parts.")
+        self.left -= pixels
+        return data
+
+
+def _header_pixels(data):
+    """Width x height as an image file's header says (Pillow opens lazily:
+    nothing is decoded), or 0 when there is no readable header or decode()
+    refuses the size."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+                width, height = image.size
+    except Exception:
+        return 0
+    return width * height if width * height <= MAX_IMAGE_PIXELS else 0
 
 
 def check_source(source, allowed):
@@ -120,11 +162,13 @@ def is_zip(name, data):
     return name.lower().endswith(".zip") or data[:4] == b"PK\x03\x04"
 
 
-def zip_entries(data, default_label, default_split):
+def zip_entries(data, default_label, default_split, budget=None):
     """(entries, errors) of a zip: entries are (image, split, label), read by the
     folder layout rule; images at the top get the chosen class. One wrapping
     folder (as zipping a folder makes) is looked through when it holds
-    sub-folders."""
+    sub-folders. Members are decoded within `budget` (a PixelBudget, by
+    default one of its own) and kept in their stored size."""
+    budget = budget or PixelBudget()
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError) as error:
@@ -157,7 +201,8 @@ def zip_entries(data, default_label, default_split):
             try:
                 if label is not None:
                     label = clean_label(label)
-                entries.append((decode(archive.read(member)), split, label))
+                image = decode(budget.spend(archive.read(member)))
+                entries.append((normalize(image), split, label))
             except SketchError as error:
                 errors.append((member.filename, str(error)))
             # zipfile's own errors for one member: a corrupt one (BadZipFile, a
@@ -181,13 +226,14 @@ def store_uploads(store, blobs, label, split, source, labeled_by):
     if not blobs:
         raise BadImage("Choose at least one image or zip file.")
     items, errors = [], []
+    budget = PixelBudget()
     for name, data in blobs:
         if is_zip(name, data):
-            entries, problems = zip_entries(data, label, split)
+            entries, problems = zip_entries(data, label, split, budget)
             errors += problems
         else:
             try:
-                entries = [(decode(data), split, label)]
+                entries = [(decode(budget.spend(data)), split, label)]
             except SketchError as error:
                 errors.append((name, str(error)))
                 continue
