@@ -64,6 +64,9 @@ def create_app(store_path, password=None, train_options=None, host=security.DEFA
     app.state.confusion = LRU(settings.confusion_cache)
 
     hosts = access.allowed_hosts(host, allowed_hosts, password=password is not None)
+    # Added first, so inside the guard: the TooLarge it raises comes from the route
+    # reading the body, and the app answers it.
+    app.add_middleware(security.limit_body)
     app.middleware("http")(security.guard(password, refuse=web.error_response, hosts=hosts))
     app.add_exception_handler(SketchError, web.sketch_error)
     app.add_exception_handler(RequestValidationError, web.invalid_request)

@@ -1,7 +1,8 @@
 """The labeler's request guards: the host name (against DNS rebinding), the
 password (HTTP Basic, a few wrong tries a minute per address), the
-request-size check, the CSRF cookie and token, the same-site check and the
-security headers.
+request-size checks (the length a request declares, and its body as it is
+read), the CSRF cookie and token, the same-site check and the security
+headers.
 
 Every mutating request is a POST carrying a CSRF token (an HMAC of a
 per-browser cookie under a per-process secret) and, when the browser sends
@@ -71,12 +72,38 @@ def signed_in(request, password):
     return hmac.compare_digest(given.encode(), password.encode())
 
 
+def _too_large():
+    return TooLarge(f"A request can carry at most {settings.max_upload_bytes // 2**20} MB; "
+                    "upload in parts.")
+
+
 def check_size(request):
     """TooLarge when the request says it carries more than max_upload_bytes."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > settings.max_upload_bytes:
-        raise TooLarge(f"A request can carry at most {settings.max_upload_bytes // 2**20} MB; "
-                       "upload in parts.")
+        raise _too_large()
+
+
+def limit_body(app):
+    """ASGI middleware: a request body is read up to max_upload_bytes and no
+    further, whether or not it says how long it is (chunked uploads have no
+    Content-Length). The read that crosses the limit raises TooLarge in the
+    route reading the body, which the app answers (413); the server then
+    closes the connection instead of reading the rest."""
+    async def limited_app(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > settings.max_upload_bytes:
+                raise _too_large()
+            return message
+        return await app(scope, limited_receive, send)
+    return limited_app
 
 
 def check_same_site(request):

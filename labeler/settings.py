@@ -10,7 +10,8 @@ settings = Settings(
     Setting("max_batch", 5000, "Most images (or corrections) one batch request may change, "
             "select-all pages included."),
     Setting("max_upload_bytes", 200 * 1024 * 1024, "Most bytes one request may carry (many "
-            "files or zips)."),
+            "files or zips); a body is read no further (413), whether or not it says its "
+            "length."),
     Setting("max_upload_files", 1000, "Most files one upload request may carry."),
     Setting("thumb_side", 128, "Longest side of a thumbnail, in pixels."),
     Setting("thumb_cache_size", 5000, "Thumbnails the process keeps in memory."),
