@@ -12,6 +12,7 @@ class LRU:
         self.size = size
         self._items = collections.OrderedDict()
         self._lock = threading.Lock()
+        self._making = {}  # key -> the lock of the one thread making it
 
     def put(self, key, value):
         with self._lock:
@@ -25,15 +26,26 @@ class LRU:
             return self._items.pop(key, default)
 
     def get_or_make(self, key, make):
-        """The entry under `key`, made by `make()` when missing. The lock is not
-        held while making (a thumbnail or a TFLite conversion must not stall
-        every other request), so two threads may both make one; either is kept."""
+        """The entry under `key`, made by `make()` when missing. The map's lock
+        is not held while making (a thumbnail or a TFLite conversion must not
+        stall every other request); threads asking for the same missing key
+        wait for the one making it, so 20 requests for one export convert once."""
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        value = make()
-        self.put(key, value)
+            making = self._making.setdefault(key, threading.Lock())
+        with making:
+            with self._lock:
+                if key in self._items:  # made while this thread waited
+                    self._items.move_to_end(key)
+                    return self._items[key]
+            try:
+                value = make()
+                self.put(key, value)
+            finally:
+                with self._lock:
+                    self._making.pop(key, None)
         return value
 
     def __len__(self):

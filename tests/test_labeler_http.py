@@ -834,6 +834,35 @@ def test_model_exports_are_cached_for_export_cache_versions_and_kinds(db, monkey
     assert disposition == 'attachment; filename="sketchlab-v1.keras"'
 
 
+def test_requests_for_one_missing_export_at_once_make_it_once():
+    import threading
+    import time
+    from labeler.cache import LRU
+    cache, calls, answers = LRU(4), [], []
+    start = threading.Barrier(8)
+
+    def make():
+        calls.append(1)
+        time.sleep(0.2)  # a conversion: the other threads ask meanwhile
+        return b"T"
+
+    def ask():
+        start.wait()
+        answers.append(cache.get_or_make((1, "tflite"), make))
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == [1] and answers == [b"T"] * 8
+    # A make that fails is not kept: the next request makes it again.
+    try:
+        cache.get_or_make("broken", lambda: 1 / 0)
+    except ZeroDivisionError:
+        pass
+    assert cache.get_or_make("broken", lambda: "made") == "made"
+
+
 def test_predictions_keep_at_most_max_stored_probabilities(db, monkeypatch):
     import json
     from model.head import head_to_bytes, init_params

@@ -415,3 +415,89 @@ def test_dataset_export_of_a_trained_database_matches_its_labels(trained):
     expected = {i: (name, split) for split in ("train", "test")
                 for i, name in store.labeled_images(split)}
     assert rows == expected
+
+
+# A labeler in a process of its own, so that TensorFlow is still to be imported
+# when the requests come: the Retrain options of the other tests.
+SERVE_SCRIPT = """
+import sys, uvicorn
+from labeler.app import create_app
+from tests.helpers.labeler import TRAIN_OPTIONS
+app = create_app(sys.argv[1], train_options=TRAIN_OPTIONS)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+"""
+CONCURRENT_REQUESTS = 20
+
+
+def test_twenty_exports_and_uploads_at_once_on_a_fresh_labeler_all_succeed_then_retrain_works(
+        trained, tmp_path):
+    # The issue's reproduction: on a fresh labeler with a live model, an upload
+    # (scoring in the job thread) and a model export (a request thread) at once
+    # imported TensorFlow in two threads: a 500 (_DeadlockError), then every
+    # export and Retrain failed until a restart. Without model.backbone's
+    # import lock this test fails so (2 runs of 2).
+    import threading
+    import time
+    import httpx
+    from bench.common import free_port
+    from tests.helpers.common import ROOT
+    from tests.helpers.labeler import png_bytes
+    path, store = trained
+    port = free_port()
+    log = tmp_path / "labeler.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", SERVE_SCRIPT, str(path), str(port)],
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120  # only there so that a failure does not hang
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            try:
+                page = httpx.get(f"{url}/capture")
+                break
+            except httpx.ConnectError:
+                time.sleep(0.2)
+        cookies = dict(page.cookies)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        kinds = list(itertools.islice(itertools.cycle(["upload", "keras", "tflite"]),
+                                      CONCURRENT_REQUESTS))
+        answers = [None] * len(kinds)
+        # As in the issue, the exports follow an upload at once: its answer
+        # means its scoring job has started loading TensorFlow.
+        start, uploaded = threading.Barrier(len(kinds)), threading.Event()
+
+        def ask(n, kind):
+            with httpx.Client(base_url=url, cookies=cookies, timeout=600) as client:
+                start.wait()
+                if kind == "upload":
+                    try:
+                        response = client.post(
+                            "/upload", data={"csrf": csrf, "new_label": "circle"},
+                            files={"files": (f"{n}.png", png_bytes("circle", 700 + n))})
+                    finally:
+                        uploaded.set()
+                else:
+                    uploaded.wait()
+                    response = client.get(f"/export/model.{kind}")
+                answers[n] = (kind, response.status_code, response.text[:300]
+                              if response.status_code >= 400 else len(response.content))
+        threads = [threading.Thread(target=ask, args=(n, kind)) for n, kind in enumerate(kinds)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert all(answer and answer[1] < 400 for answer in answers), answers
+        assert len({size for kind, _, size in answers if kind == "tflite"}) == 1
+        assert store.db.execute("SELECT COUNT(*) FROM images WHERE source = 'upload'"
+                                ).fetchone()[0] == kinds.count("upload")
+        # TensorFlow still works: a retrain (after the scoring the uploads started).
+        with httpx.Client(base_url=url, cookies=cookies, timeout=60) as client:
+            assert wait_for_job(client)[0]["state"] == "done"
+            assert client.post("/retrain", data={"csrf": csrf, "force": "1"}).status_code == 303
+            final, _ = wait_for_job(client)
+            assert final["state"] == "done", final
+            assert len(store.model_versions()) == 2
+    finally:
+        proc.terminate()
+        proc.wait(20)
