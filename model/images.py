@@ -19,6 +19,9 @@ from model.sheet import clean_sheet, find_sketch
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 50_000_000
+# Longest side over shortest: no sketch or photo is longer, and a strip
+# (250x40000) would cost far more than its pixels when cropped to a square.
+MAX_ASPECT_RATIO = 20
 STORED_MAX_SIDE = 512
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "MPO")
 # A pixel is ink when it is this much darker than the paper around it.
@@ -94,6 +97,9 @@ def _check_size(size):
         raise BadImage("The image has no pixels.")
     if width * height > MAX_IMAGE_PIXELS:
         raise BadImage(f"The image has more than {MAX_IMAGE_PIXELS:,} pixels.")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise BadImage(f"The image is {width}x{height} pixels: a side may be at most "
+                       f"{MAX_ASPECT_RATIO} times the other.")
 
 
 def to_rgb(image):

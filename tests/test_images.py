@@ -304,6 +304,15 @@ def test_max_image_pixels_is_the_largest_accepted_area():
         decode(png_header_only(1, MAX_IMAGE_PIXELS + 1))
 
 
+def test_a_strip_longer_than_max_aspect_ratio_is_refused_from_its_header():
+    # The 250x40000 PNG cost seconds and gigabytes; refused before decoding.
+    with pytest.raises(BadImage, match="at most 20 times the other"):
+        decode(png_header_only(250, 40_000))
+    with pytest.raises(BadImage) as at_limit:  # the header passes; no pixel data follows
+        decode(png_header_only(images.MAX_ASPECT_RATIO * 100, 100))
+    assert "times the other" not in str(at_limit.value)
+
+
 def test_stored_max_side_bounds_stored_images_and_keeps_aspect():
     assert STORED_MAX_SIDE == 512  # as the README promises
     exact = Image.new("RGB", (STORED_MAX_SIDE, 100), "white")
