@@ -20,8 +20,10 @@ from types import SimpleNamespace
 import gradio as gr
 from starlette.middleware import Middleware
 
+import demo_guard
+
 from db.cli import add_db_option
-from demo_handlers import (HostGuard, app, classify_photo, classify_sketch, cleared_sketch,
+from demo_handlers import (app, classify_photo, classify_sketch, cleared_sketch,
                            correct, correct_ui, keep_frame, on_load, owner_login, page_state,
                            retrain_ui, settings, sketch_live_ui, sketch_ui, teach_photo_ui,
                            teach_sketch_ui, uploaded_ui, verdict, webcam_ui)
@@ -49,7 +51,7 @@ PICK_BRUSH_JS = """
 
 
 def sketchpad(label, elem_id):
-    return gr.Sketchpad(
+    return demo_guard.Sketchpad(
         label=label, type="pil", image_mode="RGB", elem_id=elem_id,
         canvas_size=settings.canvas, fixed_canvas=True, layers=False, transforms=(),
         height=settings.pad_height, format="png",
@@ -85,7 +87,7 @@ def _writes():
 def build():
     ui = SimpleNamespace()
     # Uploads need no sign-in, so their temporary files must not pile up.
-    with gr.Blocks(title="SketchLab",
+    with demo_guard.Blocks(title="SketchLab",
                    delete_cache=(settings.temp_sweep_every, settings.temp_file_age)) as page:
         gr.Markdown("# SketchLab\nDraw a shape, or hold a paper sketch up to the webcam; "
                     "correct the model when it is wrong, teach it new classes.")
@@ -112,11 +114,11 @@ def build():
         with gr.Tab("Webcam / upload", id="webcam"):
             with gr.Row():
                 with gr.Column():
-                    cam = gr.Image(label="Webcam (hold up a paper sketch)", sources=["webcam"],
+                    cam = demo_guard.Image(label="Webcam (hold up a paper sketch)", sources=["webcam"],
                                    streaming=True, type="pil", elem_id="webcam",
                                    webcam_options=gr.WebcamOptions(mirror=False))
                     snap = gr.Button("Snapshot: keep this frame", elem_id="snapshot")
-                    upload = gr.Image(label="…or upload an image",
+                    upload = demo_guard.Image(label="…or upload an image",
                                       sources=["upload", "clipboard"], type="filepath",
                                       image_mode=None, elem_id="upload")
                 with gr.Column():
@@ -143,7 +145,7 @@ def build():
                     teach_pad = sketchpad("Draw an example", "teach-pad")
                     ui.add_drawing = gr.Button("Add drawing", elem_id="add-drawing")
                 with gr.Column():
-                    teach_photo = gr.Image(label="…or snap one with the webcam",
+                    teach_photo = demo_guard.Image(label="…or snap one with the webcam",
                                            sources=["webcam"], type="filepath",
                                            image_mode=None, elem_id="teach-photo",
                                            webcam_options=gr.WebcamOptions(mirror=False))
@@ -197,7 +199,7 @@ def build():
         # The named API (gradio_client): hidden components, one gr.Label per classify call.
         with gr.Column(visible=False):
             api_label = gr.Label(num_top_classes=TOP_K)
-            api_photo = gr.Image(type="filepath", image_mode=None)
+            api_photo = demo_guard.Image(type="filepath", image_mode=None)
             api_text = gr.Textbox()
             api_source = gr.Radio(list(ingest.CORRECTION_SOURCES), value="upload")
             api_saved = gr.JSON()
@@ -245,6 +247,10 @@ def parser():
                    help="a host name this computer reaches the demo by, besides localhost "
                    "(repeatable); on loopback without --share, requests naming any other "
                    "host are refused, which stops DNS rebinding")
+    p.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                   help="address of a reverse proxy in front of the demo whose "
+                   "X-Forwarded-For names the client (repeatable); from any other address "
+                   "the header is ignored")
     p.add_argument("--auth", default=None,
                    help=f"user:password protecting the app (default: ${AUTH_ENV}); "
                    "that user is the owner")
@@ -254,7 +260,7 @@ def parser():
     return p
 
 
-def launch_options(host, port, share=False, auth=None, allowed_hosts=()):
+def launch_options(host, port, share=False, auth=None, allowed_hosts=(), proxies=()):
     """The keyword arguments of `demo.launch()`. The tests launch with these too,
     so the upload limit, error display and host guard they check are the ones
     served. Only a demo on this computer alone (loopback, no share link) is
@@ -263,12 +269,18 @@ def launch_options(host, port, share=False, auth=None, allowed_hosts=()):
     strangers anyway and keeps teaching for its owner."""
     local = is_loopback(host) and not share
     hosts = access.allowed_hosts(host, allowed_hosts) if local else None
+    # The share tunnel reaches the app from this computer.
+    proxies = {*proxies, *(access.LOOPBACK if share else ())}
+    # uvicorn would believe X-Forwarded-For from loopback when launch builds
+    # its config; demo_guard.Guard believes it from `proxies` only.
+    os.environ["FORWARDED_ALLOW_IPS"] = ""
     return dict(server_name=host, server_port=port, share=share,
                 auth=owner_login(*auth) if auth else None,
                 auth_message="Sign in as the SketchLab owner." if auth else None,
-                prevent_thread_lock=True, show_error=True,
+                prevent_thread_lock=True, show_error=False,
                 max_file_size=settings.max_file_size, ssr_mode=False, quiet=True,
-                app_kwargs={"middleware": [Middleware(HostGuard, hosts=hosts)]})
+                app_kwargs={"middleware": [Middleware(demo_guard.Guard, blocks=demo,
+                                                      hosts=hosts, proxies=proxies)]})
 
 
 def main(argv=None):
@@ -283,7 +295,7 @@ def main(argv=None):
               "exposed (share link or non-loopback host).", flush=True)
     app.model.start()
     demo.launch(**launch_options(args.host, args.port, share=args.share, auth=auth,
-                                 allowed_hosts=args.allowed_host))
+                                 allowed_hosts=args.allowed_host, proxies=args.trusted_proxy))
     app.share_url = demo.share_url
     if args.share and demo.share_url is None:
         print(f"warning: no public share link could be made (no internet access, or the "

@@ -9,7 +9,6 @@ import functools
 import hmac
 import logging
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import gradio as gr
 
@@ -17,8 +16,7 @@ from db.errors import SketchError, StorageError
 from model.errors import BadImage, BlankSketch, NoLiveModel, NotEnoughData, WeightsMissing
 from model.images import decode, picture, to_rgb
 from service import ingest, lifecycle
-from service.access import (Access, HostNotAllowed, NotAllowed, TooManyTries, Tries,
-                            check_host)
+from service.access import Access, BrowserIds, NotAllowed, TooManyTries, Tries
 from service.jobs import Busy
 from service.lifecycle import LiveModel, Phase
 from service.settings import Setting, Settings
@@ -42,6 +40,21 @@ settings = Settings(
     Setting("temp_sweep_every", 300, "seconds between two sweeps of old temporary files"),
     Setting("login_tries", 10, "wrong passwords a user name may try a minute; after that "
             "sign-in fails without the password being checked until the minute is over"),
+    Setting("request_bytes", 4_000_000, "largest body of a call to Gradio's API routes (a "
+            "webcam frame travels inside one as a JPEG); files come as uploads"),
+    Setting("upload_bytes", 21_000_000, "largest body of one upload request (a file of "
+            "max_file_size and its form)"),
+    Setting("uploads_per_minute", 60, "uploads a minute from one browser (or, without its "
+            "cookie, one address)"),
+    Setting("all_uploads_per_minute", 600, "uploads a minute from everyone together"),
+    Setting("upload_quota", 2_000_000_000, "bytes the upload folder may hold; past it "
+            "uploads are refused (507) until old files are swept"),
+    Setting("image_pixels", 12_000_000, "most pixels of an image the demo decodes (a 4000x3000 "
+            "photo), read from its header first"),
+    Setting("sketch_layers", 4, "most layers a sketchpad value may name (they are never "
+            "decoded)"),
+    Setting("sketch_blob_ids", 64, "sketchpad drawings held between their upload and their "
+            "use; the oldest is dropped past this"),
     Setting("canvas", (400, 400), "sketchpad canvas size in pixels"),
     Setting("brush_radius", 4, "sketchpad brush size"),
     Setting("pad_height", 520, "sketchpad height on the page, in pixels"),
@@ -58,6 +71,7 @@ class App:
     """The demo's live model and who may do what; `configure` (re)sets both."""
 
     def __init__(self):
+        self.browsers = BrowserIds()
         self.configure()
 
     def configure(self, db=None, alpha=None, owner=None, exposed=False, share=False):
@@ -334,8 +348,14 @@ def correct(image, label, source="upload", request: gr.Request = None):
 
 
 def _anonymous(request):
-    """Anonymous senders are told apart by address, so that rate limits and
-    "reject everything from this sender" apply to one client, not to all."""
+    """Anonymous senders are told apart by their browser's signed cookie, or
+    without one by address (demo_guard believes X-Forwarded-For only from a
+    trusted proxy), so that rate limits and "reject everything from this
+    sender" apply to one client, not to all."""
+    cookies = getattr(request, "cookies", None) or {}
+    browser = app.browsers.verify(cookies.get(BrowserIds.COOKIE))
+    if browser:
+        return f"anonymous:{browser}"
     host = getattr(getattr(request, "client", None), "host", None)
     return f"anonymous@{host}" if host else "anonymous"
 
@@ -431,44 +451,7 @@ def on_load(ui, request):
             ui.add_photo: allowed, ui.retrain: allowed}
 
 
-# -- the host guard -------------------------------------------------------------------
-
-class HostGuard:
-    """ASGI middleware in front of the Gradio app: a request must name an
-    allowed host (`hosts`, service.access.allowed_hosts; None allows any), and
-    a request that changes something (not GET or HEAD) from a page must come
-    from a page of an allowed host. Run locally without a password the demo
-    lets anyone teach and retrain; without this guard a web page could reach
-    it under its own name (DNS rebinding) and do so."""
-
-    def __init__(self, app, hosts):
-        self.app, self.hosts = app, hosts
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] in ("http", "websocket") and self.hosts is not None:
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                       for k, v in scope["headers"]}
-            try:
-                check_host(headers.get("host"), self.hosts)
-                origin = headers.get("origin")
-                if origin is not None and scope.get("method", "GET") not in ("GET", "HEAD"):
-                    check_host(urlsplit(origin).netloc, self.hosts)
-            except HostNotAllowed as error:
-                await _refuse(scope, send, error)
-                return
-        await self.app(scope, receive, send)
-
-
-async def _refuse(scope, send, error):
-    if scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 1008})
-        return
-    body = str(error).encode()
-    await send({"type": "http.response.start", "status": error.status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
+# -- sign-in ------------------------------------------------------------------------
 
 def owner_login(owner, password, tries=None):
     """Gradio's sign-in check for the owner's --auth: at most `login_tries`

@@ -10,6 +10,9 @@
     retraining is never reachable through a public link without a password.
 """
 import collections
+import hashlib
+import hmac
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -40,42 +43,112 @@ class TooManyTries(SketchError):
     status = 429
 
 
-class Tries:
-    """Wrong passwords per key (a client address, a user name) in the last
+class TooManyRequests(SketchError):
+    """Too many of one kind of request in a minute."""
+    status = 429
+
+
+class Window:
+    """Events per key (a client address, a user name, a browser) in the last
     minute, for at most MAX_TRACKED keys (the oldest forgotten first): bounded
-    memory. `limit()` says how many a minute a key may try."""
+    memory."""
     MAX_TRACKED = 10_000
     WINDOW_S = 60.0
 
-    def __init__(self, limit):
-        self.limit = limit
-        self._failures = collections.OrderedDict()
+    def __init__(self):
+        self._events = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def _recent(self, key, now):
-        stamps = [t for t in self._failures.get(key, ()) if now - t < self.WINDOW_S]
+        stamps = [t for t in self._events.get(key, ()) if now - t < self.WINDOW_S]
         if stamps:
-            self._failures[key] = stamps
-            self._failures.move_to_end(key)
+            self._events[key] = stamps
+            self._events.move_to_end(key)
         else:
-            self._failures.pop(key, None)
+            self._events.pop(key, None)
         return stamps
+
+    def count(self, key):
+        with self._lock:
+            return len(self._recent(key, time.monotonic()))
+
+    def add(self, key, limit=None):
+        """Count one event of `key`; with a `limit`, only if fewer than that
+        were counted in the minute (True when counted)."""
+        with self._lock:
+            now = time.monotonic()
+            recent = self._recent(key, now)
+            if limit is not None and len(recent) >= limit:
+                return False
+            self._events[key] = recent + [now]
+            self._events.move_to_end(key)
+            while len(self._events) > self.MAX_TRACKED:
+                self._events.popitem(last=False)
+            return True
+
+
+class Tries(Window):
+    """Wrong passwords per key in the last minute; `limit()` says how many a
+    minute a key may try."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit = limit
 
     def check(self, key):
         """TooManyTries when `key` has used up its wrong tries of the minute."""
-        with self._lock:
-            used = len(self._recent(key, time.monotonic()))
-        if used >= self.limit():
+        if self.count(key) >= self.limit():
             raise TooManyTries(f"Too many wrong passwords: wait a minute "
                                f"(at most {self.limit()} tries a minute).")
 
     def failed(self, key):
-        with self._lock:
-            now = time.monotonic()
-            self._failures[key] = self._recent(key, now) + [now]
-            self._failures.move_to_end(key)
-            while len(self._failures) > self.MAX_TRACKED:
-                self._failures.popitem(last=False)
+        self.add(key)
+
+
+class Rate(Window):
+    """At most `limit()` requests of one kind (`what`) a minute per key."""
+
+    def __init__(self, limit, what):
+        super().__init__()
+        self.limit, self.what = limit, what
+
+    def take(self, key):
+        """Count one request of `key`, or TooManyRequests past the limit."""
+        if not self.add(key, self.limit()):
+            raise TooManyRequests(f"Too many {self.what}: at most {self.limit()} a minute. "
+                                  "Wait a minute.")
+
+
+class BrowserIds:
+    """Signed ids in a cookie that tell anonymous browsers apart, so that
+    rate limits and "reject everything from this sender" apply to one
+    browser even when many share an address (behind a proxy or the share
+    tunnel). The key lives as long as the process: after a restart a browser
+    gets a new id."""
+    COOKIE = "sketchlab_browser"
+    MAX_AGE_S = 365 * 24 * 3600
+
+    def __init__(self, key=None):
+        self._key = key or secrets.token_bytes(32)
+
+    def _signature(self, raw):
+        return hmac.new(self._key, raw.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def issue(self):
+        raw = secrets.token_urlsafe(12)
+        return f"{raw}.{self._signature(raw)}"
+
+    def verify(self, value):
+        """The id in a cookie value this process signed, else None."""
+        raw, _, signature = (value or "")[:200].partition(".")
+        if raw and hmac.compare_digest(signature, self._signature(raw)):
+            return raw
+        return None
+
+    def cookie(self, value):
+        """A Set-Cookie header value for `value`."""
+        return (f"{self.COOKIE}={value}; Max-Age={self.MAX_AGE_S}; Path=/; HttpOnly; "
+                "SameSite=Lax")
 
 
 def is_loopback(host):

@@ -148,8 +148,10 @@ def test_correct_api_refuses_a_server_path_instead_of_an_upload(server):
         assert started.status_code == 200, started.text
         event = started.json()["event_id"]
         answers.append(httpx.get(f"{base}/gradio_api/call/correct/{event}", timeout=60).text)
-    assert all("event: error" in answer and "was not uploaded by a user" in answer
+    assert all("event: error" in answer and "was not uploaded to this app" in answer
                for answer in answers), answers
+    # The answer names no server path.
+    assert not any(str(ROOT) in answer for answer in answers), answers
     assert not any(SQLITE_HEADER.decode() in answer or "Gradio demo" in answer
                    for answer in answers)
     assert table_counts(app.model.db_path) == before

@@ -176,14 +176,15 @@ def test_only_a_demo_on_this_computer_alone_is_held_to_its_host_names():
     assert hosts(host="0.0.0.0", port=1) is None
 
 
-def test_one_client_posing_as_many_senders_is_held_by_the_limit_on_all(
+def test_many_browsers_sending_at_once_are_held_by_the_limit_on_all(
         server, tmp_path, monkeypatch):
-    # From a loopback connection the demo takes X-Forwarded-For as the
-    # sender's address (a local proxy, the share tunnel), so each forged
-    # header is a new sender; the limit on all senders together still holds.
+    # Each browser is its own sender (its signed cookie), and a client can
+    # fetch as many cookies as it likes: the limit on all senders together
+    # bounds what they send.
     from datetime import timedelta
     from db import Store
     from db import store as store_module
+    from service.access import BrowserIds
     _, app = server
     # An hour from now: the module's earlier corrections are out of the minute.
     later = store_module.utcnow() + timedelta(hours=1)
@@ -192,11 +193,11 @@ def test_one_client_posing_as_many_senders_is_held_by_the_limit_on_all(
     store = Store(app.model.db_path)
     before = len(store.corrections())
     outcomes = []
-    for address in range(5):
-        path = tmp_path / f"c{address}.png"
-        draw_shape("circle", seed=600 + address).save(path)
-        forged = Client(server[0], verbose=False,
-                        headers={"X-Forwarded-For": f"203.0.113.{address}"})
+    for browser in range(5):
+        path = tmp_path / f"c{browser}.png"
+        draw_shape("circle", seed=600 + browser).save(path)
+        forged = Client(server[0], verbose=False, headers={
+            "Cookie": f"{BrowserIds.COOKIE}={app.browsers.issue()}"})
         try:
             outcomes.append(forged.predict(handle_file(str(path)), "ring", "sketch",
                                            api_name="/correct")["sender"])

@@ -25,12 +25,12 @@ def upper(names, layers):
 
 def test_db_imports_nothing_from_the_layers_above():
     assert upper(imported_after(DB_MODULES),
-                 {"model", "service", "labeler", "demo", "demo_handlers"}) == []
+                 {"model", "service", "labeler", "demo", "demo_handlers", "demo_guard"}) == []
 
 
 def test_pure_model_modules_import_nothing_from_the_layers_above():
     names = imported_after(PURE_MODEL_MODULES)
-    assert upper(names, {"service", "labeler", "demo", "demo_handlers"}) == []
+    assert upper(names, {"service", "labeler", "demo", "demo_handlers", "demo_guard"}) == []
 
 
 SERVICE_MODULES = ["service.ingest", "service.jobs", "service.lifecycle", "service.access",
@@ -39,5 +39,5 @@ SERVICE_MODULES = ["service.ingest", "service.jobs", "service.lifecycle", "servi
 
 def test_service_knows_no_user_interface():
     names = imported_after(SERVICE_MODULES)
-    assert upper(names, {"labeler", "demo", "demo_handlers", "gradio", "fastapi",
+    assert upper(names, {"labeler", "demo", "demo_handlers", "demo_guard", "gradio", "fastapi",
                          "starlette"}) == []

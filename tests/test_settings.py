@@ -9,7 +9,7 @@ from tests.helpers.common import ROOT
 
 def _demo():
     from demo_handlers import settings
-    return settings, [ROOT / "demo.py", ROOT / "demo_handlers.py"]
+    return settings, [ROOT / "demo.py", ROOT / "demo_handlers.py", ROOT / "demo_guard.py"]
 
 
 def _labeler():

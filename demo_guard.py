@@ -1,0 +1,448 @@
+"""The demo's guard at its HTTP boundary. Gradio answers anyone who can reach
+the page; what it would take from them unbounded is bounded and checked here
+before Gradio sees it, and what Gradio answers is made the product's.
+
+  * `Guard`, ASGI middleware in front of Gradio: host names and origins,
+    client addresses behind trusted proxies, a signed cookie per browser,
+    bounded request bodies (with or without Content-Length), requests for
+    functions and components that do not exist, upload rates and the upload
+    folder's quota, frame headers, and Gradio's error answers made 4xx with
+    the product's message.
+  * `Blocks`, `Sketchpad` and `Image`: Gradio's, with their input bounded
+    (a sketch's layers are counted and never decoded; pixels are checked from
+    the header before decoding) and their input errors made the product's.
+
+The limits are demo settings (demo_handlers.settings), each with help text.
+"""
+import json
+import logging
+import os
+from io import BytesIO
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import gradio as gr
+from gradio.components.base import server
+from PIL import Image as PILImage
+from starlette.requests import Request
+
+from db.errors import SketchError
+from demo_handlers import app, settings
+from service.access import Rate, check_host
+
+log = logging.getLogger("sketchlab.demo")
+
+PREFIX = "/gradio_api"
+# POST routes whose body is files, passed on as it comes (bounded); every
+# other POST route's body is read whole (bounded) and must be JSON, or the
+# sketchpad's blobs for the component server.
+FILE_ROUTES = ("/upload", "/process_recording")
+SECURITY_HEADERS = [(b"x-frame-options", b"DENY"),
+                    (b"content-security-policy", b"frame-ancestors 'none'"),
+                    (b"x-content-type-options", b"nosniff")]
+BLOB_TYPES = ("background", "layer", "composite")
+
+
+class BadRequest(SketchError):
+    status = 400
+
+
+class NotFound(SketchError):
+    status = 404
+
+
+class TooLarge(SketchError):
+    status = 413
+
+
+class UploadSpaceFull(SketchError):
+    """The upload folder holds `upload_quota` bytes: nothing more until the sweep."""
+    status = 507
+
+
+class Guard:
+    """ASGI middleware in front of the Gradio app `blocks`.
+
+    `hosts`: the host names a request may name (service.access.allowed_hosts;
+    None allows any); a request that changes something (not GET or HEAD) from
+    a page must come from a page of an allowed host. `proxies`: addresses
+    whose X-Forwarded-For is believed; from any other address it is ignored,
+    so that a client cannot pose as many senders."""
+
+    def __init__(self, app_, blocks, hosts=None, proxies=()):
+        self.app, self.blocks, self.hosts = app_, blocks, hosts
+        self.proxies = frozenset(proxies)
+        self.uploads = Rate(lambda: settings.uploads_per_minute, "uploads")
+        self.all_uploads = Rate(lambda: settings.all_uploads_per_minute, "uploads from everyone")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        started = []
+        try:
+            self._check_host(scope, headers)
+            scope = self._with_client(scope, headers)
+            browser = app.browsers.verify(_cookie(headers, app.browsers.COOKIE))
+            if scope["type"] == "http":
+                receive = await self._checked(scope, headers, receive, browser)
+                send = self._answering(scope, send, started, issue=browser is None)
+            await self.app(scope, receive, send)
+        except SketchError as error:
+            if started:
+                raise
+            await _refuse(scope, send, error)
+
+    def _check_host(self, scope, headers):
+        if self.hosts is None:
+            return
+        check_host(headers.get("host"), self.hosts)
+        origin = headers.get("origin")
+        if origin is not None and scope.get("method", "GET") not in ("GET", "HEAD"):
+            check_host(urlsplit(origin).netloc, self.hosts)
+
+    def _with_client(self, scope, headers):
+        """The scope with the client's address: the last address of
+        X-Forwarded-For that is not a trusted proxy, when the connection
+        comes from one; the connection's address otherwise."""
+        client = scope.get("client")
+        forwarded = headers.get("x-forwarded-for")
+        if not client or client[0] not in self.proxies or not forwarded:
+            return scope
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            if hop not in self.proxies:
+                return {**scope, "client": (hop[:100], 0)}
+        return scope
+
+    async def _checked(self, scope, headers, receive, browser):
+        """`receive` for Gradio once the request passed the checks (the body
+        it reads again when the checks had to read it)."""
+        path, method = scope["path"], scope["method"]
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if not path.startswith(PREFIX):
+            pages = [page[0] for page in self.blocks.pages]
+            if path.strip("/") in pages and query.get("page", [""])[0] not in pages:
+                raise NotFound("No such page.")
+            return _bounded(receive, settings.request_bytes) if method == "POST" else receive
+        route = path[len(PREFIX):]
+        if route.startswith("/proxy="):
+            raise NotFound("This app proxies nothing.")
+        if method == "POST" and route.startswith(FILE_ROUTES):
+            if route.rstrip("/") == "/upload":
+                self._admit_upload(scope, browser)
+            return _bounded(receive, settings.upload_bytes)
+        if method == "GET" and route.startswith("/call/") and route.count("/") == 3:
+            self._check_event(route.rsplit("/", 1)[1])
+            return receive
+        if method == "GET" and route == "/queue/data":
+            sessions = self.blocks._queue.pending_messages_per_session
+            if query.get("session_hash", [""])[0] not in sessions:
+                raise NotFound("No such session: join the queue first.")
+            return receive
+        if method != "POST":
+            return receive
+        body = await _read(receive, settings.request_bytes)
+        if not body:
+            return _replay(body)
+        if route.startswith("/component_server"):
+            await self._check_component_call(scope, headers, body)
+        else:
+            _check_fn_index(self.blocks, _json_object(body))
+        return _replay(body)
+
+    def _admit_upload(self, scope, browser):
+        address = (scope.get("client") or ("?",))[0]
+        sender = f"browser:{browser}" if browser else f"address:{address}"
+        self.uploads.take(sender)
+        self.all_uploads.take("everyone")
+        folder = Path(os.environ.get("GRADIO_TEMP_DIR") or gr.utils.get_upload_folder())
+        if _folder_bytes(folder) >= settings.upload_quota:
+            raise UploadSpaceFull(f"The demo's upload space ({settings.upload_quota:,} bytes) "
+                                  "is full; uploads are kept a few minutes, try again then.")
+
+    def _check_event(self, event_id):
+        queue = self.blocks._queue
+        if event_id in queue.event_ids_to_events or any(
+                event_id in ids for ids in queue.pending_event_ids_session.values()):
+            return
+        raise NotFound("No such call: its results were already read, or it never existed.")
+
+    async def _check_component_call(self, scope, headers, body):
+        if headers.get("content-type", "").startswith("multipart/form-data"):
+            fields = await _form(scope, body)
+        else:
+            fields = _json_object(body)
+            fields = {**(fields.get("data") if isinstance(fields.get("data"), dict) else {}),
+                      **fields}
+        block = self.blocks.blocks.get(_integer(fields.get("component_id")))
+        names = [fn.__name__ for fn in getattr(block, "server_fns", ())]
+        if fields.get("fn_name") not in names:
+            raise NotFound("No such component function.")
+        if fields["fn_name"] == "accept_blobs":
+            _check_blob(fields)
+
+    def _answering(self, scope, send, started, issue):
+        """`send` with the frame headers, a browser cookie when the request
+        had none, and Gradio's 500 for a refused input made a 400."""
+        direct = scope["path"].startswith((PREFIX + "/run/", PREFIX + "/api/"))
+        held = {}
+
+        async def answer(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [
+                    *message.get("headers", []), *SECURITY_HEADERS,
+                    *([(b"set-cookie", app.browsers.cookie(app.browsers.issue()).encode())]
+                      if issue else [])]}
+                if direct and message["status"] == 500:
+                    held["start"] = message
+                    return
+                started.append(True)
+            elif message["type"] == "http.response.body" and "start" in held:
+                held["body"] = held.get("body", b"") + message.get("body", b"")
+                if message.get("more_body"):
+                    return
+                start, body = _translated(held.pop("start"), held.pop("body"))
+                started.append(True)
+                await send(start)
+                message = {"type": "http.response.body", "body": body}
+            await send(message)
+        return answer
+
+
+def _translated(start, body):
+    """Gradio answers 500 to every error of a direct API call. A gr.Error is
+    the product refusing the input (it carries a title): a 400 with its
+    message. Anything else is a fault of the server, whose text is not shown."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and payload.get("title"):
+        status, payload = 400, {"error": payload.get("error"), "title": payload["title"]}
+    else:
+        log.error("unexpected error in a direct API call: %s", body[:2000])
+        status, payload = 500, {"error": "The server failed to answer this request."}
+    body = json.dumps(payload).encode()
+    headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+    return ({**start, "status": status,
+             "headers": headers + [(b"content-length", str(len(body)).encode())]}, body)
+
+
+def _cookie(headers, name):
+    for part in headers.get("cookie", "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return None
+
+
+def _integer(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _json_object(body):
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest("The request body is not JSON.") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return data
+
+
+def _check_fn_index(blocks, data):
+    if data.get("fn_index") is None:
+        return
+    index = data["fn_index"]
+    if isinstance(index, bool) or not isinstance(index, int) or index not in blocks.fns:
+        raise NotFound(f"No function {str(index)[:30]!r} in this app.")
+
+
+def _check_blob(fields):
+    """A sketchpad blob: one of its kinds, a layer index within
+    `sketch_layers`, and an image no larger than twice the canvas a side."""
+    if fields.get("type") not in BLOB_TYPES:
+        raise BadRequest(f"A sketch part is one of {', '.join(BLOB_TYPES)}.")
+    index = fields.get("index")
+    if index not in (None, "null"):
+        index = _integer(index)
+        if index is None or not 0 <= index < settings.sketch_layers:
+            raise BadRequest(f"A sketch has at most {settings.sketch_layers} layers.")
+    if len(str(fields.get("id", ""))) > 100:
+        raise BadRequest("The sketch id is too long.")
+    blob = fields.get("file")
+    if blob is not None:
+        _check_pixels(blob, limit=_canvas_limit())
+
+
+def _canvas_limit():
+    width, height = settings.canvas
+    return 4 * width * height
+
+
+def _check_pixels(data, limit=None):
+    """BadRequest unless the image in `data` (bytes or a path) has at most
+    `limit` pixels (default `image_pixels`), read from its header only."""
+    limit = limit or settings.image_pixels
+    try:
+        with PILImage.open(BytesIO(data) if isinstance(data, bytes) else data) as image:
+            width, height = image.size
+    except Exception:
+        raise BadRequest("The image could not be read.") from None
+    if width * height > limit:
+        raise BadRequest(f"The image has {width}x{height} pixels; at most {limit:,} in all "
+                         f"are accepted here.")
+
+
+def _folder_bytes(folder):
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+async def _read(receive, limit):
+    """The whole body, or TooLarge as soon as it passes `limit` bytes."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("The client went away.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"The request is larger than {limit:,} bytes; send images as "
+                           "uploads.")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replay(body):
+    sent = []
+
+    async def receive():
+        if not sent:
+            sent.append(True)
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+    return receive
+
+
+def _bounded(receive, limit):
+    """`receive` that raises TooLarge once the body passes `limit` bytes, with
+    or without a Content-Length, before the rest is read."""
+    size = [0]
+
+    async def bounded():
+        message = await receive()
+        size[0] += len(message.get("body", b""))
+        if size[0] > limit:
+            raise TooLarge(f"The upload is larger than {limit:,} bytes.")
+        return message
+    return bounded
+
+
+async def _form(scope, body):
+    request = Request(scope, _replay(body))
+    try:
+        form = await request.form(max_files=1, max_fields=16)
+    except Exception:
+        raise BadRequest("The form could not be read.") from None
+    fields = {}
+    for key, value in form.multi_items():
+        fields[key] = await value.read() if hasattr(value, "read") else value
+    await form.close()
+    return fields
+
+
+async def _refuse(scope, send, error):
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = str(error).encode()
+    await send({"type": "http.response.start", "status": error.status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode()), *SECURITY_HEADERS]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- components ---------------------------------------------------------------------
+
+class Blocks(gr.Blocks):
+    """gr.Blocks whose malformed inputs are the product's 4xx: Gradio reads a
+    request's input (file references, data models, component preprocessing)
+    before any handler runs, and would answer its errors with a 500 and raw
+    text (temporary paths, Pillow's messages)."""
+
+    async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except gr.Error:
+            raise
+        except Exception as error:
+            log.info("input refused: %s", error)
+            if "was not uploaded by a user" in str(error):
+                message = "A file in the request was not uploaded to this app: upload it first."
+            else:
+                message = "The request's input is not in the form this app expects."
+            raise gr.Error(message, title="Bad request") from None
+
+
+class Sketchpad(gr.Sketchpad):
+    """gr.Sketchpad whose value is bounded: at most `sketch_layers` layers,
+    none of them decoded (the model reads the composite), a composite of at
+    most four times the canvas's pixels, and at most `sketch_blob_ids`
+    drawings held between their upload and their use."""
+
+    def get_block_name(self):  # the page draws it with Gradio's image editor, as gr.Sketchpad
+        return gr.ImageEditor.__name__.lower()
+
+    get_block_class = get_block_name
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        stored = self.blob_storage.pop(payload.id, None) if payload.id is not None else None
+        layers = stored.layers if stored is not None else payload.layers
+        composite = stored.composite if stored is not None else payload.composite
+        if len(layers) > settings.sketch_layers:
+            raise gr.Error(f"A sketch has at most {settings.sketch_layers} layers.",
+                           title="Bad request")
+        if composite is None:
+            return {"background": None, "layers": [], "composite": None}
+        try:
+            _check_pixels(composite if isinstance(composite, bytes) else composite.path,
+                          limit=_canvas_limit())
+        except BadRequest as error:
+            raise gr.Error(str(error), title="Bad request") from None
+        return {"background": None, "layers": [],
+                "composite": self.convert_and_format_image(composite, flatten_on_white=True)}
+
+    @server
+    def accept_blobs(self, data):
+        super().accept_blobs(data)
+        while len(self.blob_storage) > settings.sketch_blob_ids:
+            self.blob_storage.pop(next(iter(self.blob_storage)))
+
+
+class Image(gr.Image):
+    """gr.Image whose input has at most `image_pixels` pixels, read from the
+    header before Gradio decodes it."""
+
+    def preprocess(self, payload):
+        if payload is not None and payload.path:
+            try:
+                _check_pixels(payload.path)
+            except BadRequest as error:
+                raise gr.Error(str(error), title="Bad request") from None
+        return super().preprocess(payload)

@@ -1,0 +1,222 @@
+"""The demo's HTTP boundary (demo_guard) against the launched demo: garbage on
+every route, requests built to exhaust memory, forged senders, upload
+floods, frame headers and Gradio's error answers."""
+import io
+import json
+
+import httpx
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.helpers.demo import draw_shape
+from tests.helpers.fuzz import odd_requests, peak_memory_growth, routes_of, send_all
+
+# Peak memory a hostile request may add to the serving process. Without the
+# guard a few KB of request cost 150 MB to 3 GB.
+MEMORY_BOUND_MB = 150
+
+
+def png_bytes(image):
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def huge_png():
+    """7000x7000 pixels in about 60 KB: a line on white."""
+    image = Image.new("L", (7000, 7000), 255)
+    ImageDraw.Draw(image).line((0, 0, 6999, 6999), fill=0, width=9)
+    return png_bytes(image)
+
+
+def upload(base, data, name="x.png", cookies=None):
+    answer = httpx.post(f"{base}/gradio_api/upload", files={"files": (name, data)},
+                        cookies=cookies, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()[0]
+
+
+def file_data(path):
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
+def call(base, api_name, data, headers=None, cookies=None):
+    """A queued call over plain HTTP: (its final event name, its data)."""
+    started = httpx.post(f"{base}/gradio_api/call/{api_name}", json={"data": data},
+                         headers=headers, cookies=cookies, timeout=30)
+    assert started.status_code == 200, started.text
+    event_id = started.json()["event_id"]
+    text = httpx.get(f"{base}/gradio_api/call/{api_name}/{event_id}", timeout=120,
+                     cookies=cookies).text
+    event, payload = None, None
+    for line in text.splitlines():
+        if line.startswith("event: "):
+            event = line[len("event: "):]
+        elif line.startswith("data: "):
+            payload = json.loads(line[len("data: "):])
+    return event, payload
+
+
+@pytest.fixture(scope="module")
+def base(server):
+    return server[0].rstrip("/")
+
+
+def test_garbage_on_every_route_gets_no_5xx_and_bounded_memory(server, base):
+    import demo
+    routes = routes_of(demo.demo.server_app)
+    assert len(routes) > 40  # Gradio's routes, not a handful
+    with peak_memory_growth() as growth:
+        answers = send_all(base, odd_requests(routes, seed=14))
+    server_errors = [a for a in answers if isinstance(a[0], int) and a[0] >= 500]
+    assert len(answers) > 300 and not server_errors, server_errors[:10]
+    # Event streams may keep a request open until the timeout; nothing else hangs.
+    stalled = [a for a in answers if not isinstance(a[0], int)]
+    assert all(("/queue/data" in p or "upload_progress" in p or "heartbeat" in p)
+               for _, _, p in stalled), stalled[:10]
+    assert growth["mb"] < MEMORY_BOUND_MB, growth
+    # Still serving.
+    event, _ = call(base, "classify_photo", [file_data(upload(base, png_bytes(
+        draw_shape("circle", seed=1))))])
+    assert event == "complete"
+
+
+def test_a_sketch_naming_many_huge_layers_is_refused_without_decoding_them(base):
+    big = upload(base, huge_png())
+    value = {"background": None, "layers": [file_data(big)] * 16,
+             "composite": file_data(big)}
+    with peak_memory_growth() as growth:
+        event, payload = call(base, "classify_sketch", [value])
+        direct = httpx.post(f"{base}/gradio_api/run/classify_sketch", json={"data": [value]},
+                            timeout=60)
+        value = dict(value, layers=[file_data(big)] * 4)
+        composite_event, composite_payload = call(base, "classify_sketch", [value])
+    assert event == "error" and "at most 4 layers" in json.dumps(payload)
+    assert direct.status_code == 400 and "at most 4 layers" in direct.json()["error"]
+    # Four layers are allowed, and not decoded; the composite is checked from its header.
+    assert composite_event == "error" and "7000x7000" in json.dumps(composite_payload)
+    assert growth["mb"] < MEMORY_BOUND_MB, growth
+
+
+def test_sketchpad_blobs_are_bounded_in_index_count_and_size(server, base):
+    import demo
+    from demo_handlers import settings
+    pad = next(block for block in demo.demo.blocks.values()
+               if getattr(block, "elem_id", None) == "sketchpad")
+    blob = png_bytes(Image.new("RGBA", settings.canvas, (0, 0, 0, 0)))
+
+    def send(index, blob_id, data=blob, kind="layer"):
+        return httpx.post(f"{base}/gradio_api/component_server/", timeout=30, data={
+            "component_id": str(pad._id), "fn_name": "accept_blobs", "session_hash": "s",
+            "type": kind, "index": str(index), "id": blob_id},
+            files={"file": ("blob", data)})
+    with peak_memory_growth() as growth:
+        far = send(100_000_000, "far")
+        huge = send(0, "huge", data=huge_png())
+    assert far.status_code == 400 and "at most" in far.text
+    assert huge.status_code == 400 and "7000x7000" in huge.text
+    assert growth["mb"] < MEMORY_BOUND_MB, growth
+    for n in range(settings.sketch_blob_ids + 20):
+        assert send(0, f"id{n}").status_code == 200
+    assert len(pad.blob_storage) == settings.sketch_blob_ids
+    # A component or function that does not exist is a 404, not a 500.
+    wrong = httpx.post(f"{base}/gradio_api/component_server/", timeout=30, json={
+        "component_id": 10 ** 9, "fn_name": "accept_blobs", "session_hash": "s", "data": {}})
+    assert wrong.status_code == 404
+
+
+def test_unknown_functions_and_calls_are_404_and_bodies_are_bounded(base):
+    from demo_handlers import settings
+    for fn_index in (999, -1, 2 ** 70, "0", True):
+        answer = httpx.post(f"{base}/gradio_api/queue/join", timeout=30,
+                            json={"data": [], "fn_index": fn_index, "session_hash": "x"})
+        assert answer.status_code == 404, (fn_index, answer.text)
+    assert httpx.get(f"{base}/gradio_api/call/correct/no-such-id", timeout=30).status_code == 404
+    assert httpx.get(f"{base}/gradio_api/queue/data?session_hash=nobody",
+                     timeout=30).status_code == 404
+
+    def chunks():  # no Content-Length: the limit holds on what is read
+        for _ in range(settings.request_bytes // 65536 + 10):
+            yield b" " * 65536
+    with peak_memory_growth() as growth:
+        answer = httpx.post(f"{base}/gradio_api/queue/join", content=chunks(), timeout=60,
+                            headers={"content-type": "application/json"})
+    assert answer.status_code == 413
+    assert growth["mb"] < MEMORY_BOUND_MB, growth
+
+
+def test_direct_api_errors_are_4xx_with_the_products_message_not_gradios(base):
+    refused = httpx.post(f"{base}/gradio_api/run/classify_photo", timeout=30, json={
+        "data": [file_data("/etc/passwd")]})
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("A file in the request was not uploaded")
+    assert "/etc/passwd" not in refused.text
+    garbage = upload(base, b"not an image at all", name="x.png")
+    unreadable = httpx.post(f"{base}/gradio_api/run/classify_photo", timeout=30, json={
+        "data": [file_data(garbage)]})
+    assert unreadable.status_code == 400
+    assert "PIL" not in unreadable.text and "/tmp" not in unreadable.text
+
+
+def test_every_answer_forbids_framing(base):
+    for answer in (httpx.get(base + "/", timeout=30),
+                   httpx.get(f"{base}/gradio_api/info", timeout=30),
+                   httpx.post(f"{base}/gradio_api/queue/join", json={"fn_index": 999},
+                              timeout=30)):
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+
+
+def test_forged_forwarded_for_is_one_sender_and_browsers_are_told_apart_by_cookie(base):
+    from service.access import BrowserIds
+    path = upload(base, png_bytes(draw_shape("circle", seed=700)))
+
+    def sender(**kwargs):
+        event, payload = call(base, "correct", [file_data(path), "ring", "sketch"], **kwargs)
+        assert event == "complete", payload
+        return payload[0]["sender"]
+    forged = [sender(headers={"X-Forwarded-For": f"203.0.113.{n}"}) for n in range(3)]
+    browsers = [sender(cookies={BrowserIds.COOKIE: httpx.get(base + "/", timeout=30)
+                                .cookies[BrowserIds.COOKIE]}) for _ in range(2)]
+    made_up = sender(cookies={BrowserIds.COOKIE: "made-up.0123456789abcdef0123456789abcdef"})
+    assert forged == ["anonymous@127.0.0.1"] * 3
+    assert len(set(browsers)) == 2 and all(s.startswith("anonymous:") for s in browsers)
+    assert made_up == "anonymous@127.0.0.1"
+
+
+def test_forwarded_for_names_the_client_only_behind_a_trusted_proxy():
+    from demo_guard import Guard
+    guard = Guard(None, blocks=None, proxies={"10.0.0.1"})
+    forwarded = {"x-forwarded-for": "198.51.100.7, 203.0.113.9"}
+    assert guard._with_client({"client": ("10.0.0.1", 1)}, forwarded)["client"][0] == \
+        "203.0.113.9"
+    assert guard._with_client({"client": ("127.0.0.1", 1)}, forwarded)["client"][0] == \
+        "127.0.0.1"
+
+
+def test_uploads_are_limited_per_browser_and_by_the_folders_quota(base, monkeypatch):
+    from demo_handlers import settings
+    from service.access import BrowserIds
+    cookie = {BrowserIds.COOKIE: httpx.get(base + "/", timeout=30).cookies[BrowserIds.COOKIE]}
+    monkeypatch.setattr(settings, "uploads_per_minute", 3)
+    statuses = [httpx.post(f"{base}/gradio_api/upload", files={"files": ("a.png", b"x")},
+                           cookies=cookie, timeout=30).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    monkeypatch.setattr(settings, "uploads_per_minute", 1000)
+    monkeypatch.setattr(settings, "upload_quota", 1)
+    full = httpx.post(f"{base}/gradio_api/upload", files={"files": ("a.png", b"x")},
+                      timeout=30)
+    assert full.status_code == 507 and "full" in full.text
+    monkeypatch.setattr(settings, "upload_quota", 10 ** 12)
+    monkeypatch.setattr(settings, "upload_bytes", 100_000)
+
+    def chunks():
+        yield b"--zz\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.png\"\r\n\r\n"
+        for _ in range(100):
+            yield b"\0" * 65536
+        yield b"\r\n--zz--\r\n"
+    with peak_memory_growth() as growth:
+        big = httpx.post(f"{base}/gradio_api/upload", content=chunks(), timeout=60,
+                         headers={"content-type": "multipart/form-data; boundary=zz"})
+    assert big.status_code == 413
+    assert growth["mb"] < MEMORY_BOUND_MB, growth
