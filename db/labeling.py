@@ -15,7 +15,7 @@ from db.store import check_split, clean_label
 from db.errors import ClassConflict, NotFound, SketchError
 
 GRID_SORTS = ("newest", "oldest", "least-confident", "top-losses")
-GRID_STATUSES = ("all", "labeled", "unlabeled", "misclassified", "deleted")
+GRID_STATUSES = ("all", "labeled", "unlabeled", "misclassified", "unknown", "deleted")
 UNLABELED = "none"
 # Probabilities kept per prediction row: enough for the true class of any image
 # in projects of this size; a true class beyond them counts as probability 0.
@@ -52,6 +52,8 @@ def _grid_where(filters, sort):
         add("l.class_id = ?", int(filters["label"]), reads={"labels"})
     if status == "misclassified":
         add("p.label IS NOT NULL AND p.label != c.name", reads={"labels", "classes", "predictions"})
+    if status == "unknown":  # the live version judges them none of its classes
+        add("p.unknown = 1", reads={"predictions"})
     if sort == "top-losses":
         add("p.id IS NOT NULL", reads={"predictions"})
     if filters.get("predicted"):
@@ -127,7 +129,8 @@ def images_by_id(store, image_ids, version):
     for chunk in in_chunks(image_ids):
         for row in store.db.query(
                 f"SELECT i.id, i.source, i.split, i.width, i.height, i.deleted_at, l.class_id,"
-                f" c.name AS label, p.label AS predicted, p.confidence, p.top FROM images i"
+                f" c.name AS label, p.label AS predicted, p.confidence, p.top, p.unknown,"
+                f" p.unknown_score FROM images i"
                 f" LEFT JOIN labels l ON l.image_id = i.id LEFT JOIN classes c ON c.id = l.class_id"
                 f" {join} WHERE i.id IN ({placeholders(chunk)})", [*join_args, *chunk]):
             row["top"] = json.loads(row["top"]) if row["top"] else []
@@ -343,10 +346,12 @@ def correction_queue(store, status, offset, limit):
 # -- predictions ----------------------------------------------------------------------
 
 def put_predictions(store, version, rows):
-    """Store.replace_predictions, keeping the MAX_STORED_PROBABILITIES most
-    likely classes of each image."""
-    store.replace_predictions(version, [(image_id, top[:MAX_STORED_PROBABILITIES])
-                                        for image_id, top in rows])
+    """Store.replace_predictions for rows of (image_id, top) or (image_id,
+    top, judgement), keeping the MAX_STORED_PROBABILITIES most likely
+    classes of each image."""
+    store.replace_predictions(version, [
+        (image_id, top[:MAX_STORED_PROBABILITIES], judged[0] if judged else None)
+        for image_id, top, *judged in rows])
 
 
 def unpredicted_image_ids(store, version):

@@ -79,6 +79,12 @@ MIGRATIONS = [
     """
     CREATE INDEX images_deleted ON images(deleted_at);
     """,
+    # 4: whether the version judged an image to be none of its classes
+    # (NULL: not judged, e.g. a version without a novelty reference).
+    """
+    ALTER TABLE predictions ADD COLUMN unknown INTEGER;
+    ALTER TABLE predictions ADD COLUMN unknown_score REAL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

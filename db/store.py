@@ -362,28 +362,31 @@ class Store(Connection):
 
     # -- predictions and corrections -----------------------------------------
 
-    def add_prediction(self, image_id, model_version, label, confidence, top):
+    def add_prediction(self, image_id, model_version, label, confidence, top, judged=None):
+        """`judged`: {"unknown", "unknown_score"} when the version judged
+        whether the image is one of its classes."""
         with self.transaction() as db:
             return db.execute(
-                _INSERT_PREDICTION,
-                [image_id, model_version, label, confidence, json.dumps(top), now()]).lastrowid
+                _INSERT_PREDICTION, [image_id, model_version, label, confidence, json.dumps(top),
+                                     *_judgement(judged), now()]).lastrowid
 
     def replace_predictions(self, version, rows):
         """Store predictions of `version`: rows of (image_id, [[label, p], ...] most
-        likely first). Older rows of the same image and version are replaced
-        unless a correction refers to them."""
+        likely first, {"unknown", "unknown_score"} or None). Older rows of the
+        same image and version are replaced unless a correction refers to them."""
         stamp = now()
         with self.transaction() as db:
             for chunk in in_chunks(rows):
-                ids = [image_id for image_id, _ in chunk]
+                ids = [image_id for image_id, _, _ in chunk]
                 db.execute(
                     f"DELETE FROM predictions WHERE model_version = ?"
                     f" AND image_id IN ({placeholders(ids)}) AND id NOT IN"
                     " (SELECT prediction_id FROM corrections WHERE prediction_id IS NOT NULL)",
                     [version, *ids])
                 db.conn.executemany(_INSERT_PREDICTION, [
-                    (image_id, version, top[0][0], top[0][1], json.dumps(top), stamp)
-                    for image_id, top in chunk])
+                    (image_id, version, top[0][0], top[0][1], json.dumps(top),
+                     *_judgement(judged), stamp)
+                    for image_id, top, judged in chunk])
 
     def add_correction(self, image_id, label, source, sender, predicted_label=None,
                        prediction_id=None, accept=False):
@@ -427,7 +430,7 @@ class Store(Connection):
             if prediction is not None:
                 prediction_id = self.add_prediction(
                     image_id, prediction["version"], prediction["label"],
-                    prediction["confidence"], prediction["top"])
+                    prediction["confidence"], prediction["top"], judged=prediction)
             correction_id = self.add_correction(
                 image_id, label, source, sender,
                 predicted_label=prediction["label"] if prediction else None,
@@ -488,8 +491,15 @@ class Store(Connection):
             f"SELECT * FROM corrections {where} ORDER BY created_at, id", args))
 
 
+def _judgement(judged):
+    """(unknown, unknown_score) columns of a judgement (None: not judged)."""
+    if not judged or judged.get("unknown_score") is None:
+        return None, None
+    return int(bool(judged["unknown"])), float(judged["unknown_score"])
+
+
 _INSERT_PREDICTION = ("INSERT INTO predictions (image_id, model_version, label, confidence, top,"
-                      " created_at) VALUES (?, ?, ?, ?, ?, ?)")
+                      " unknown, unknown_score, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def _rename_in_tops(db, old, new):

@@ -5,22 +5,26 @@ features are not cached yet. Probabilities are calibrated, as served."""
 from model.classifier import ranked
 from model.features import ensure_features, feature_matrix
 from model.head import NumpyHead
-from model.trust import calibrate, temperature_of
+from model.trust import calibrate, judged, temperature_of, threshold_of
 
 SCORE_BATCH = 2000
 
 
 def _head(version):
-    """The version's head with its calibration: features -> the probabilities
-    the app shows."""
+    """The version's head with its calibration and its novelty judgement:
+    features -> (the probabilities the app shows, [{"unknown",
+    "unknown_score"}])."""
     head = NumpyHead(version["head"])
-    temperature = temperature_of(version)
-    return lambda vectors: calibrate(head(vectors), temperature)
+    temperature, threshold = temperature_of(version), threshold_of(version)
+    return lambda vectors: (calibrate(head(vectors), temperature),
+                            judged(head.reference, threshold, vectors))
 
 
 def score_images(store, version, image_ids, on_progress=None):
-    """Yield batches of (image_id, [[label, p], ...] most likely first) for
-    `image_ids` (images that cannot be preprocessed, e.g. blank ones, are left out)."""
+    """Yield batches of (image_id, [[label, p], ...] most likely first,
+    {"unknown", "unknown_score"}) for `image_ids` (images that cannot be
+    preprocessed, e.g. blank ones, are left out). The training images are
+    part of the novelty reference, so they are judged known."""
     alpha, size = version["config"]["alpha"], version["config"]["input_size"]
     classes = version["classes"]
     head = _head(version)
@@ -29,8 +33,9 @@ def score_images(store, version, image_ids, on_progress=None):
         chunk = ids[start:start + SCORE_BATCH]
         ensure_features(store, alpha, size, chunk, 1)
         vectors, found = feature_matrix(store, alpha, size, [(i, 0) for i in chunk])
-        rows = [(image_id, ranked(p, classes))
-                for (image_id, _), p in zip(found, head(vectors))] if found else []
+        probabilities, judgements = head(vectors) if found else ([], [])
+        rows = [(image_id, ranked(p, classes), judgement)
+                for (image_id, _), p, judgement in zip(found, probabilities, judgements)]
         if on_progress:
             on_progress(min(start + len(chunk), len(ids)), len(ids))
         yield rows
@@ -52,5 +57,5 @@ def confusion_cell(store, version, truth, predicted):
         return []
     found = []
     for batch in score_images(store, version, [i for i, _ in rows]):
-        found += [image_id for image_id, top in batch if top[0][0] == predicted]
+        found += [image_id for image_id, top, _ in batch if top[0][0] == predicted]
     return found

@@ -13,7 +13,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from db import Store, labeling
 from tests.helpers.common import copy_db
@@ -152,11 +152,12 @@ def _grid_facts(store, version):
             " FROM images i LEFT JOIN labels l ON l.image_id = i.id"
             " LEFT JOIN classes c ON c.id = l.class_id"):
         facts[image_id] = {"deleted": bool(deleted), "source": source, "split": split,
-                           "class_id": class_id, "label": label, "predicted": None, "top": None}
-    for image_id, predicted, top in store.db.execute(
-            "SELECT image_id, label, top FROM predictions WHERE model_version = ? ORDER BY id",
-            [version]):
-        facts[image_id].update(predicted=predicted, top=json.loads(top))
+                           "class_id": class_id, "label": label, "predicted": None, "top": None,
+                           "unknown": None}
+    for image_id, predicted, top, unknown in store.db.execute(
+            "SELECT image_id, label, top, unknown FROM predictions WHERE model_version = ?"
+            " ORDER BY id", [version]):
+        facts[image_id].update(predicted=predicted, top=json.loads(top), unknown=unknown)
     return facts
 
 
@@ -167,7 +168,8 @@ def _grid_expected(facts, filters, sort):
         checks = [f["deleted"] == (status == "deleted")]
         checks.append({"labeled": f["label"] is not None, "unlabeled": f["label"] is None,
                        "misclassified": f["label"] is not None and f["predicted"] is not None
-                       and f["predicted"] != f["label"]}.get(status, True))
+                       and f["predicted"] != f["label"], "unknown": f["unknown"] == 1,
+                       }.get(status, True))
         label = filters.get("label")
         checks.append(label is None or (f["label"] is None if label == labeling.UNLABELED
                                         else f["class_id"] == label))
@@ -246,6 +248,32 @@ def test_grid_filters_by_predicted_class(trained):
     expected = {r[0] for r in store.db.execute(
         "SELECT image_id FROM predictions WHERE model_version = ? AND label = 'square'", [live])}
     assert set(tile_ids(client.get("/images?predicted=square&per_page=200").text)) == expected
+
+
+def test_images_unlike_every_class_are_stored_as_unknown_and_listed_by_their_filter(trained):
+    from model.images import stored_form
+    from service.jobs import refresh_predictions
+    path, store = trained
+    # A page of handwriting-like lines: none of the shapes.
+    noise = Image.new("RGB", (200, 200), "white")
+    pen = ImageDraw.Draw(noise)
+    for y in range(20, 190, 18):
+        pen.line([(x, y + 4 * np.sin(x / 5 + y)) for x in range(15, 185, 3)], fill="black",
+                 width=2)
+    data, width, height = stored_form(noise)
+    [(noise_id, _)] = store.add_images([{"data": data, "width": width, "height": height,
+                                         "source": "upload", "split": "train"}])
+    assert refresh_predictions(store) == 1
+    live = store.live_version_id()
+    judged = dict(store.db.execute(
+        "SELECT image_id, unknown FROM predictions WHERE model_version = ?", [live]).fetchall())
+    # Every image is judged; the training drawings are known, the noise is not.
+    assert judged[noise_id] == 1 and sum(judged.values()) == 1
+    client = client_for(path)
+    assert tile_ids(client.get("/images?status=unknown").text) == [noise_id]
+    grid = client.get("/images?per_page=200").text
+    assert grid.count('class="unknown"') == 1
+    assert 'id="image-unknown"' in client.get(f"/images/{noise_id}").text
 
 
 def test_a_version_made_live_by_another_process_is_scored_in_the_background(

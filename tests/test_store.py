@@ -327,6 +327,17 @@ def test_a_correction_is_stored_once_until_it_is_rejected(store):
     assert len(store.corrections()) == 4
 
 
+def test_a_correction_keeps_whether_the_answer_it_replaces_said_i_dont_know(store):
+    image = {k: v for k, v in item(b"img").items() if k in ("data", "width", "height")}
+    top = [["star", 0.9], ["square", 0.1]]
+    for label, judged in (("ring", {"unknown": True, "unknown_score": 1.7}),
+                          ("house", {"unknown": False, "unknown_score": 0.4}), ("cat", {})):
+        prediction = {"version": None, "label": "star", "confidence": 0.9, "top": top, **judged}
+        store.record_correction(image, label, "sketch", "alice", prediction=prediction)
+    rows = store.db.execute("SELECT unknown, unknown_score FROM predictions ORDER BY id").fetchall()
+    assert [tuple(r) for r in rows] == [(1, 1.7), (0, 0.4), (None, None)]
+
+
 def test_review_of_many_corrections_is_all_or_none(store):
     image_id, _ = store.add_image(**item(b"img", label="circle"))
     pending = store.add_correction(image_id, "square", "sketch", "alice")
