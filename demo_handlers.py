@@ -154,7 +154,8 @@ def verdict(result):
     if result.get("unknown"):
         nearest = ", ".join(f"**{md(name)}**" for name, _ in result["top"])
         return (f"### 🤷 I don't know this one. It is nearest to {nearest}, but unlike "
-                f"what I was taught. If it is a new class, teach it in the Teach tab.")
+                f"what I was taught. If it is a new class, type its name under **or a new "
+                f"class** below and save it, or teach it a few drawings in the Teach tab.")
     if p < settings.unsure_below:
         return (f"### 🤔 Not sure. Maybe a **{md(label)}** ({p:.0%})? "
                 f"Keep drawing, or correct it below.")

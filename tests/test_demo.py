@@ -142,7 +142,8 @@ def test_an_input_unlike_every_class_is_answered_i_dont_know_with_the_nearest_cl
                              "unknown": True, "unknown_score": 1.6})
     assert "I don't know this one" in text and "It's a" not in text
     assert "**star**" in text and "**house**" in text and "**c\\*t**" in text
-    assert "Teach tab" in text
+    # It offers to add the drawing as a new class, in the box beside the answer.
+    assert "**or a new class**" in text and "Teach tab" in text
 
 
 def test_the_first_model_reads_the_ways_people_draw_these_shapes(served):
