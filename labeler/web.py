@@ -2,10 +2,12 @@
 page rendering with the flash message, redirects, the one error page, and the
 parsers of query and form values."""
 import secrets
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
 import jinja2
+from markupsafe import Markup
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
@@ -47,8 +49,20 @@ def templates():
                              autoescape=True, undefined=jinja2.ChainableUndefined)
     env.filters["pct"] = lambda v: "–" if not isinstance(v, (int, float)) else f"{100 * v:.1f}%"
     env.filters["prob"] = lambda v: "–" if not isinstance(v, (int, float)) else f"{v:.2f}"
+    env.filters["when"] = when
     env.globals.update(max_label=MAX_LABEL_LENGTH, max_per_page=settings.max_page_size)
     return env
+
+
+def when(stamp):
+    """A stored UTC time as a readable <time> ("30 Nov 2026, 00:48 UTC");
+    labeler.js shows it in the browser's own time zone."""
+    try:
+        moment = datetime.fromisoformat(str(stamp)).astimezone(timezone.utc)
+    except ValueError:
+        return stamp or "–"
+    return Markup('<time datetime="{}">{}</time>').format(
+        moment.isoformat(), moment.strftime("%d %b %Y, %H:%M UTC"))
 
 
 class Flash:

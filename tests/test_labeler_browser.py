@@ -91,6 +91,31 @@ def test_shift_click_selects_a_range_and_the_batch_label_applies_to_it(seeded_db
     assert page.errors == []
 
 
+def test_key_help_shows_only_where_keys_work_and_times_are_local(seeded_db, browser):
+    path, store, train, _ = seeded_db
+    store.add_correction(train[0], "square", "sketch", "bob")
+    with served(make_app(path)) as url:
+        shown = {}
+        for scripts in (True, False):
+            context = browser.new_context(java_script_enabled=scripts,
+                                          timezone_id="Asia/Tokyo", locale="en-US")
+            page = context.new_page()
+            page.goto(f"{url}/images")
+            shown[scripts] = page.locator("#key-help").is_visible()
+            page.goto(f"{url}/review")
+            time = page.locator("time").first
+            shown[f"time {scripts}"] = (time.inner_text(), time.get_attribute("datetime"))
+            context.close()
+    assert shown == {True: True, False: False, **{k: v for k, v in shown.items()
+                                                   if k not in (True, False)}}
+    utc_text, stamp = shown["time False"]
+    local_text, _ = shown["time True"]
+    assert utc_text.endswith("UTC") and not local_text.endswith("UTC")
+    from datetime import datetime, timedelta, timezone
+    tokyo = datetime.fromisoformat(stamp).astimezone(timezone(timedelta(hours=9)))
+    assert f"{tokyo.day}, {tokyo.year}" in local_text  # e.g. "Nov 30, 2026, 9:48 AM"
+
+
 def test_number_keys_label_the_focused_image_and_move_to_the_next(seeded_db, page):
     path, store, train, test = seeded_db
     store.remove_labels(train + test)

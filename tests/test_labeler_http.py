@@ -461,19 +461,37 @@ def test_corrections_are_accepted_in_bulk(db, client):
     assert len(store.corrections("pending")) == 0
 
 
-def test_all_pending_corrections_of_one_sender_are_rejected_at_once(db, client):
+def test_all_pending_corrections_of_one_sender_are_rejected_at_once_once_confirmed(
+        db, client):
     _, store, train, _ = db
     store.add_correction(train[0], "square", "sketch", "anonymous@203.0.113.9")
     store.add_correction(train[1], "square", "sketch", "anonymous@203.0.113.9")
     kept = store.add_correction(train[2], "star", "sketch", "bob")
     before = labeled(store, train[:2])
     page = client.get("/review").text
-    assert page.count('name="reject_sender" value="anonymous@203.0.113.9"') == 2
+    # The queue only links to a confirmation, away from the Accept buttons.
+    assert 'name="reject_sender"' not in page
+    confirm = "/review/sender?sender=anonymous%40203.0.113.9"
+    assert page.count(f'href="{confirm}"') == 2
+    asked = client.get(confirm).text
+    assert "<strong>2</strong> pending correction(s)" in asked
+    assert 'name="reject_sender" value="anonymous@203.0.113.9"' in asked
+    assert len(store.corrections("pending")) == 3  # asking changed nothing
     response = post(client, "/review", {"reject_sender": "anonymous@203.0.113.9"})
     assert "Rejected 2 pending correction(s) from anonymous@203.0.113.9." in response.text
     assert sorted(c["status"] for c in store.corrections()) == ["pending", "rejected", "rejected"]
     assert [c["id"] for c in store.corrections("pending")] == [kept]
     assert labeled(store, train[:2]) == before  # rejected corrections label nothing
+
+
+def test_times_are_readable_and_marked_for_the_browsers_time_zone(db, client):
+    _, store, train, _ = db
+    store.add_correction(train[0], "square", "sketch", "bob")
+    page = client.get("/review").text
+    stamp = re.search(r'<time datetime="([^"]+)">([^<]+)</time>', page)
+    assert stamp and stamp.group(2).endswith(" UTC")
+    assert re.fullmatch(r"\d{2} [A-Z][a-z]{2} \d{4}, \d{2}:\d{2} UTC", stamp.group(2))
+    assert "<time datetime=" in client.get(f"/images/{train[0]}").text
 
 
 def test_reviewing_an_unknown_correction_is_a_400(client):

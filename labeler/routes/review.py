@@ -25,6 +25,16 @@ def review(request: Request, store: SharedStore):
                   pages=max(1, -(-total // size)), select_all=q.get("select") == "page")
 
 
+@router.get("/review/sender", response_class=HTMLResponse)
+def review_sender(request: Request, store: SharedStore):
+    """Rejecting everything one sender sent is asked for here, away from the
+    queue's Accept buttons, and confirmed."""
+    sender = request.query_params.get("sender") or ""
+    pending = store.db.execute("SELECT COUNT(*) FROM corrections WHERE sender = ? AND"
+                               " status = 'pending'", [sender]).fetchone()[0]
+    return render(request, "reject_sender.html", sender=sender, pending=pending)
+
+
 @router.post("/review")
 def review_post(request: Request, store: SharedStore, form: CheckedForm):
     if form.get("reject_sender"):

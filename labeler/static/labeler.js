@@ -245,4 +245,13 @@
       }).catch(() => setTimeout(poll, 2000));
     setTimeout(poll, 200);
   }
+
+  // -- times in the browser's own time zone ------------------------------------------------
+  document.querySelectorAll("time[datetime]").forEach((el) => {
+    const moment = new Date(el.getAttribute("datetime"));
+    if (!isNaN(moment)) {
+      el.title = el.textContent;
+      el.textContent = moment.toLocaleString(undefined, {dateStyle: "medium", timeStyle: "short"});
+    }
+  });
 })();
