@@ -251,6 +251,9 @@ def parser():
                    help="address of a reverse proxy in front of the demo whose "
                    "X-Forwarded-For names the client (repeatable); from any other address "
                    "the header is ignored")
+    p.add_argument("--labeler-url", default=settings.labeler_url, metavar="URL",
+                   help=f"where the labeler runs, linked from the header on this computer "
+                   f"(default: {settings.labeler_url})")
     p.add_argument("--auth", default=None,
                    help=f"user:password protecting the app (default: ${AUTH_ENV}); "
                    "that user is the owner")
@@ -288,6 +291,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     auth = parse_auth(args.auth or os.environ.get(AUTH_ENV))
     exposed = args.share or not is_loopback(args.host)
+    settings.labeler_url = args.labeler_url
     app.configure(db=args.db, alpha=args.alpha, owner=auth[0] if auth else None,
                   exposed=exposed, share=args.share)
     if exposed and not auth:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from db import labeling
 from db.errors import SketchError, StorageError
 from model.errors import BadImage, BlankSketch, NoLiveModel, NotEnoughData, WeightsMissing
 from model.images import decode, picture, to_rgb
@@ -55,6 +56,8 @@ settings = Settings(
             "decoded)"),
     Setting("sketch_blob_ids", 64, "sketchpad drawings held between their upload and their "
             "use; the oldest is dropped past this"),
+    Setting("labeler_url", "http://127.0.0.1:7861/", "where the labeler runs (python -m "
+            "labeler): the header links its review page when the demo is not exposed"),
     Setting("canvas", (400, 400), "sketchpad canvas size in pixels"),
     Setting("brush_radius", 4, "sketchpad brush size"),
     Setting("pad_height", 520, "sketchpad height on the page, in pixels"),
@@ -163,7 +166,12 @@ def verdict(result):
 
 
 def model_info():
-    """Markdown: the live version, its classes and its test accuracy."""
+    """Markdown: the live version, its classes, its test accuracy, and how
+    many corrections wait for review."""
+    return _version_info() + review_note()
+
+
+def _version_info():
     try:
         live = app.model.store.model_version()
     except SketchError as error:
@@ -182,6 +190,21 @@ def model_info():
             f"{', '.join(md(c) for c in live['classes'])} · test accuracy {acc} "
             f"on {metrics.get('eval_images', 0)} {metrics.get('eval_source', 'test')} images"
             f"{f' ({measured})' if measured else ''}{missing} · backbone {live['backbone']}")
+
+
+def review_note():
+    """How many corrections wait for review; on this computer alone (where
+    the labeler's address works), a link to its review page."""
+    try:
+        pending = labeling.pending_count(app.model.store)
+    except SketchError:
+        return ""
+    if not pending:
+        return ""
+    text = f"{pending} correction{'s' if pending != 1 else ''} waiting for review"
+    if app.access.exposed:
+        return f" · {text}"
+    return f" · [{text} in the labeler]({settings.labeler_url.rstrip('/')}/review)"
 
 
 def status():

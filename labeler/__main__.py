@@ -11,6 +11,7 @@ import sys
 from db import default_path
 from db.cli import add_db_option, exit_on_error
 from labeler.security import DEFAULT_HOST, PASSWORD_ENV
+from labeler.settings import settings
 from service.access import is_loopback
 
 DEFAULT_PORT = 7861
@@ -29,6 +30,9 @@ def parse(argv=None):
                              "refused, which stops DNS rebinding")
     parser.add_argument("--password", default=None,
                         help=f"required off localhost (default: ${PASSWORD_ENV})")
+    parser.add_argument("--demo-url", default=settings.demo_url, metavar="URL",
+                        help=f"where the demo runs, linked from every page "
+                             f"(default: {settings.demo_url})")
     parser.add_argument("--alpha", type=float, default=None,
                         help="backbone width for Retrain (default: the live version's, else 1.0)")
     return parser.parse_args(argv)
@@ -36,6 +40,7 @@ def parse(argv=None):
 
 def main(argv=None):
     args = parse(argv)
+    settings.demo_url = args.demo_url
     password = args.password or os.environ.get(PASSWORD_ENV) or None
     if not is_loopback(args.host) and not password:
         print(f"error: the labeler is bound to {args.host}, not to this computer only: set a "

@@ -28,6 +28,8 @@ settings = Settings(
     Setting("watch_live_every", 2.0, "Seconds between checks whether another process (the "
             "demo, python -m model.train) made a version live; its predictions are then "
             "computed in the background, so the model filters and sorts stay right."),
+    Setting("demo_url", "http://127.0.0.1:7860/", "Where the demo runs (python demo.py): "
+            "every page links to it."),
     Setting("confusion_cache", 32, "Confusion-matrix pictures kept in memory: the version page "
             "needs the cell positions and the browser then asks for the same picture."),
 )

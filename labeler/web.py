@@ -50,7 +50,8 @@ def templates():
     env.filters["pct"] = lambda v: "–" if not isinstance(v, (int, float)) else f"{100 * v:.1f}%"
     env.filters["prob"] = lambda v: "–" if not isinstance(v, (int, float)) else f"{v:.2f}"
     env.filters["when"] = when
-    env.globals.update(max_label=MAX_LABEL_LENGTH, max_per_page=settings.max_page_size)
+    env.globals.update(max_label=MAX_LABEL_LENGTH, max_per_page=settings.max_page_size,
+                       demo_url=lambda: settings.demo_url)
     return env
 
 

@@ -130,9 +130,31 @@ def test_the_header_names_the_classes_the_accuracy_leaves_out(monkeypatch):
                         "eval_counts": {"circle": 40, "house": 1, "star": 0}}}
     store = type("Store", (), {"model_version": lambda self: live})()
     monkeypatch.setattr(handlers.app, "model", type("Model", (), {"store": store})())
+    monkeypatch.setattr(handlers, "review_note", lambda: "")
     text = handlers.model_info()
     assert "test accuracy 100.0% on 41 test images (circle 40, house 1)" in text
     assert "**not measured: star**" in text
+
+
+def test_the_header_counts_corrections_waiting_and_links_the_labeler_on_this_computer(
+        tmp_path, monkeypatch):
+    import demo_handlers as handlers
+    from db import Store
+    from tests.helpers.common import add_sketches
+    store = Store(tmp_path / "demo.db")
+    ids = add_sketches(store, 1, seed=1)
+    monkeypatch.setattr(handlers.app, "model", type("Model", (), {"store": store})())
+    monkeypatch.setattr(handlers.settings, "labeler_url", "http://127.0.0.1:9999/")
+    assert "waiting" not in handlers.model_info()
+    for image_id in ids[:3]:
+        store.add_correction(image_id, "house", "sketch", "anonymous@10.0.0.1")
+    local = handlers.model_info()
+    assert "[3 corrections waiting for review in the labeler](http://127.0.0.1:9999/review)" \
+        in local
+    monkeypatch.setattr(handlers.app.access, "exposed", True)
+    shared = handlers.model_info()
+    assert "3 corrections waiting for review" in shared and "127.0.0.1" not in shared
+    store.close()
 
 
 def test_an_input_unlike_every_class_is_answered_i_dont_know_with_the_nearest_classes():

@@ -494,6 +494,12 @@ def test_times_are_readable_and_marked_for_the_browsers_time_zone(db, client):
     assert "<time datetime=" in client.get(f"/images/{train[0]}").text
 
 
+def test_every_page_links_to_the_demo(client, monkeypatch):
+    monkeypatch.setattr(settings, "demo_url", "http://127.0.0.1:9999/")
+    for page in ("/images", "/review", "/classes", "/versions", "/export"):
+        assert '<a href="http://127.0.0.1:9999/" id="demo-link">' in client.get(page).text
+
+
 def test_reviewing_an_unknown_correction_is_a_400(client):
     response = post(client, "/review", {"ids": ["4242"], "action": "accept"})
     assert response.status_code == 400 and "no correction 4242" in response.text
