@@ -436,12 +436,24 @@ def retrain_ui(request: gr.Request, progress=gr.Progress()):
 def teach_sketch_ui(value, label, request: gr.Request):
     # The pad is left as it is: setting a Sketchpad's value from the server
     # removes or freezes its canvas in Gradio 6.31; its trash button clears it.
-    message = add_example(sketch_image(value), label, "sketch", request)
-    return message + " Clear the pad (trash icon) to draw the next one.", class_choices(label)
+    message, choices = _taught(sketch_image(value), label, "sketch", request)
+    if message.startswith("Added"):
+        message += " Clear the pad (trash icon) to draw the next one."
+    return message, choices
 
 
 def teach_photo_ui(path, label, request: gr.Request):
-    return add_example(path, label, "webcam", request), class_choices(label)
+    return _taught(path, label, "webcam", request)
+
+
+def _taught(image, label, source, request):
+    """The Teach tab's (message, class list): an example that cannot be added
+    says why in the message. Raised, the error would put a badge over the
+    class box that blocks it until closed."""
+    try:
+        return add_example(image, label, source, request), class_choices(label)
+    except gr.Error as error:
+        return f"⚠️ Not added: {error.message}", class_choices()
 
 
 # -- page state ----------------------------------------------------------------------

@@ -157,6 +157,21 @@ def test_the_header_counts_corrections_waiting_and_links_the_labeler_on_this_com
     store.close()
 
 
+def test_teaching_without_a_class_says_why_instead_of_raising(tmp_path, monkeypatch):
+    import demo_handlers as handlers
+    from db import Store
+    store = Store(tmp_path / "demo.db")
+    monkeypatch.setattr(handlers.app, "model", type("Model", (), {"store": store})())
+    for label in (None, "", "   "):
+        message, _ = handlers.teach_sketch_ui(
+            {"composite": draw_shape("star", seed=2)}, label, request_as(None))
+        assert message.startswith("⚠️ Not added:") and "class" in message.lower(), message
+    message, _ = handlers.teach_photo_ui(None, "star", request_as(None))
+    assert message == "⚠️ Not added: Draw or snap an example first."
+    assert store.count_images() == 0
+    store.close()
+
+
 def test_an_input_unlike_every_class_is_answered_i_dont_know_with_the_nearest_classes():
     import demo_handlers as handlers
     text = handlers.verdict({"label": "star", "confidence": 0.97, "version": 1,
