@@ -1,0 +1,113 @@
+"""Debian's Firefox ESR, driven over Marionette (marionette-driver from PyPI),
+for the tests marked `browser` that prove the apps outside Chromium."""
+import contextlib
+import os
+import subprocess
+import time
+
+import pytest
+
+from bench.common import free_port
+
+FIREFOX = "/usr/bin/firefox-esr"
+XVFB = "/usr/bin/Xvfb"
+TIMEOUT_S = 60
+
+
+def require_firefox():
+    """Skip (with the reason) without Firefox and Xvfb, except under CI where
+    they must be there."""
+    for path, package in ((FIREFOX, "firefox-esr"), (XVFB, "xvfb")):
+        if not os.path.exists(path):
+            if os.environ.get("CI"):
+                pytest.fail(f"{path} is missing but CI is set: .ci/run installs it.")
+            pytest.skip(f"{path} is not installed (apt-get install {package}); "
+                        "set CI=1 to make this a failure.")
+
+
+@contextlib.contextmanager
+def virtual_display(width, height):
+    """An Xvfb display; yields its name (":N"). Headless Firefox has no WebGL
+    here, and the sketchpad draws with it; on a virtual display Firefox
+    renders WebGL in software (Mesa), as on a machine without a GPU."""
+    read, write = os.pipe()
+    server = subprocess.Popen([XVFB, "-displayfd", str(write), "-screen", "0",
+                               f"{width}x{height}x24", "-nolisten", "tcp"], pass_fds=[write],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read) as numbers:
+        number = numbers.readline().strip()
+    try:
+        yield f":{number}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@contextlib.contextmanager
+def firefox(width=1280, height=1000):
+    """A Firefox session on a virtual display, its window about `width` x `height`."""
+    require_firefox()
+    from marionette_driver.marionette import Marionette
+    with virtual_display(width + 100, height + 200) as display:
+        # Marionette starts Firefox with this process's environment.
+        saved = os.environ.get("DISPLAY")
+        os.environ["DISPLAY"] = display
+        try:
+            driver = Marionette(host="127.0.0.1", port=free_port(), bin=FIREFOX,
+                                startup_timeout=120)
+            driver.start_session()
+        finally:
+            if saved is None:
+                os.environ.pop("DISPLAY")
+            else:
+                os.environ["DISPLAY"] = saved
+        profile = driver.instance.profile
+        try:
+            driver.timeout.implicit = 0
+            driver.set_window_rect(width=width, height=height)
+            yield driver
+        finally:
+            driver.cleanup()
+            profile.cleanup()
+            # Removed now: mozprofile would otherwise remove it again when the
+            # interpreter exits, and fail noisily then.
+            profile.restore = False
+
+
+def css(driver, selector):
+    from marionette_driver.by import By
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def wait_for(driver, check, what, timeout=TIMEOUT_S):
+    """Poll `check(driver)` until it is truthy; returns its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check(driver)
+        except Exception:  # an element replaced while it was read: try again
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Firefox: still no {what} after {timeout} s "
+                                 f"on {driver.get_url()}")
+        time.sleep(0.2)
+
+
+def text_of(driver, selector):
+    """The visible text of the first element matching `selector`, or ''."""
+    found = css(driver, selector)
+    return found[0].text if found else ""
+
+
+def stroke(driver, points):
+    """One pen stroke through `points` (viewport CSS pixels)."""
+    sequence = driver.actions.sequence("pointer", "pen", {"pointerType": "mouse"})
+    x, y = points[0]
+    sequence.pointer_move(int(x), int(y)).pointer_down()
+    for x, y in points[1:]:
+        sequence.pointer_move(int(x), int(y), duration=60)
+    sequence.pointer_up().perform()
+    driver.actions.release()

@@ -1,0 +1,99 @@
+"""The core flows in Firefox ESR (Gecko, not Chrome's engine), driven over
+Marionette: the labeler's label, batch label, review, upload, retrain and
+export, and the demo's draw-and-correct. Real HTTP, real SQLite, the real
+alpha 0.25 backbone where a model is involved."""
+import math
+
+import httpx
+import pytest
+
+from tests.helpers.common import artifact
+from tests.helpers.firefox import css, firefox, stroke, text_of, wait_for
+from tests.helpers.labeler import (TRAIN_OPTIONS, labeled, png_bytes, seeded_store, served,
+                                   tile_ids)
+
+pytestmark = pytest.mark.browser
+
+
+def screenshot(driver, name):
+    with open(artifact(name), "wb") as f:
+        f.write(driver.screenshot(format="binary", full=True))
+
+
+def test_the_labelers_core_flows_work_in_firefox(backbone, tmp_path):
+    from labeler.app import create_app
+    with seeded_store(tmp_path / "firefox.db") as (path, store, train, _):
+        store.add_correction(train[0], "blob", "sketch", "anonymous@10.0.0.1")
+        upload = tmp_path / "new-star.png"
+        upload.write_bytes(png_bytes("star", seed=77))
+        with served(create_app(path, train_options=TRAIN_OPTIONS)) as url, firefox() as driver:
+            # Batch label: tick two tiles, type a class, apply.
+            driver.navigate(f"{url}/images?per_page=20")
+            order = tile_ids(driver.page_source)
+            boxes = css(driver, ".grid .tile input[type=checkbox]")
+            boxes[2].click()
+            boxes[4].click()
+            css(driver, "#batch-new-label")[0].send_keys("zigzag")
+            css(driver, "#do-label")[0].click()
+            wait_for(driver, lambda d: "Labeled 2 image(s) as zigzag." in d.page_source,
+                     "batch-label message")
+            assert labeled(store, [order[2], order[4]]) == {order[2]: "zigzag",
+                                                            order[4]: "zigzag"}
+            # Review: accept the pending correction.
+            driver.navigate(f"{url}/review")
+            css(driver, ".accept-one")[0].click()
+            wait_for(driver, lambda d: "Accepted 1 correction(s)." in d.page_source,
+                     "review message")
+            assert store.corrections()[0]["status"] == "accepted"
+            # Upload a file through the plain form, into a class typed there.
+            driver.navigate(f"{url}/capture")
+            css(driver, "#upload-files")[0].send_keys(str(upload))
+            css(driver, "#upload-form input[name=new_label]")[0].send_keys("star")
+            css(driver, "#upload-submit")[0].click()
+            wait_for(driver, lambda d: "Stored 1 new image(s)" in d.page_source,
+                     "upload message")
+            # Retrain, and follow its progress until the version is shown.
+            before = store.live_version_id()
+            driver.navigate(f"{url}/retrain")
+            css(driver, "#retrain-button")[0].click()
+            wait_for(driver, lambda d: text_of(d, "#job-result").startswith("Version"),
+                     "retrain result", timeout=300)
+            assert store.live_version_id() not in (None, before)
+            screenshot(driver, "firefox-labeler-retrained.png")
+            # Export: the page links each export, and each answers.
+            driver.navigate(f"{url}/export")
+            links = {a.get_attribute("id"): url + a.get_attribute("href")
+                     for a in css(driver, "a[id^=export-]")}
+            assert set(links) >= {"export-dataset", "export-keras", "export-labels"}
+            for name in ("export-dataset", "export-labels"):
+                assert httpx.get(links[name], timeout=120).status_code == 200
+
+
+def test_drawing_and_correcting_in_the_demo_works_in_firefox(server):
+    url, app = server
+    with firefox() as driver:
+        driver.navigate(url)
+        canvas = wait_for(driver, lambda d: css(d, "#sketchpad canvas"), "sketchpad canvas")[0]
+        wait_for(driver, lambda d: css(d, "#sketchpad button[aria-label='Brush']"), "brush")
+        box = canvas.rect
+        # Viewport coordinates: the canvas's page position less the scroll.
+        scroll_y = driver.execute_script("return window.scrollY")
+        cx = box["x"] + box["width"] / 2
+        cy = box["y"] - scroll_y + box["height"] / 2
+        r = min(box["width"], box["height"]) * 0.3
+        ring = [(cx + r * math.cos(2 * math.pi * i / 20),
+                 cy + 0.92 * r * math.sin(2 * math.pi * i / 20)) for i in range(21)]
+        stroke(driver, ring[:11])
+        stroke(driver, ring[10:])
+        verdict = wait_for(driver, lambda d: "circle" in text_of(d, "#sketch-verdict")
+                           and text_of(d, "#sketch-verdict"), "a circle verdict", timeout=120)
+        assert "It's a circle" in verdict
+        screenshot(driver, "firefox-demo-circle.png")
+        new = css(driver, "#sketch-correct-new textarea, #sketch-correct-new input")[0]
+        new.send_keys("moon")
+        css(driver, "#sketch-correct-send")[0].click()
+        saved = wait_for(driver, lambda d: "Saved" in text_of(d, "#sketch-correct-saved")
+                         and text_of(d, "#sketch-correct-saved"), "the saved message")
+        assert "moon" in saved
+    [row] = [c for c in app.model.store.corrections() if c["label"] == "moon"]
+    assert (row["source"], row["predicted_label"]) == ("sketch", "circle")
