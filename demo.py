@@ -145,12 +145,13 @@ def build():
                     teach_pad = sketchpad("Draw an example", "teach-pad")
                     ui.add_drawing = gr.Button("Add drawing", elem_id="add-drawing")
                 with gr.Column():
-                    teach_photo = demo_guard.Image(label="…or snap one with the webcam",
-                                           sources=["webcam"], type="filepath",
-                                           image_mode=None, elem_id="teach-photo",
-                                           webcam_options=gr.WebcamOptions(mirror=False))
+                    teach_photo = demo_guard.Image(
+                        label="…or snap one with the webcam", sources=["webcam"],
+                        type="filepath", image_mode=None, elem_id="teach-photo",
+                        webcam_options=gr.WebcamOptions(mirror=False))
                     ui.add_photo = gr.Button("Add photo", elem_id="add-photo")
             teach_result = gr.Markdown(elem_id="teach-result")
+            ui.train_plan = gr.Markdown(elem_id="train-plan")
             ui.retrain = gr.Button("Retrain now", variant="primary", elem_id="retrain")
             retrain_result = gr.Markdown(elem_id="retrain-result")
 
@@ -168,7 +169,7 @@ def build():
         kept_out = [kept_view, kept_label, kept_verdict, photo_kept, kept_seen]
         snap.click(keep_frame, [photo_live], kept_out, api_visibility="private", queue=False)
         upload.upload(uploaded_ui, [upload], kept_out, **live)
-        teach_out = [teach_result, ui.teach_class]
+        teach_out = [teach_result, ui.teach_class, ui.train_plan]
         ui.add_drawing.click(teach_sketch_ui, [teach_pad, ui.teach_class], teach_out,
                              **_writes())
         ui.add_photo.click(teach_photo_ui, [teach_photo, ui.teach_class], teach_out,
@@ -188,7 +189,7 @@ def build():
         def tick():
             return page_state(ui)
         state_outputs = [ui.banner, ui.info, ui.timer, ui.sketch_choice, ui.photo_choice,
-                         ui.teach_class]
+                         ui.teach_class, ui.train_plan]
         page.load(load, None, state_outputs + [ui.note, ui.add_drawing, ui.add_photo,
                                                ui.retrain], api_visibility="private",
                   queue=False)

@@ -436,10 +436,10 @@ def retrain_ui(request: gr.Request, progress=gr.Progress()):
 def teach_sketch_ui(value, label, request: gr.Request):
     # The pad is left as it is: setting a Sketchpad's value from the server
     # removes or freezes its canvas in Gradio 6.31; its trash button clears it.
-    message, choices = _taught(sketch_image(value), label, "sketch", request)
+    message, choices, plan = _taught(sketch_image(value), label, "sketch", request)
     if message.startswith("Added"):
         message += " Clear the pad (trash icon) to draw the next one."
-    return message, choices
+    return message, choices, plan
 
 
 def teach_photo_ui(path, label, request: gr.Request):
@@ -447,13 +447,31 @@ def teach_photo_ui(path, label, request: gr.Request):
 
 
 def _taught(image, label, source, request):
-    """The Teach tab's (message, class list): an example that cannot be added
-    says why in the message. Raised, the error would put a badge over the
-    class box that blocks it until closed."""
+    """The Teach tab's (message, class list, training plan): an example that
+    cannot be added says why in the message. Raised, the error would put a
+    badge over the class box that blocks it until closed."""
     try:
-        return add_example(image, label, source, request), class_choices(label)
+        return add_example(image, label, source, request), class_choices(label), train_plan()
     except gr.Error as error:
-        return f"⚠️ Not added: {error.message}", class_choices()
+        return f"⚠️ Not added: {error.message}", class_choices(), train_plan()
+
+
+def train_plan():
+    """What "Retrain now" will learn from: the labeled images per class, and
+    the corrections that wait for review and are not used until accepted."""
+    try:
+        classes = [c for c in app.model.store.classes() if c["images"]]
+        pending = labeling.pending_count(app.model.store)
+    except SketchError:
+        return ""
+    total = sum(c["images"] for c in classes)
+    text = (f"**Retrain now** learns from {total} labeled image{'s' if total != 1 else ''}: "
+            + ", ".join(f"{md(c['name'])} {c['images']}" for c in classes) + ".")
+    if pending:
+        text += (f" {pending} correction{'s wait' if pending != 1 else ' waits'} for review "
+                 f"and {'are' if pending != 1 else 'is'} not used until accepted"
+                 f"{' in the labeler' if not app.access.exposed else ''}.")
+    return text
 
 
 # -- page state ----------------------------------------------------------------------
@@ -475,7 +493,8 @@ def page_state(ui):
     choices = class_choices()
     return {ui.banner: status(), ui.info: model_info(),
             ui.timer: gr.Timer(active=app.model.phase is Phase.PREPARING),
-            ui.sketch_choice: choices, ui.photo_choice: choices, ui.teach_class: choices}
+            ui.sketch_choice: choices, ui.photo_choice: choices, ui.teach_class: choices,
+            ui.train_plan: train_plan()}
 
 
 def on_load(ui, request):

@@ -163,12 +163,27 @@ def test_teaching_without_a_class_says_why_instead_of_raising(tmp_path, monkeypa
     store = Store(tmp_path / "demo.db")
     monkeypatch.setattr(handlers.app, "model", type("Model", (), {"store": store})())
     for label in (None, "", "   "):
-        message, _ = handlers.teach_sketch_ui(
+        message, _, _ = handlers.teach_sketch_ui(
             {"composite": draw_shape("star", seed=2)}, label, request_as(None))
         assert message.startswith("⚠️ Not added:") and "class" in message.lower(), message
-    message, _ = handlers.teach_photo_ui(None, "star", request_as(None))
+    message, _, _ = handlers.teach_photo_ui(None, "star", request_as(None))
     assert message == "⚠️ Not added: Draw or snap an example first."
     assert store.count_images() == 0
+    store.close()
+
+
+def test_the_teach_tab_says_what_a_retrain_learns_from_and_what_waits(tmp_path, monkeypatch):
+    import demo_handlers as handlers
+    from db import Store
+    from tests.helpers.common import add_sketches
+    store = Store(tmp_path / "demo.db")
+    ids = add_sketches(store, 2, seed=1, shapes=["circle", "star"])
+    monkeypatch.setattr(handlers.app, "model", type("Model", (), {"store": store})())
+    assert handlers.train_plan() == ("**Retrain now** learns from 4 labeled images: "
+                                     "circle 2, star 2.")
+    store.add_correction(ids[0], "moon", "sketch", "anonymous@10.0.0.1")
+    assert handlers.train_plan().endswith(
+        " 1 correction waits for review and is not used until accepted in the labeler.")
     store.close()
 
 
