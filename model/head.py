@@ -49,10 +49,14 @@ def forward(params, x, dropout=0.0, rng=None):
     return exp / exp.sum(axis=1, keepdims=True), inputs, masks
 
 
-def gradients(params, probabilities, inputs, masks, y, weights):
-    """Gradients of the weighted mean cross-entropy with respect to every parameter."""
+def gradients(params, probabilities, inputs, masks, y, weights, smoothing=0.0):
+    """Gradients of the weighted mean cross-entropy with respect to every
+    parameter; with `smoothing`, against targets that give that share of the
+    true class's probability evenly to every class (label smoothing)."""
     delta = probabilities.copy()
-    delta[np.arange(len(y)), y] -= 1
+    if smoothing:
+        delta -= smoothing / delta.shape[1]
+    delta[np.arange(len(y)), y] -= 1 - smoothing
     delta *= (weights / weights.sum())[:, None]
     grads = [None] * len(params)
     for layer in range(len(params) // 2 - 1, -1, -1):
@@ -69,9 +73,10 @@ def gradients(params, probabilities, inputs, masks, y, weights):
 def train_head(x, y, n_classes, config, validation=None, on_epoch=None, init=None):
     """Fit a head on features `x` (N, D) and class indices `y` with Adam.
 
-    Classes are weighted so a rare class is not drowned out. With
-    `validation` (features, indices), training stops after `patience` epochs
-    without a lower validation loss and keeps the best epoch's weights.
+    Classes are weighted so a rare class is not drowned out; targets are
+    smoothed by `label_smoothing`. With `validation` (features, indices),
+    training stops after `patience` epochs without a lower validation loss
+    and keeps the best epoch's weights; without, it runs `max_epochs`.
     `init` (a parameter list of the same shape) starts from given weights.
     Returns (params, history of loss / accuracy / val_loss / val_accuracy).
     """
@@ -88,6 +93,7 @@ def train_head(x, y, n_classes, config, validation=None, on_epoch=None, init=Non
     best, best_loss, waited, step = None, np.inf, 0, 0
     beta1, beta2 = ADAM_BETAS
     epochs = max_epochs(config, len(y))
+    smoothing = config["label_smoothing"]
     # Small matrices: BLAS threads only wait on each other (10x slower on 2 busy cores).
     with threadpool_limits(1, user_api="blas"):
         for epoch in range(epochs):
@@ -103,7 +109,8 @@ def train_head(x, y, n_classes, config, validation=None, on_epoch=None, init=Non
                 step += 1
                 rate = config["learning_rate"] * np.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
                 for p, g, m, v in zip(params, gradients(params, probabilities, inputs, masks, yb,
-                                                        class_weight[yb]), moments, velocities):
+                                                        class_weight[yb], smoothing),
+                                      moments, velocities):
                     m *= beta1
                     m += (1 - beta1) * g
                     v *= beta2

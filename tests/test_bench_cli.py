@@ -96,3 +96,17 @@ def test_benches_load_each_alphas_shared_file_under_the_name_keras_loads():
                                shallow=False)
     finally:
         shutil.rmtree(home)
+
+
+def test_accuracy_bench_judges_the_head_against_the_better_baseline_at_few_shot_sizes():
+    from bench.accuracy import FEW_SHOT_SIZES, compare, comparison_table
+    baselines = {"logistic regression (CV)": 0.890, "nearest class mean": 0.838}
+    behind, level, ahead = (compare(head, baselines, 30) for head in (0.872, 0.890, 0.9))
+    assert behind["met"] is False and level["met"] is True and ahead["met"] is True
+    assert behind["better_baseline"] == "logistic regression (CV)"
+    assert behind["head_minus"] == {"logistic regression (CV)": -0.018, "nearest class mean": 0.034}
+    # Beating the nearest class mean alone is not enough; other sizes are compared, not judged.
+    assert compare(0.85, baselines, 5)["met"] is False
+    assert compare(0.85, baselines, 300)["met"] is None and 300 not in FEW_SHOT_SIZES
+    table = comparison_table({30: behind, 300: compare(0.95, baselines, 300)})
+    assert "NOT met" in table and "-0.0180" in table and "(not judged) ahead" in table

@@ -23,19 +23,23 @@ def test_numpy_head_matches_the_keras_head_it_exports_to():
     np.testing.assert_allclose(NumpyHead(blob)(x), expected, atol=1e-6)
 
 
-def test_head_gradients_match_finite_differences():
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_head_gradients_match_finite_differences_of_the_smoothed_loss(smoothing):
     rng = np.random.default_rng(1)
     params = [p.astype(np.float64) for p in init_params([5, 4, 3], rng)]
     x = rng.normal(size=(6, 5))
     y = np.array([0, 1, 2, 0, 1, 2])
     weights = np.array([1.0, 2.0, 1.0, 0.5, 1.0, 1.0])
+    # Label smoothing: the true class keeps 1 - smoothing, every class gets smoothing / 3.
+    targets = np.full((6, 3), smoothing / 3)
+    targets[np.arange(6), y] += 1 - smoothing
 
     def loss(ps):
-        probabilities = forward(ps, x)[0]
-        return -(weights * np.log(probabilities[np.arange(6), y])).sum() / weights.sum()
+        logs = np.log(forward(ps, x)[0])
+        return -(weights * (targets * logs).sum(axis=1)).sum() / weights.sum()
 
     probabilities, inputs, masks = forward(params, x)
-    analytic = gradients(params, probabilities, inputs, masks, y, weights)
+    analytic = gradients(params, probabilities, inputs, masks, y, weights, smoothing)
     for p, g in zip(params, analytic):
         for index in list(np.ndindex(p.shape))[:6]:
             old = p[index]
@@ -67,6 +71,20 @@ def test_head_learns_separable_classes_and_stops_early_on_a_plateau():
     best = min(history["val_loss"])
     picked = forward(params, xv)[0][np.arange(len(yv)), yv]
     assert -np.log(picked).mean() == pytest.approx(best, rel=1e-4)
+
+
+def test_label_smoothing_keeps_a_head_from_certainty_on_separable_classes():
+    rng = np.random.default_rng(6)
+    x, y = _blobs(300, rng, noise=0.3)
+    top = {}
+    for smoothing in (0.0, 0.2):
+        config = make_config(head_units=[], epochs=200, label_smoothing=smoothing)
+        params, _ = train_head(x, y, 3, config)
+        probabilities = forward(params, x)[0]
+        assert (probabilities.argmax(axis=1) == y).mean() == 1.0
+        top[smoothing] = np.median(probabilities.max(axis=1))
+    # The smoothed loss is lowest at 1 - 0.2 + 0.2 / 3 = 0.867 for the true class.
+    assert top[0.0] > 0.99 and 0.8 < top[0.2] < 0.93
 
 
 def test_rare_class_is_weighted_up():

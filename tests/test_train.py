@@ -21,6 +21,7 @@ from model.errors import (BlankSketch, NoLiveModel, NotEnoughData, NothingChange
                           UnknownOption)
 from model.images import decode, preprocess
 from model.train import retrain
+from model import trust
 
 from tests.helpers.common import TEST_ALPHA, add_sketches
 
@@ -74,13 +75,15 @@ def test_first_retrain_returns_documented_keys_and_goes_live_as_version_1(traine
     assert result["eval_source"] == "test" and result["live_accuracy_before"] is None
     # Every train image in every view, the test images in the plain view only.
     assert result["features_computed"] == 48 * VIEWS + 24
-    assert 1 <= result["epochs_run"] <= OPTIONS["epochs"]
     store = Store(trained.path)
     version = store.model_version()
     store.close()
     assert version["id"] == 1 and version["backbone"] == BACKBONE
     assert version["config"]["alpha"] == TEST_ALPHA and version["config"]["views"] == VIEWS
     assert version["metrics"]["eval_images"] == 24
+    # 12 images a class are few: no early stopping, every epoch runs.
+    assert version["metrics"]["early_stopping"] is False
+    assert result["epochs_run"] == OPTIONS["epochs"]
 
 
 def test_first_version_classifies_unseen_generated_sketches_accurately(trained):
@@ -246,6 +249,79 @@ def test_unknown_training_option_is_refused_not_ignored(store):
     with pytest.raises(UnknownOption, match="alpha"):
         retrain(store, {"alpha": 0.3})
     assert store.model_versions() == []
+
+
+def test_saved_configs_load_with_and_without_the_few_shot_options():
+    from model.config import DEFAULTS, make_config
+    # A version trained before label smoothing and the early-stopping size existed.
+    before = {k: v for k, v in DEFAULTS.items()
+              if k not in ("label_smoothing", "early_stopping_per_class")}
+    assert make_config(before) == make_config()
+    saved = make_config(label_smoothing=0.0, early_stopping_per_class=1)
+    assert make_config(saved) == saved
+    assert saved["label_smoothing"] == 0.0 and saved["early_stopping_per_class"] == 1
+    with pytest.raises(UnknownOption, match="label_smoothing"):
+        make_config(label_smoothing=1.0)
+
+
+def _separable(per_class, rng, classes=3, views=2):
+    """Features, class indices and image ids (one id per image, shared by its
+    views) of classes around well-separated centres."""
+    centres = rng.normal(0, 3, (classes, 8))
+    y = np.repeat(np.arange(classes), per_class * views)
+    groups = np.repeat(np.arange(classes * per_class), views)
+    return (centres[y] + rng.normal(0, 1, (len(y), 8))).astype(np.float32), y, groups
+
+
+@pytest.mark.parametrize("per_class, stops_early", [(40, False), (100, True)])
+def test_the_head_stops_early_only_with_enough_images_a_class(per_class, stops_early):
+    from model.config import make_config
+    from model.train import _fit, _stops_early, _validation_split
+    x, y, groups = _separable(per_class, np.random.default_rng(7))
+    config = make_config(head_units=[8], epochs=12, patience=2)
+    assert _stops_early(groups, 3, config) is stops_early
+    fit, validation = _validation_split(y, groups, config["validation_fraction"])
+    epochs = []
+    params, probe, history = _fit(x, y, fit, validation, 3, config, stops_early, None,
+                                  lambda stage, done, total: epochs.append((done, total)))
+    assert ("val_loss" in history) is stops_early
+    if stops_early:
+        # Early stopping: one head, fitted without the validation images,
+        # stopped and calibrated by them.
+        assert probe is params and len(history["val_loss"]) == len(history["loss"])
+    else:
+        # Every image is learned from for every epoch; a probe that never saw
+        # the validation images is the one calibrated on them.
+        assert probe is not params and len(history["loss"]) == config["epochs"]
+        assert epochs[-1] == (2 * config["epochs"], 2 * config["epochs"])
+    assert [done for done, _ in epochs] == list(range(1, len(epochs) + 1))
+
+
+@pytest.mark.parametrize("per_class, calibrated", [(12, False), (40, True)])
+def test_targets_are_smoothed_only_when_a_temperature_can_undo_it(
+        per_class, calibrated, monkeypatch):
+    import model.head
+    from model.config import make_config
+    from model.train import _fit, _validation_split
+    smoothing, train_head = [], model.head.train_head
+
+    def recording(x, y, n_classes, config, *args, **kwargs):
+        smoothing.append(config["label_smoothing"])
+        return train_head(x, y, n_classes, config, *args, **kwargs)
+    monkeypatch.setattr(model.head, "train_head", recording)
+    x, y, groups = _separable(per_class, np.random.default_rng(8))
+    config = make_config(head_units=[8], epochs=5, label_smoothing=0.1)
+    fit, validation = _validation_split(y, groups, config["validation_fraction"])
+    assert 0 < len(validation) and (len(validation) >= trust.MIN_CALIBRATION_ROWS) is calibrated
+    reported = []
+    params, probe, history = _fit(x, y, fit, validation, 3, config, False, None,
+                                  lambda stage, done, total: reported.append(total))
+    if calibrated:
+        assert smoothing == [0.1, 0.1] and probe is not params
+    else:
+        # Too few held-out rows to fit a temperature: no probe, plain targets.
+        assert smoothing == [0.0] and probe is params
+        assert set(reported) == {config["epochs"]}
 
 
 def test_without_a_test_split_a_stratified_holdout_is_evaluated(copy, trained):
