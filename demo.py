@@ -50,6 +50,27 @@ PICK_BRUSH_JS = """
 
 
 
+# On a phone the pad fills the width, square, and its answer shows without
+# scrolling: the intro and the page's margins give way, the toolbar's
+# buttons are finger-sized. Gradio scopes `css` to its container; the
+# page's margins are outside it, so they are set in the page's head.
+PHONE_HEAD = ("<style>@media (max-width: 640px) { .main.app { padding: 6px 4px !important; } }"
+              "</style>")
+PHONE_CSS = """
+@media (max-width: 640px) {
+  #intro p { display: none; }
+  #intro h1 { font-size: 1.3em; margin: 0; }
+  #model-info { font-size: 0.75em; line-height: 1.3; }
+  #sketch-verdict h3, #webcam-verdict h3 { font-size: 1em; }
+  #sketchpad, #teach-pad { height: calc(min(100vw, 480px) + 48px) !important; }
+  #sketchpad button, #teach-pad button { min-width: 44px; min-height: 44px; }
+  /* The side tools (brush, eraser, colour) would cover the drawing: the
+     brush is chosen on load, and undo and clear stay in the top bar. */
+  #sketchpad .toolbar-wrap, #teach-pad .toolbar-wrap { display: none; }
+}
+"""
+
+
 def sketchpad(label, elem_id):
     return demo_guard.Sketchpad(
         label=label, type="pil", image_mode="RGB", elem_id=elem_id,
@@ -88,9 +109,11 @@ def build():
     ui = SimpleNamespace()
     # Uploads need no sign-in, so their temporary files must not pile up.
     with demo_guard.Blocks(title="SketchLab",
-                   delete_cache=(settings.temp_sweep_every, settings.temp_file_age)) as page:
+                           delete_cache=(settings.temp_sweep_every,
+                                         settings.temp_file_age)) as page:
         gr.Markdown("# SketchLab\nDraw a shape, or hold a paper sketch up to the webcam; "
-                    "correct the model when it is wrong, teach it new classes.")
+                    "correct the model when it is wrong, teach it new classes.",
+                    elem_id="intro")
         ui.banner = gr.Markdown(elem_id="status")
         ui.info = gr.Markdown(elem_id="model-info")
         ui.timer = gr.Timer(1.0, active=False)
@@ -281,7 +304,7 @@ def launch_options(host, port, share=False, auth=None, allowed_hosts=(), proxies
     return dict(server_name=host, server_port=port, share=share,
                 auth=owner_login(*auth) if auth else None,
                 auth_message="Sign in as the SketchLab owner." if auth else None,
-                prevent_thread_lock=True, show_error=False,
+                prevent_thread_lock=True, show_error=False, css=PHONE_CSS, head=PHONE_HEAD,
                 max_file_size=settings.max_file_size, ssr_mode=False, quiet=True,
                 app_kwargs={"middleware": [Middleware(demo_guard.Guard, blocks=demo,
                                                       hosts=hosts, proxies=proxies)]})

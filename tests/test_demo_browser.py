@@ -5,6 +5,7 @@ that is a failure. Screenshots are kept in the artifacts folder.
 """
 import io
 import math
+import re
 import time
 
 import numpy as np
@@ -269,6 +270,44 @@ def test_a_paper_sketch_held_up_in_a_room_is_read_from_the_sheet_live(
     seen_array = app.model.classifier().classify_seen(frames[-1][0], k=1)[1]
     grey = seen_array[..., 0]
     assert grey[0, 0] == 255 and 0.01 < (grey < 128).mean() < 0.4
+
+
+def test_on_a_phone_the_pad_fills_the_width_and_the_answer_shows_without_scrolling(
+        server, playwright):
+    url, app = server
+    browser = open_browser(playwright)
+    try:
+        context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                      has_touch=True, device_scale_factor=2)
+        page = context.new_page()
+        page.goto(url)
+        canvas = page.locator("#sketchpad canvas").first
+        canvas.wait_for(timeout=TIMEOUT_MS)
+        page.wait_for_timeout(1000)
+        pad = canvas.bounding_box()
+        assert pad["width"] >= 0.95 * 390
+        # Nothing covers the drawing: the side tools give way, the top bar's
+        # buttons are finger-sized.
+        assert not page.locator("#sketchpad button[aria-label='Brush']").is_visible()
+        sizes = [b.bounding_box() for b in page.locator("#sketchpad button").all()
+                 if b.is_visible()]
+        assert sizes and all(min(b["width"], b["height"]) >= 44 for b in sizes), sizes
+        # A square drawn in the middle is read, and the answer (whatever it
+        # is) is on screen.
+        cx, cy = pad["x"] + pad["width"] / 2, pad["y"] + pad["height"] / 2
+        side = pad["width"] * 0.3
+        stroke(page, [(cx - side, cy - side), (cx + side, cy - side), (cx + side, cy + side),
+                      (cx - side, cy + side), (cx - side, cy - side)])
+        verdict = page.locator("#sketch-verdict")
+        try:
+            verdict.filter(has_text=re.compile("It's a|Not sure|I don't know")).wait_for(
+                timeout=TIMEOUT_MS)
+        finally:
+            page.screenshot(path=str(artifact("demo-browser-phone.png")))
+        box = verdict.bounding_box()
+        assert page.evaluate("window.scrollY") == 0 and box["y"] + box["height"] <= 844, box
+    finally:
+        browser.close()
 
 
 def test_teach_tab_adds_drawn_examples_of_a_new_class_and_retrains_with_progress(

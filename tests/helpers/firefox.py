@@ -8,6 +8,7 @@ import time
 import pytest
 
 from bench.common import free_port
+from tests.helpers.common import artifact
 
 FIREFOX = "/usr/bin/firefox-esr"
 XVFB = "/usr/bin/Xvfb"
@@ -55,7 +56,7 @@ def firefox(width=1280, height=1000):
         os.environ["DISPLAY"] = display
         try:
             driver = Marionette(host="127.0.0.1", port=free_port(), bin=FIREFOX,
-                                startup_timeout=120)
+                                startup_timeout=120, gecko_log=str(artifact("gecko.log")))
             driver.start_session()
         finally:
             if saved is None:
