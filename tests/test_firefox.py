@@ -41,6 +41,7 @@ def test_the_labelers_core_flows_work_in_firefox(backbone, tmp_path):
                                                             order[4]: "zigzag"}
             # Review: accept the pending correction.
             driver.navigate(f"{url}/review")
+            screenshot(driver, "firefox-labeler-review.png")
             css(driver, ".accept-one")[0].click()
             wait_for(driver, lambda d: "Accepted 1 correction(s)." in d.page_source,
                      "review message")
