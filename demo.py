@@ -70,6 +70,17 @@ PHONE_CSS = """
 }
 """
 
+# Once a drawing is added, the Teach pad is emptied for the next one, as its
+# trash button would (Gradio 6.31 freezes a pad whose value the server sets).
+CLEAR_TEACH_PAD_JS = """
+(message) => {
+  if (message && message.startsWith("Added")) {
+    const clear = document.querySelector('#teach-pad button[aria-label="Clear canvas"]');
+    if (clear) clear.click();
+  }
+}
+"""
+
 
 def sketchpad(label, elem_id):
     return demo_guard.Sketchpad(
@@ -194,7 +205,8 @@ def build():
         upload.upload(uploaded_ui, [upload], kept_out, **live)
         teach_out = [teach_result, ui.teach_class, ui.train_plan]
         ui.add_drawing.click(teach_sketch_ui, [teach_pad, ui.teach_class], teach_out,
-                             **_writes())
+                             **_writes()).then(None, [teach_result], None,
+                                               js=CLEAR_TEACH_PAD_JS)
         ui.add_photo.click(teach_photo_ui, [teach_photo, ui.teach_class], teach_out,
                            **_writes())
         # Clearing a pad with its trash button drops the brush: select it again.

@@ -434,12 +434,10 @@ def retrain_ui(request: gr.Request, progress=gr.Progress()):
 
 
 def teach_sketch_ui(value, label, request: gr.Request):
-    # The pad is left as it is: setting a Sketchpad's value from the server
-    # removes or freezes its canvas in Gradio 6.31; its trash button clears it.
-    message, choices, plan = _taught(sketch_image(value), label, "sketch", request)
-    if message.startswith("Added"):
-        message += " Clear the pad (trash icon) to draw the next one."
-    return message, choices, plan
+    """The Teach tab's "Add drawing"; once added, the page empties the pad
+    (demo.CLEAR_TEACH_PAD_JS): setting a Sketchpad's value from the server
+    freezes its canvas in Gradio 6.31."""
+    return _taught(sketch_image(value), label, "sketch", request)
 
 
 def teach_photo_ui(path, label, request: gr.Request):

@@ -339,10 +339,17 @@ def test_teach_tab_adds_drawn_examples_of_a_new_class_and_retrains_with_progress
             stroke(page, [(x0 + side, y0), (x0, y0 + side)])
             page.locator("#add-drawing").click()
             result.filter(has_text=f"the class has {n + 1} image").wait_for(timeout=TIMEOUT_MS)
-            page.locator("#teach-pad button[aria-label='Clear canvas']").click()
-            # Clearing drops the brush; the page selects it again.
+            # The pad empties itself for the next drawing, brush selected.
+            page.wait_for_timeout(500)
             page.locator("#teach-pad button[aria-label='Brush'].highlight").wait_for(
                 timeout=TIMEOUT_MS)
+        # Each stored example is one cross: the second, smaller one holds less
+        # ink than the first (on a pad not emptied it would hold both).
+        crosses = [i for i, label in app.model.store.labeled_images("train")
+                   + app.model.store.labeled_images("test") if label == "cross"]
+        ink = [(np.asarray(Image.open(io.BytesIO(app.model.store.image(i)["data"]))
+                           .convert("L")) < 128).mean() for i in sorted(crosses)]
+        assert len(ink) == 3 and ink[1] < ink[0], ink
         page.locator("#retrain").click()
         retrained = page.locator("#retrain-result")
         retrained.filter(has_text="Trained version").wait_for(timeout=180_000)
