@@ -17,18 +17,19 @@ The limits are demo settings (demo_handlers.settings), each with help text.
 import json
 import logging
 import os
-from io import BytesIO
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import gradio as gr
 from gradio.components.base import server
-from PIL import Image as PILImage
 from starlette.requests import Request
 
 from db.errors import SketchError
 from demo_handlers import app, settings
+from model.images import header_size
 from service.access import Rate, check_host
+from service.ingest import TooLarge
 
 log = logging.getLogger("sketchlab.demo")
 
@@ -41,6 +42,7 @@ SECURITY_HEADERS = [(b"x-frame-options", b"DENY"),
                     (b"content-security-policy", b"frame-ancestors 'none'"),
                     (b"x-content-type-options", b"nosniff")]
 BLOB_TYPES = ("background", "layer", "composite")
+FOLDER_CHECK_S = 2.0
 
 
 class BadRequest(SketchError):
@@ -49,10 +51,6 @@ class BadRequest(SketchError):
 
 class NotFound(SketchError):
     status = 404
-
-
-class TooLarge(SketchError):
-    status = 413
 
 
 class UploadSpaceFull(SketchError):
@@ -74,6 +72,7 @@ class Guard:
         self.proxies = frozenset(proxies)
         self.uploads = Rate(lambda: settings.uploads_per_minute, "uploads")
         self.all_uploads = Rate(lambda: settings.all_uploads_per_minute, "uploads from everyone")
+        self._folder = [-FOLDER_CHECK_S, 0]  # [when measured, bytes]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -131,7 +130,7 @@ class Guard:
             raise NotFound("This app proxies nothing.")
         if method == "POST" and route.startswith(FILE_ROUTES):
             if route.rstrip("/") == "/upload":
-                self._admit_upload(scope, browser)
+                self._admit_upload(scope, headers, browser)
             return _bounded(receive, settings.upload_bytes)
         if method == "GET" and route.startswith("/call/") and route.count("/") == 3:
             self._check_event(route.rsplit("/", 1)[1])
@@ -152,15 +151,25 @@ class Guard:
             _check_fn_index(self.blocks, _json_object(body))
         return _replay(body)
 
-    def _admit_upload(self, scope, browser):
+    def _admit_upload(self, scope, headers, browser):
         address = (scope.get("client") or ("?",))[0]
         sender = f"browser:{browser}" if browser else f"address:{address}"
         self.uploads.take(sender)
         self.all_uploads.take("everyone")
-        folder = Path(os.environ.get("GRADIO_TEMP_DIR") or gr.utils.get_upload_folder())
-        if _folder_bytes(folder) >= settings.upload_quota:
+        if self._upload_folder_bytes() >= settings.upload_quota:
             raise UploadSpaceFull(f"The demo's upload space ({settings.upload_quota:,} bytes) "
                                   "is full; uploads are kept a few minutes, try again then.")
+        # Counted now, so that uploads between two walks of the folder add up.
+        self._folder[1] += _integer(headers.get("content-length")) or 0
+
+    def _upload_folder_bytes(self):
+        """The upload folder's size, walked at most every FOLDER_CHECK_S (an
+        upload must not cost a walk of thousands of files)."""
+        measured_at, size = self._folder
+        if time.monotonic() - measured_at >= FOLDER_CHECK_S:
+            folder = Path(os.environ.get("GRADIO_TEMP_DIR") or gr.utils.get_upload_folder())
+            self._folder = [time.monotonic(), _folder_bytes(folder)]
+        return self._folder[1]
 
     def _check_event(self, event_id):
         queue = self.blocks._queue
@@ -289,11 +298,10 @@ def _check_pixels(data, limit=None):
     """BadRequest unless the image in `data` (bytes or a path) has at most
     `limit` pixels (default `image_pixels`), read from its header only."""
     limit = limit or settings.image_pixels
-    try:
-        with PILImage.open(BytesIO(data) if isinstance(data, bytes) else data) as image:
-            width, height = image.size
-    except Exception:
-        raise BadRequest("The image could not be read.") from None
+    size = header_size(data)
+    if size is None:
+        raise BadRequest("The image could not be read, or is far too large.")
+    width, height = size
     if width * height > limit:
         raise BadRequest(f"The image has {width}x{height} pixels; at most {limit:,} in all "
                          f"are accepted here.")

@@ -91,6 +91,20 @@ def decode(data):
     return ImageOps.exif_transpose(image)
 
 
+def header_size(source):
+    """(width, height) as an image's header says, from bytes or a path, with
+    no pixel decoded (Pillow opens lazily); None when it is not a readable
+    image of ALLOWED_FORMATS or is past twice MAX_IMAGE_PIXELS."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+            with Image.open(opened, formats=ALLOWED_FORMATS) as image:
+                return image.size
+    except Exception:  # any unreadable header: the caller refuses or skips it
+        return None
+
+
 def _check_size(size):
     width, height = size
     if width < 1 or height < 1:

@@ -10,19 +10,17 @@ pixels) are not stored twice.
 """
 import io
 import sys
-import warnings
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from PIL import Image
 from tqdm import tqdm
 
 from db.errors import SketchError
 from db.store import SOURCES, SPLITS, check_split, clean_label
 from model.errors import BadImage
-from model.images import (ALLOWED_FORMATS, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, decode,
-                          normalize, read_file, require_ink, stored_form)
+from model.images import (MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, decode, header_size, normalize,
+                          read_file, require_ink, stored_form)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
 # Images stored per transaction during a folder import.
@@ -68,17 +66,12 @@ class PixelBudget:
 
 
 def _header_pixels(data):
-    """Width x height as an image file's header says (Pillow opens lazily:
-    nothing is decoded), or 0 when there is no readable header or decode()
-    refuses the size."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
-                width, height = image.size
-    except Exception:
+    """Width x height as an image file's header says, or 0 when there is no
+    readable header or decode() refuses the size."""
+    size = header_size(data)
+    if size is None or size[0] * size[1] > MAX_IMAGE_PIXELS:
         return 0
-    return width * height if width * height <= MAX_IMAGE_PIXELS else 0
+    return size[0] * size[1]
 
 
 def check_source(source, allowed):
