@@ -229,10 +229,12 @@ def counts(store):
     return {"images": row[0], "labeled": row[1] or 0, "test": row[2] or 0, "deleted": deleted}
 
 
-def pending_count(store):
-    """Pending corrections (shown on every page: an index lookup)."""
+def pending_count(store, sender=None):
+    """Pending corrections (shown on every page: an index lookup), or those
+    of one sender."""
+    where, args = (" AND sender = ?", [sender]) if sender is not None else ("", [])
     return store.db.execute(
-        "SELECT COUNT(*) FROM corrections WHERE status = 'pending'").fetchone()[0]
+        f"SELECT COUNT(*) FROM corrections WHERE status = 'pending'{where}", args).fetchone()[0]
 
 
 def class_names(store):

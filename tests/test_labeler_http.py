@@ -477,6 +477,11 @@ def test_all_pending_corrections_of_one_sender_are_rejected_at_once_once_confirm
     assert "<strong>2</strong> pending correction(s)" in asked
     assert 'name="reject_sender" value="anonymous@203.0.113.9"' in asked
     assert len(store.corrections("pending")) == 3  # asking changed nothing
+    # A sender with nothing pending (or a made-up one) is offered nothing to reject.
+    for other in ("nobody", XSS, ""):
+        page = client.get("/review/sender", params={"sender": other}).text
+        assert "no pending corrections" in page and 'name="reject_sender"' not in page
+        assert XSS not in page
     response = post(client, "/review", {"reject_sender": "anonymous@203.0.113.9"})
     assert "Rejected 2 pending correction(s) from anonymous@203.0.113.9." in response.text
     assert sorted(c["status"] for c in store.corrections()) == ["pending", "rejected", "rejected"]

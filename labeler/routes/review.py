@@ -30,9 +30,8 @@ def review_sender(request: Request, store: SharedStore):
     """Rejecting everything one sender sent is asked for here, away from the
     queue's Accept buttons, and confirmed."""
     sender = request.query_params.get("sender") or ""
-    pending = store.db.execute("SELECT COUNT(*) FROM corrections WHERE sender = ? AND"
-                               " status = 'pending'", [sender]).fetchone()[0]
-    return render(request, "reject_sender.html", sender=sender, pending=pending)
+    return render(request, "reject_sender.html", sender=sender,
+                  pending=labeling.pending_count(store, sender))
 
 
 @router.post("/review")
