@@ -4,13 +4,15 @@ import pytest
 
 from tests.helpers.common import ROOT, run_cli
 
-# common and webcam_photos are libraries of the benches, not benches.
+# common, browsers and webcam_photos are libraries of the benches, not benches.
 BENCHES = sorted(p.stem for p in (ROOT / "bench").glob("*.py")
-                 if p.stem not in ("__init__", "common", "webcam_photos"))
+                 if p.stem not in ("__init__", "common", "browsers", "webcam_photos"))
 # The options each bench's --help must name.
 OPTIONS = {
     "accuracy": ("--views", "--per-class", "--seeds", "--plot"),
     "alpha": ("--frames", "--per-class", "--skip-first-run"),
+    "call_profile": ("--calls",),
+    "ceiling": ("--port",),
     "demo_latency": ("--calls", "--clients", "--warmup"),
     "features": ("--images", "--seconds"),
     "foundation": ("--views",),

@@ -1,0 +1,132 @@
+"""Simulated browsers of the demo's page, for the load benches: each has its
+own cookies (the guard's browser id) and its own Gradio session, and speaks
+the page's protocol as the browser does:
+
+  * a stroke: the sketchpad's drawing sent to the Sketchpad's `accept_blobs`
+    (POST /gradio_api/component_server), then the pad's change event queued
+    (POST /gradio_api/queue/join) and its answer read from the session's
+    event stream (GET /gradio_api/queue/data);
+  * a correction: the "Save correction" button's event on the same session
+    (the server keeps what the last answer was about);
+  * a webcam frame: /classify_photo over the API (upload, call, event
+    stream), as an API user sends one.
+
+The events are found by the components' elem_ids in the page's /config, so
+bench.ceiling's trivial app, which uses the same elem_ids, is driven the
+same way.
+"""
+import json
+import secrets
+import time
+
+import httpx
+
+PAD = "sketchpad"
+CORRECTION_SEND = "sketch-correct-send"
+
+
+class Refused(Exception):
+    """An answer that is not the page's: an HTTP error or a failed event."""
+
+
+class Page:
+    """What a browser learns from /config: the ids it sends with events."""
+
+    def __init__(self, url):
+        self.url = url
+        config = httpx.get(url + "config", timeout=30).json()
+        ids = {c["props"].get("elem_id"): c["id"] for c in config["components"]}
+        self.pad = ids[PAD]
+        self.events = {}
+        for dependency in config["dependencies"]:
+            for target, trigger in dependency["targets"]:
+                self.events.setdefault((target, trigger), dependency["id"])
+        self.stroke = self.events[(self.pad, "change")]
+        send = ids.get(CORRECTION_SEND)
+        self.correction = self.events.get((send, "click")) if send is not None else None
+
+
+class Browser:
+    """One browser tab: its cookies and its Gradio session."""
+
+    def __init__(self, page):
+        self.page = page
+        self.http = httpx.Client(timeout=60)
+        self.session = secrets.token_hex(6)
+        # The page itself: the guard's browser cookie comes with it.
+        self.http.get(page.url).raise_for_status()
+
+    def close(self):
+        self.http.close()
+
+    def stroke(self, png, times=None):
+        """Send the drawing as the pad does after a stroke; returns the event's
+        output. `times`, a dict, gets the seconds of each request."""
+        times = {} if times is None else times
+        started = time.perf_counter()
+        blob = secrets.token_hex(5)
+        answer = self.http.post(self.page.url + "gradio_api/component_server/", data={
+            "component_id": str(self.page.pad), "fn_name": "accept_blobs",
+            "session_hash": self.session, "type": "composite", "index": "null", "id": blob},
+            files={"file": ("composite.png", png, "image/png")})
+        _check(answer)
+        times["blob"] = time.perf_counter() - started
+        return self._event(self.page.stroke, [{"id": blob}], self.page.pad, times)
+
+    def correct(self, label):
+        """The correction button, naming a new class; returns the event's output."""
+        return self._event(self.page.correction, [None, None, label], None)
+
+    def _event(self, fn_index, data, trigger, times=None):
+        times = {} if times is None else times
+        started = time.perf_counter()
+        joined = self.http.post(self.page.url + "gradio_api/queue/join", json={
+            "data": data, "fn_index": fn_index, "session_hash": self.session,
+            "trigger_id": trigger, "event_data": None})
+        _check(joined)
+        times["join"] = time.perf_counter() - started
+        output = None
+        with self.http.stream("GET", self.page.url + "gradio_api/queue/data",
+                              params={"session_hash": self.session}) as stream:
+            _check(stream)
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    if not message.get("success"):
+                        raise Refused(str(message.get("output"))[:300])
+                    output = message["output"]["data"]
+                elif message.get("msg") in ("unexpected_error", "close_stream"):
+                    if message.get("msg") == "unexpected_error":
+                        raise Refused(message.get("message", "")[:300])
+                    break
+        if output is None:
+            raise Refused("the event stream closed without an answer")
+        times["stream"] = time.perf_counter() - started - times["join"]
+        return output
+
+    def classify_photo(self, name, data):
+        """/classify_photo over the API: upload, call, read the answer."""
+        url = self.page.url + "gradio_api/"
+        uploaded = self.http.post(url + "upload", files={"files": (name, data, "image/jpeg")})
+        _check(uploaded)
+        started = self.http.post(url + "call/classify_photo", json={"data": [{
+            "path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}]})
+        _check(started)
+        answer = self.http.get(url + f"call/classify_photo/{started.json()['event_id']}").text
+        if "event: complete" not in answer:
+            raise Refused(answer[-300:])
+        return answer
+
+
+def _check(response):
+    if response.status_code >= 400:
+        response.read()
+        raise Refused(f"{response.status_code} {response.request.url.path}: "
+                      f"{response.text[:200]}")
+
+
+def wait_until(deadline):
+    """Sleep until the monotonic `deadline` (at once when it passed)."""
+    time.sleep(max(0.0, deadline - time.monotonic()))

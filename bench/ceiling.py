@@ -1,0 +1,61 @@
+"""python -m bench.ceiling: the framework's ceiling, a trivial Gradio app.
+
+The demo's sketchpad (same settings and elem_id) whose change event answers
+with the same four outputs as the demo's (a gr.Label, a verdict, the state a
+correction refers to, a picture of what the model saw), and /classify_sketch
+and /classify_photo with the demo's input components and a gr.Label answer;
+the same queue size and concurrency; handlers that return fixed values at
+once. What Gradio alone costs per call on this machine: the load benches
+start it beside the demo and measure both in the same run.
+"""
+import argparse
+import sys
+
+import gradio as gr
+from PIL import Image
+
+from demo_handlers import settings
+from model.classifier import TOP_K
+
+ANSWER = {"circle": 0.7, "square": 0.2, "star": 0.1}
+SEEN = Image.new("RGB", (224, 224), "white")
+
+
+def answer(_value):
+    return ANSWER
+
+
+def stroke_answer(value):
+    return ANSWER, "### It's a **circle** (70%)", value, SEEN
+
+
+def build():
+    with gr.Blocks() as page:
+        pad = gr.Sketchpad(type="pil", image_mode="RGB", canvas_size=settings.canvas,
+                           fixed_canvas=True, layers=False, transforms=(), format="png",
+                           elem_id="sketchpad")
+        photo = gr.Image(type="filepath", image_mode=None)
+        label = gr.Label(num_top_classes=TOP_K)
+        same = dict(concurrency_id="classify", concurrency_limit=settings.classify_concurrency)
+        outputs = [label, gr.Markdown(), gr.State(None),
+                   gr.Image(type="pil", image_mode=None, interactive=False)]
+        pad.change(stroke_answer, [pad], outputs, trigger_mode="always_last",
+                   api_visibility="private", show_progress="hidden", **same)
+        gr.Button().click(answer, [pad], [label], api_name="classify_sketch", **same)
+        gr.Button().click(answer, [photo], [label], api_name="classify_photo", **same)
+    page.queue(max_size=settings.queue_max_size, default_concurrency_limit=1)
+    return page
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.ceiling", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=7870, help="port on 127.0.0.1")
+    args = parser.parse_args(argv)
+    build().launch(server_name="127.0.0.1", server_port=args.port, show_error=False,
+                   max_file_size=settings.max_file_size, ssr_mode=False, quiet=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
