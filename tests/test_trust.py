@@ -35,6 +35,16 @@ def test_the_fitted_temperature_is_the_one_the_labels_were_drawn_with():
     assert trust.fit_temperature(probabilities, labels) == pytest.approx(2.5, rel=0.15)
 
 
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 2.5, 12.0])
+def test_the_fitted_temperature_is_the_best_of_every_one_on_the_grid(temperature):
+    probabilities, labels = overconfident(500, temperature, seed=3)
+    rows = np.arange(len(labels))
+    losses = [-np.log(np.maximum(trust.calibrate(probabilities, t)[rows, labels], 1e-12)).mean()
+              for t in trust.TEMPERATURES]
+    assert trust.fit_temperature(probabilities, labels) == pytest.approx(
+        trust.TEMPERATURES[int(np.argmin(losses))], rel=1e-9)
+
+
 def test_too_few_held_out_rows_leave_the_temperature_at_one():
     probabilities, labels = overconfident(trust.MIN_CALIBRATION_ROWS - 1, temperature=3)
     assert trust.fit_temperature(probabilities, labels) == 1.0
@@ -65,6 +75,26 @@ def test_the_threshold_calls_about_the_promised_share_of_known_inputs_unknown():
     fresh = trust.judged(reference, threshold, clusters(300, 1, CENTRES))
     called = np.mean([j["unknown"] for j in fresh])
     assert called <= 2 * trust.UNKNOWN_FALSE_ALARM
+
+
+def test_a_large_reference_sets_its_threshold_on_a_bounded_spread_sample(monkeypatch):
+    measured, measure = [], trust._left_out_distances
+
+    def recording(reference, groups, rows, k):
+        measured.append(rows)
+        return measure(reference, groups, rows, k)
+    monkeypatch.setattr(trust, "_left_out_distances", recording)
+    features = clusters(trust.THRESHOLD_ROWS, 0, CENTRES)
+    kinds = np.tile([0, 1], len(features) // 2)
+    reference, threshold = trust.fit_novelty(features, np.arange(len(features)), kinds)
+    assert len(reference) == len(features)
+    assert [len(rows) for rows in measured] == [trust.THRESHOLD_ROWS] * 2
+    # Spread over every class, each row of its own kind.
+    for kind, rows in enumerate(measured):
+        assert set(kinds[rows]) == {kind}
+        assert np.bincount(rows // trust.THRESHOLD_ROWS).min() > trust.THRESHOLD_ROWS // 4
+    fresh = trust.judged(reference, threshold, clusters(300, 1, CENTRES))
+    assert np.mean([j["unknown"] for j in fresh]) <= 2 * trust.UNKNOWN_FALSE_ALARM
 
 
 def test_inputs_unlike_every_class_are_unknown_and_scored_above_one():
