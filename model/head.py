@@ -8,6 +8,7 @@ its first epoch), while NumPy runs an epoch of 7,200 features in ~0.1 s with
 nothing to compile. Weights are stored as an .npz of [W0, b0, W1, b1, ...],
 the order Keras's get_weights() uses, so `keras_head` loads them as they are.
 """
+import functools
 import io
 
 import numpy as np
@@ -80,7 +81,6 @@ def train_head(x, y, n_classes, config, validation=None, on_epoch=None, init=Non
     `init` (a parameter list of the same shape) starts from given weights.
     Returns (params, history of loss / accuracy / val_loss / val_accuracy).
     """
-    from threadpoolctl import threadpool_limits
     rng = np.random.default_rng(config["seed"])
     dims = [x.shape[1], *config["head_units"], n_classes]
     params = [p.copy() for p in init] if init is not None else init_params(dims, rng)
@@ -95,7 +95,7 @@ def train_head(x, y, n_classes, config, validation=None, on_epoch=None, init=Non
     epochs = max_epochs(config, len(y))
     smoothing = config["label_smoothing"]
     # Small matrices: BLAS threads only wait on each other (10x slower on 2 busy cores).
-    with threadpool_limits(1, user_api="blas"):
+    with _blas_threads().limit(limits=1, user_api="blas"):
         for epoch in range(epochs):
             order = rng.permutation(len(y))
             loss_sum = correct = 0.0
@@ -131,6 +131,15 @@ def train_head(x, y, n_classes, config, validation=None, on_epoch=None, init=Non
             if waited >= config["patience"]:
                 break
     return (best if best is not None else params), history
+
+
+@functools.cache
+def _blas_threads():
+    """The BLAS libraries' thread settings, looked up once: the lookup walks
+    every loaded library (0.2 s once TensorFlow is loaded); NumPy's BLAS is
+    loaded with NumPy, before this can be called."""
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
 
 
 def max_epochs(config, samples):
