@@ -47,6 +47,17 @@ PROMOTION_TOLERANCE = 0.01
 # against 0.783 when one of the 5 went to validation; at 10 a class the same
 # either way.
 MIN_IMAGES_FOR_VALIDATION = 10
+# A warm start fine-tunes a head that is already at its best validation loss
+# on nearly the same data: at a quarter of the learning rate (full-rate Adam,
+# its moments restarting from zero, first knocks the head off that minimum),
+# for at most WARM_EPOCHS epochs, stopping after WARM_PATIENCE without a
+# better validation loss. Measured on the dev set (300 a class, 3 views; 20,
+# another 20, 800 new images): 0.946 / 0.945 / 0.946 test accuracy in 3 / 3 /
+# 5 epochs, against 0.941 / 0.943 / 0.944 in 13 / 21 / 7 epochs at the full
+# rate and patience (0.939 / 0.945 from scratch for the last two).
+WARM_EPOCHS = 5
+WARM_PATIENCE = 2
+WARM_LEARNING_RATE_SHARE = 0.25
 
 
 def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
@@ -81,7 +92,7 @@ def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
 
     x, y, groups, views = _training_arrays(store, config, train_rows, classes)
     fit_index, val_index = _validation_split(y, groups, config["validation_fraction"])
-    from model.head import NumpyHead, forward, head_to_bytes
+    from model.head import forward, head_to_bytes
     early_stopping = _stops_early(groups, len(classes), config)
     # A warm start saves time only when early stopping can end it after a few epochs.
     init = _warm_start(live, config, classes, x.shape[1]) if early_stopping else None
@@ -101,7 +112,9 @@ def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
 
     eval_ids = [i for i, _ in eval_rows]
     eval_labels = [label for _, label in eval_rows]
-    probabilities, _ = _head_probabilities(NumpyHead(head_blob), store, alpha, size, eval_ids)
+    # Read once: the live version is measured on the same rows when it shares the backbone.
+    eval_vectors, _ = feature_matrix(store, alpha, size, [(i, 0) for i in eval_ids])
+    probabilities = _probabilities(params, eval_vectors)
     metrics = evaluate(probabilities, classes, eval_labels)
     index = {c: i for i, c in enumerate(classes)}
     measured = [index.get(label, -1) for label in eval_labels] if len(probabilities) else []
@@ -121,7 +134,9 @@ def retrain(store, options=None, force=False, on_progress=None, show_bar=False):
                    dropped_classes=dropped)
     live_accuracy = None
     if live is not None:
-        live_accuracy = version_accuracy(store, live, eval_ids, eval_labels)
+        live_accuracy = (_accuracy(live, eval_vectors, eval_labels)
+                         if _same_backbone(live["config"], config)
+                         else version_accuracy(store, live, eval_ids, eval_labels))
         metrics["live_accuracy_before"] = live_accuracy
     goes_live = force or promotes(metrics["accuracy"], live_accuracy)
     seconds = time.perf_counter() - started
@@ -154,13 +169,17 @@ def _fit(x, y, fit_index, val_index, n_classes, config, early_stopping, init, re
     image for `epochs` epochs, and a probe of the same recipe fitted without
     the validation images is calibrated on them in its place (when they are
     enough to calibrate on): its temperature is the head's. Without enough
-    to calibrate on, targets are not smoothed. Progress counts the epochs of
-    both."""
+    to calibrate on, targets are not smoothed. A warm start (`init`) is
+    bounded by WARM_EPOCHS. Progress counts the epochs of both."""
     from model.head import train_head
     calibrated = len(val_index) >= trust.MIN_CALIBRATION_ROWS
     if not calibrated:
         # Label smoothing leaves a head under-confident; only a temperature undoes it.
         config = dict(config, label_smoothing=0.0)
+    if init is not None:
+        config = dict(config, epochs=min(config["epochs"], WARM_EPOCHS),
+                      patience=min(config["patience"], WARM_PATIENCE),
+                      learning_rate=config["learning_rate"] * WARM_LEARNING_RATE_SHARE)
     probing = not early_stopping and calibrated
     total = config["epochs"] * (2 if probing else 1)
     done = [0]
@@ -214,10 +233,8 @@ def _warm_start(live, config, classes, feature_dim):
     classes: a few epochs from there replace a training from scratch."""
     if not config["warm_start"] or live is None or live["classes"] != classes:
         return None
-    same = (live["config"]["head_units"] == config["head_units"]
-            and backbone_name(live["config"]["alpha"], live["config"]["input_size"])
-            == backbone_name(config["alpha"], config["input_size"]))
-    if not same:
+    if (live["config"]["head_units"] != config["head_units"]
+            or not _same_backbone(live["config"], config)):
         return None
     from model.head import head_from_bytes
     params = head_from_bytes(live["head"])
@@ -292,26 +309,34 @@ def _validation_split(y, groups, fraction):
     return np.flatnonzero(~validation), np.flatnonzero(validation)
 
 
-def _head_probabilities(head, store, alpha, size, image_ids):
-    """(probabilities, ids) for the images among `image_ids` with cached features."""
-    vectors, found = feature_matrix(store, alpha, size, [(i, 0) for i in image_ids])
-    known = [i for i, _ in found]
-    if not known:
-        return np.zeros((0, 0), np.float32), known
-    return head(vectors), known
+def _same_backbone(one, other):
+    return backbone_name(one["alpha"], one["input_size"]) == backbone_name(
+        other["alpha"], other["input_size"])
+
+
+def _probabilities(params, vectors):
+    from model.head import forward
+    return forward(params, vectors)[0] if len(vectors) else np.zeros((0, 0), np.float32)
+
+
+def _accuracy(version, vectors, labels):
+    """Accuracy of a stored version on feature rows of its backbone and their labels."""
+    if not len(labels):
+        return None
+    from model.head import head_from_bytes
+    probabilities = _probabilities(head_from_bytes(version["head"]), vectors)
+    return evaluate(probabilities, version["classes"], labels)["accuracy"]
 
 
 def version_accuracy(store, version, image_ids, labels):
     """Accuracy of a stored model version on these labeled images."""
     if not image_ids:
         return None
-    from model.head import NumpyHead
     alpha, size = version["config"]["alpha"], version["config"]["input_size"]
     ensure_features(store, alpha, size, image_ids, 1)
-    probabilities, known = _head_probabilities(NumpyHead(version["head"]), store, alpha, size,
-                                               image_ids)
+    vectors, found = feature_matrix(store, alpha, size, [(i, 0) for i in image_ids])
     truth = dict(zip(image_ids, labels))
-    return evaluate(probabilities, version["classes"], [truth[i] for i in known])["accuracy"]
+    return _accuracy(version, vectors, [truth[i] for i, _ in found])
 
 
 def evaluate(probabilities, classes, labels):

@@ -297,6 +297,25 @@ def test_the_head_stops_early_only_with_enough_images_a_class(per_class, stops_e
     assert [done for done, _ in epochs] == list(range(1, len(epochs) + 1))
 
 
+def test_a_warm_start_stops_within_its_bound_and_keeps_what_the_live_head_knew():
+    from model.config import make_config
+    from model.head import evaluate_head
+    from model.train import WARM_EPOCHS, _fit, _validation_split
+    x, y, groups = _separable(100, np.random.default_rng(9))
+    # Patience alone would let a training run 21 epochs, a cold one 40.
+    config = make_config(head_units=[8], epochs=40, patience=20)
+    fit, validation = _validation_split(y, groups, config["validation_fraction"])
+    live, _, cold = _fit(x, y, fit, validation, 3, config, True, None, lambda *a: None)
+    assert len(cold["loss"]) == 40
+    reported = []
+    params, _, history = _fit(x, y, fit, validation, 3, config, True, live,
+                              lambda stage, done, total: reported.append((done, total)))
+    assert 1 <= len(history["loss"]) <= WARM_EPOCHS
+    assert reported[-1] == (len(history["loss"]), WARM_EPOCHS)
+    held_out = (x[validation], y[validation])
+    assert evaluate_head(params, *held_out)[1] >= evaluate_head(live, *held_out)[1] - 0.02
+
+
 @pytest.mark.parametrize("per_class, calibrated", [(12, False), (40, True)])
 def test_targets_are_smoothed_only_when_a_temperature_can_undo_it(
         per_class, calibrated, monkeypatch):
