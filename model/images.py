@@ -32,7 +32,7 @@ DEFAULT_MARGIN = 0.1
 # Part of the feature cache's key: bump it whenever preprocess(), augment() or
 # on_paper() change what they produce, so that stale cached features are
 # recomputed.
-PREPROCESSING_VERSION = 6
+PREPROCESSING_VERSION = 7
 # is_photo: a drawing's edge is paper, within this many grey levels of it, for
 # at least this share of its pixels. Measured: every Quick, Draw! dev drawing
 # has at least 0.77 (strokes touch its edge), simulated webcam photos at most
@@ -181,13 +181,30 @@ def preprocess(image, size, margin=DEFAULT_MARGIN, keep_grey=False, sheets=True)
     colour so the aspect ratio is kept, and resizes. Raises BlankSketch when
     there is no ink to classify, or no sheet with a sketch in a photo.
     """
+    # A webcam frame is read as the array it already is: no copies through
+    # Pillow on the path that runs several times a second.
+    pixels = _rgb_pixels(image) if sheets else None
+    if pixels is not None and is_photo(pixels):
+        return _sketch_in_view(pixels, size, margin, keep_grey)
     rgb = _bounded(to_rgb(image))
-    if sheets and is_photo(rgb):
-        try:
-            return _ink_crop(_sketch_in_view(rgb), size, margin, keep_grey)
-        except BlankSketch:
-            raise BlankSketch(NO_SKETCH) from None
+    if sheets and pixels is None and is_photo(rgb):
+        return _sketch_in_view(np.asarray(rgb), size, margin, keep_grey)
     return _ink_crop(rgb, size, margin, keep_grey)
+
+
+def _rgb_pixels(image):
+    """An RGB image (uint8 array (H, W, 3), or a PIL image of mode RGB) of
+    at most PREPROCESS_MAX_SIDE a side as an array, without a copy where it
+    already is one; None for anything else, which `to_rgb` converts."""
+    if isinstance(image, Image.Image):
+        if image.mode != "RGB" or max(image.size) > PREPROCESS_MAX_SIDE:
+            return None
+        return np.asarray(image)
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
+            or image.shape[2] != 3 or max(image.shape[:2]) > PREPROCESS_MAX_SIDE \
+            or min(image.shape[:2]) < 1:
+        return None
+    return image
 
 
 def _bounded(rgb):
@@ -204,28 +221,46 @@ def _bounded(rgb):
 
 
 def is_photo(rgb):
-    """Whether an RGB image is a photo rather than a drawing: a drawing's edge
-    is its paper (a canvas, a scan), evenly within PAPER_TOLERANCE grey levels
-    of the paper, except where strokes touch it; a photo's edge is the room."""
-    gray = np.asarray(rgb.convert("L"), dtype=np.int16)
-    paper = _paper_level(gray)
-    edge = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    """Whether an RGB image (PIL or uint8 array) is a photo rather than a
+    drawing: a drawing's edge is its paper (a canvas, a scan), evenly within
+    PAPER_TOLERANCE grey levels of the paper, except where strokes touch it; a
+    photo's edge is the room. Only the pixels looked at are made grey."""
+    pixels = np.asarray(rgb)
+    paper = int(np.percentile(_luma(pixels[_grid(pixels.shape)]), 90))
+    edge = np.concatenate([_luma(pixels[0]), _luma(pixels[-1]), _luma(pixels[:, 0]),
+                           _luma(pixels[:, -1])]).astype(np.int16)
     return float((np.abs(edge - paper) <= PAPER_TOLERANCE).mean()) < MIN_PAPER_EDGE
 
 
+def _luma(rgb):
+    """Grey levels of RGB pixels exactly as Pillow's convert("L") computes them."""
+    rgb = rgb.astype(np.uint32)
+    return ((rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000)
+            >> 16).astype(np.uint8)
+
+
+def _grid(shape):
+    """Slices of a grid of about 128 pixels a side: enough for a percentile,
+    cheap on a large photo."""
+    step = max(1, min(shape[:2]) // 128)
+    return slice(None, None, step), slice(None, None, step)
+
+
 def _paper_level(gray):
-    """The paper's grey level: the 90th percentile, on a grid of about 128
-    pixels a side (enough for a percentile, cheap on a large photo)."""
-    step = max(1, min(gray.shape) // 128)
-    return int(np.percentile(gray[::step, ::step], 90))
+    """The paper's grey level: the 90th percentile, on a grid of about 128 pixels a side."""
+    return int(np.percentile(gray[_grid(gray.shape)], 90))
 
 
-def _sketch_in_view(rgb):
-    """The clean sketch on the sheet in a photo, as a grey (mode L) PIL image."""
-    found = find_sketch(np.asarray(rgb))
-    if found is None:
-        raise BlankSketch(NO_SKETCH)
-    return Image.fromarray(found.grey)
+def _sketch_in_view(pixels, size, margin, keep_grey):
+    """The crop to the ink of the clean sketch on the sheet in a photo (an
+    RGB array), or BlankSketch(NO_SKETCH)."""
+    found = find_sketch(pixels)
+    try:
+        if found is None:
+            raise BlankSketch(NO_SKETCH)
+        return _ink_crop(Image.fromarray(found.grey), size, margin, keep_grey)
+    except BlankSketch:
+        raise BlankSketch(NO_SKETCH) from None
 
 
 def _ink_crop(rgb, size, margin, keep_grey):

@@ -156,9 +156,8 @@ def _sheets(small):
     colour = cv2.GaussianBlur(small, (3, 3), 0)
     share = np.cumsum(np.bincount(darkest.ravel(), minlength=256)) / darkest.size
     bright = int(np.searchsorted(share, 0.95))
-    regions = sorted(_regions(paper, darkest, share), key=lambda r: -r[0])
     ready, judged, kept = [], {}, []
-    for bound, quad, min_contrast in regions:
+    for bound, quad, min_contrast in _regions(paper, darkest, share):
         while ready and ready[0][0] <= -bound:
             _, _, sheet, score = heapq.heappop(ready)
             yield sheet, score
@@ -195,13 +194,10 @@ def _regions(paper, darkest, share):
     # still outlined by its edges, found in each channel: paper and wall can
     # be equally bright and differ in colour only (yellow paper, white wall).
     smooth = cv2.GaussianBlur(paper, (5, 5), 0)
-    edges = np.bitwise_or.reduce([cv2.Canny(smooth[..., c], EDGE_LOW, EDGE_HIGH)
-                                  for c in range(3)])
+    edges = cv2.Canny(smooth, EDGE_LOW, EDGE_HIGH)
     masks += [(1 - cv2.dilate(edges, np.ones((side, side), np.uint8)) // 255, EDGE_MIN_CONTRAST)
               for side in EDGE_GAPS]
     area = darkest.size
-    height, width = darkest.shape
-    frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
     min_outline = 2 * np.sqrt(MIN_SHEET_AREA * area)
     found, seen = [], set()
     for mask, min_contrast in masks:
@@ -223,20 +219,53 @@ def _regions(paper, darkest, share):
             if key in seen:
                 continue
             seen.add(key)
-            # Its quadrilateral holds its hull, so it is at most this rectangular.
-            if region < MIN_RECTANGULARITY * cv2.contourArea(cv2.convexHull(contour)) or \
-                    _on_frame_edge(contour, mask.shape) > MAX_FRAME_EDGE:
+            hull = cv2.convexHull(contour)
+            hull_area = cv2.contourArea(hull)
+            if region < MIN_RECTANGULARITY * hull_area:
                 continue
-            quad = _clockwise(_quadrilateral(contour, mask.shape))
-            # Only the part in view can be covered: a sheet partly out of frame
-            # is as rectangular as one in full view.
-            visible, _ = cv2.intersectConvexConvex(quad, frame)
-            rectangularity = region / max(visible, 1.0)
-            # Above 1, the region spills out of its quadrilateral: not four sides.
-            if MIN_RECTANGULARITY <= rectangularity <= 1.05:
-                bound = min(region / area, 1.0) * rectangularity ** RECTANGULARITY_WEIGHT
-                found.append((bound, quad, min_contrast))
-    return found
+            bound = min(region / area, 1.0) * (region / max(hull_area, 1.0)) ** RECTANGULARITY_WEIGHT
+            found.append((bound, len(found), (contour, hull, region, hull_area, mask.shape,
+                                              min_contrast)))
+    return _by_bound(found)
+
+
+def _by_bound(found):
+    """(bound, corners, least contrast) of the regions, best bound first.
+    Fitting a region's quadrilateral costs more than finding it, and the first
+    few regions usually end the search: each is fitted only once no region
+    with a higher upper bound (its rectangularity against its hull) is left."""
+    found.sort(key=lambda r: (-r[0], r[1]))
+    ready = []
+    for upper, order, args in found:
+        while ready and -ready[0][0] > upper:
+            yield heapq.heappop(ready)[2:]
+        fitted = _fitted(*args)
+        if fitted is not None:
+            heapq.heappush(ready, (-fitted[0], order, *fitted))
+    while ready:
+        yield heapq.heappop(ready)[2:]
+
+
+def _fitted(contour, hull, region, hull_area, shape, min_contrast):
+    """(bound, quadrilateral, least contrast) of a region, or None when it is
+    not a sheet's: mostly along the frame's edge, or not four-sided."""
+    if _on_frame_edge(contour, shape) > MAX_FRAME_EDGE:
+        return None
+    height, width = shape
+    quad = _clockwise(_quadrilateral(contour, hull, shape))
+    # Only the part in view can be covered: a sheet partly out of frame
+    # is as rectangular as one in full view. A quadrilateral that cuts
+    # off part of the hull is measured against the hull.
+    frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+    visible, _ = cv2.intersectConvexConvex(quad, frame)
+    # Above 1, the region spills out of its quadrilateral: not four sides.
+    if region > 1.05 * max(visible, 1.0):
+        return None
+    rectangularity = region / max(visible, hull_area, 1.0)
+    if rectangularity < MIN_RECTANGULARITY:
+        return None
+    return min(region / shape[0] / shape[1], 1.0) * rectangularity ** RECTANGULARITY_WEIGHT, \
+        quad, min_contrast
 
 
 def _judged(colour, darkest, bright, quad):
@@ -259,7 +288,9 @@ def _side_points(quad):
     lengths = np.linalg.norm(ends - starts, axis=1)
     counts = np.maximum(4, (lengths / SIDE_SPACING).astype(int))
     side = np.repeat(np.arange(4), counts)
-    t = np.concatenate([np.linspace(0.05, 0.95, n) for n in counts])[:, None]
+    # Each side's points spread from 5 % to 95 % of its length.
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    t = (0.05 + 0.9 * (np.arange(len(side)) - first) / np.repeat(counts - 1, counts))[:, None]
     points = starts[side] + (ends - starts)[side] * t
     direction = (ends - starts) / np.maximum(lengths, 1e-6)[:, None]
     # Clockwise on screen (y down): outward is the side's direction turned left.
@@ -353,11 +384,10 @@ def _on_frame_edge(contour, shape):
     return edge.mean()
 
 
-def _quadrilateral(contour, shape):
+def _quadrilateral(contour, hull, shape):
     """The four corners of a region: its hull's four longest sides, extended to
     meet, so that a corner outside the frame or under a finger is still found.
     Sides along the frame's edge are used only when fewer than four others remain."""
-    hull = cv2.convexHull(contour)
     polygon = cv2.approxPolyDP(hull, 0.015 * cv2.arcLength(hull, True), True).reshape(-1, 2)
     polygon = polygon.astype(np.float32)
     if len(polygon) < 4:
@@ -547,6 +577,13 @@ def _ruled_lines(pale):
     runs = cv2.morphologyEx(pale, cv2.MORPH_OPEN,
                             cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, width // 6), 1)))
     lines = np.zeros(pale.shape, bool)
+    # A line spans LINE_SHARE of the width within LINE_HEIGHT of the height:
+    # rows that few together hold that many run pixels, or there is none
+    # (most sheets), and labelling the runs is skipped.
+    rows = np.r_[0, np.cumsum(np.count_nonzero(runs, axis=1))]
+    band = max(1, int(LINE_HEIGHT * height))
+    if (rows[band:] - rows[:-band]).max(initial=0) < LINE_SHARE * width:
+        return lines
     count, labels, stats, _ = cv2.connectedComponentsWithStats(runs, connectivity=8)
     left, span = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_WIDTH]
     side = max(1, int(width * 0.1))

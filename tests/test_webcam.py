@@ -190,6 +190,27 @@ def test_finding_the_sketch_is_pure():
     assert np.array_equal(preprocess(photo, SIZE), preprocess(photo, SIZE))
 
 
+def test_a_frame_already_in_rgb_is_read_without_a_copy_through_pillow(monkeypatch):
+    # A webcam frame (an RGB array, or a decoded RGB image) is judged and read
+    # as the array it is; only other inputs are converted by to_rgb.
+    from model import images
+    photo = photos()[2].image
+    expected = preprocess(photo, SIZE)
+    monkeypatch.setattr(images, "to_rgb", lambda image: pytest.fail("converted"))
+    assert np.array_equal(preprocess(photo, SIZE), expected)
+    assert np.array_equal(preprocess(Image.fromarray(photo), SIZE), expected)
+
+
+def test_telling_a_photo_from_a_drawing_sees_the_grey_pillow_sees():
+    # is_photo makes only the pixels it looks at grey: they must be Pillow's
+    # grey levels, or a drawing near the limit could change its path.
+    from model.images import _luma
+    pixels = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    assert np.array_equal(_luma(pixels), np.asarray(Image.fromarray(pixels).convert("L")))
+    for image in [p.image for p in photos()[:5]] + [np.asarray(to_rgb(d)) for d in drawings()]:
+        assert is_photo(image) == is_photo(Image.fromarray(image))
+
+
 def test_a_photo_becomes_a_grey_black_on_white_sketch():
     array = preprocess(photos()[1].image, SIZE, keep_grey=True)
     assert array.shape == (SIZE, SIZE, 1)
