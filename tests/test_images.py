@@ -390,3 +390,17 @@ def test_a_batch_mixing_grey_sketches_and_colour_photos_widens_only_the_grey_one
     assert not np.array_equal(arrays[2][..., 0], arrays[2][..., 2])
     alone = prepare_chunk([(1, sketch, [0, 1])], 224)[1]
     assert alone.shape == (2, 224, 224, 1) and np.array_equal(alone[..., 0], arrays[:2, ..., 0])
+
+
+def test_the_paper_level_is_numpys_percentile_to_the_last_bit():
+    # The crop's paper level comes from a histogram, for speed; every cached
+    # feature depends on it being NumPy's percentile exactly.
+    from model.images import _percentile
+    rng = np.random.default_rng(0)
+    for trial in range(2000):
+        count = int(rng.integers(1, 5000))
+        pale = rng.random() < 0.5
+        levels = (rng.integers(245, 256, count) if pale else rng.integers(0, 256, count))
+        levels = levels.astype(np.uint8)
+        for q in (10, 50, 90):
+            assert _percentile(levels, q) == np.percentile(levels, q)
