@@ -92,6 +92,25 @@ class Guard:
             if started:
                 raise
             await _refuse(scope, send, error)
+        finally:
+            self._forget_call_session(scope)
+
+    def _forget_call_session(self, scope):
+        """Once a `/call/<api>/<event>` answer was read (or refused), drop the
+        session Gradio made for that one call (its id is the event's): it
+        holds the whole page's configuration, ~160 KB, and Gradio would keep
+        10,000 of them. A page's or gradio_client's session is not one of these."""
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope.get("method") != "GET" or \
+                not path.startswith(PREFIX + "/call/") or path.count("/") != 4:
+            return
+        holder = getattr(self.blocks, "state_holder", None)
+        if holder is None:
+            return
+        event_id = path.rsplit("/", 1)[1]
+        with holder.lock:
+            holder.session_data.pop(event_id, None)
+            holder.time_last_used.pop(event_id, None)
 
     def _check_host(self, scope, headers):
         if self.hosts is None:

@@ -158,6 +158,18 @@ def test_direct_api_errors_are_4xx_with_the_products_message_not_gradios(base):
     assert "PIL" not in unreadable.text and "/tmp" not in unreadable.text
 
 
+def test_an_api_call_leaves_no_session_behind_once_its_answer_is_read(base):
+    import demo
+    sessions = demo.demo.state_holder.session_data
+    sketch = {"background": None, "layers": [],
+              "composite": file_data(upload(base, png_bytes(draw_shape("star", seed=3))))}
+    before = set(sessions)
+    for _ in range(3):
+        event, payload = call(base, "classify_sketch", [sketch])
+        assert event == "complete" and payload[0]["label"] == "star", payload
+    assert set(sessions) <= before
+
+
 def test_every_answer_forbids_framing(base):
     for answer in (httpx.get(base + "/", timeout=30),
                    httpx.get(f"{base}/gradio_api/info", timeout=30),
