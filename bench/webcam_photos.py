@@ -4,7 +4,8 @@
 as a 28x28 Quick, Draw! bitmap) as pen or pencil strokes on a sheet of paper,
 sets the sheet in perspective in front of a cluttered room, and adds what a
 webcam adds: uneven light, a finger, blur, sensor noise and JPEG. Everything is
-drawn from `seed`, so a photo is the same on every run. The fixtures
+drawn from `seed`, so a photo is the same on every run. `stream` gives the
+frames of one sheet moving a little from frame to frame. The fixtures
 (`empty_room`, `face`, `blank_sheet`, `two_sheets`, `out_of_frame`) are the
 cases a sheet finder must not be fooled by.
 """
@@ -47,6 +48,37 @@ def photo(doodle, seed, sheets=1, ink=True, out_of_frame=False):
         _finger(frame, placed[0][0], rng)
     corners, homography, alpha = placed[0]
     return Photo(_camera(frame, rng), corners, homography, alpha)
+
+
+def stream(doodle, seed, frames=8, step=6.0, turn=1.5):
+    """Frames of one sheet held up to the camera, as a live stream sends them:
+    the room, the sheet, the light and the camera stay; between two frames
+    the sheet moves up to `step` pixels and turns up to `turn` degrees.
+    Returns a list of Photo."""
+    rng = np.random.default_rng(seed)
+    background = room(rng)
+    sheet, alpha = _sheet(doodle, rng)
+    corners, homography = _pose(sheet.shape, rng, 1, 0)
+    camera = int(rng.integers(1 << 31))
+    out = []
+    for _ in range(frames):
+        frame = _paste(background, sheet, homography)
+        out.append(Photo(_camera(frame, np.random.default_rng(camera)), corners, homography,
+                         alpha))
+        angle = math.radians(rng.uniform(-turn, turn))
+        shift = rng.uniform(-step, step, 2)
+        center = corners.mean(axis=0)
+        cos, sin = math.cos(angle), math.sin(angle)
+        # About the sheet's centre, then shifted; kept in the frame.
+        move = np.array([[cos, -sin, center[0] - cos * center[0] + sin * center[1] + shift[0]],
+                         [sin, cos, center[1] - sin * center[0] - cos * center[1] + shift[1]],
+                         [0, 0, 1]])
+        moved = cv2.perspectiveTransform(corners[None], move)[0]
+        if ((moved < 0) | (moved > [WIDTH - 1, HEIGHT - 1])).any():
+            move = np.linalg.inv(move)
+            moved = cv2.perspectiveTransform(corners[None], move)[0]
+        corners, homography = moved.astype(np.float32), move @ homography
+    return out
 
 
 def empty_room(seed):

@@ -66,11 +66,12 @@ class Classifier:
         cannot be read."""
         return self.classify_seen(image, k)[0]
 
-    def classify_seen(self, image, k=TOP_K):
-        """(the answer, the preprocessed array the network saw)."""
+    def classify_seen(self, image, k=TOP_K, track=None):
+        """(the answer, the preprocessed array the network saw); `track`
+        follows the sheet from frame to frame of a live stream (`preprocess`)."""
         self.refresh()
         size = self._loaded.version["config"]["input_size"]
-        seen = preprocess(image, size, keep_grey=True)
+        seen = preprocess(image, size, keep_grey=True, track=track)
         version, probabilities, novelty = self.probabilities(seen[None])
         return describe(probabilities[0], version["classes"], version["id"], k,
                         novelty[0]), seen

@@ -168,7 +168,7 @@ def stored_form(image):
     return encode_png(image), image.width, image.height
 
 
-def preprocess(image, size, margin=DEFAULT_MARGIN, keep_grey=False, sheets=True):
+def preprocess(image, size, margin=DEFAULT_MARGIN, keep_grey=False, sheets=True, track=None):
     """Any image -> uint8 array (size, size, 3), the backbone's input; with
     `keep_grey`, a grey image comes back as (size, size, 1), which the
     backbone's one-channel network takes without copying channels around.
@@ -180,15 +180,19 @@ def preprocess(image, size, margin=DEFAULT_MARGIN, keep_grey=False, sheets=True)
     bounding box plus `margin` on each side, pads to a square with the paper
     colour so the aspect ratio is kept, and resizes. Raises BlankSketch when
     there is no ink to classify, or no sheet with a sketch in a photo.
+
+    `track` (a `model.sheet.Track`, one per live stream): the sheet is looked
+    for first where it was in the stream's previous frame, and the track
+    follows it.
     """
     # A webcam frame is read as the array it already is: no copies through
     # Pillow on the path that runs several times a second.
     pixels = _rgb_pixels(image) if sheets else None
     if pixels is not None and is_photo(pixels):
-        return _sketch_in_view(pixels, size, margin, keep_grey)
+        return _sketch_in_view(pixels, size, margin, keep_grey, track)
     rgb = _bounded(to_rgb(image))
     if sheets and pixels is None and is_photo(rgb):
-        return _sketch_in_view(np.asarray(rgb), size, margin, keep_grey)
+        return _sketch_in_view(np.asarray(rgb), size, margin, keep_grey, track)
     return _ink_crop(rgb, size, margin, keep_grey)
 
 
@@ -265,10 +269,12 @@ def _percentile(levels, q):
     return b - (b - a) * (1 - gamma) if gamma >= 0.5 else a + (b - a) * gamma
 
 
-def _sketch_in_view(pixels, size, margin, keep_grey):
+def _sketch_in_view(pixels, size, margin, keep_grey, track=None):
     """The crop to the ink of the clean sketch on the sheet in a photo (an
-    RGB array), or BlankSketch(NO_SKETCH)."""
-    found = find_sketch(pixels)
+    RGB array), or BlankSketch(NO_SKETCH); `track` follows the sheet."""
+    found = find_sketch(pixels, near=None if track is None else track.near(pixels.shape))
+    if track is not None:
+        track.follow(pixels.shape, found)
     try:
         if found is None:
             raise BlankSketch(NO_SKETCH)

@@ -6,6 +6,7 @@ where the sheet was found, or None when no sheet holding a sketch is in view.
 """
 import collections
 import heapq
+import itertools
 
 import cv2
 import numpy as np
@@ -47,6 +48,13 @@ EDGE_MIN_STEP = 10
 EDGE_SHARPNESS = 0.6
 # Sides are moved onto the sharp edge nearest them, at most this many pixels away.
 SNAP = 6
+# In a stream, the sheet is first looked for where it was in the previous
+# frame: its sides are moved onto the sharp edges near them this many times
+# (following a sheet that moved up to TRACK_STEPS x SNAP pixels of the
+# 320-pixel copy), and at least TRACK_SUPPORT of its outline must be a sharp
+# edge there.
+TRACK_STEPS = 2
+TRACK_SUPPORT = 0.7
 # Snapped outlines whose corners are this close (pixels) are the same sheet.
 SAME_SHEET = 3
 # Sides are sampled every this many pixels of the 320-pixel copy.
@@ -119,18 +127,50 @@ its rectangularity ** RECTANGULARITY_WEIGHT x the share of its outline that is a
 sharp edge ** SUPPORT_WEIGHT."""
 
 
-def find_sketch(rgb):
+class Track:
+    """Where the sheet was in the last frame of one stream (one user's
+    webcam): the hint `find_sketch` looks at first in the next frame. It holds
+    one quadrilateral and the frame's size, whatever the stream's length;
+    each stream owns its own and nothing is shared between them."""
+    __slots__ = ("corners", "shape")
+
+    def __init__(self):
+        self.corners = self.shape = None
+
+    def near(self, shape):
+        """The corners to look near in a frame of this shape, or None."""
+        return self.corners if shape == self.shape else None
+
+    def follow(self, shape, sketch):
+        """Remember where the sketch was found in a frame (None: nowhere)."""
+        self.shape = shape
+        self.corners = None if sketch is None else sketch.corners
+
+
+def find_sketch(rgb, near=None):
     """RGB uint8 array -> Sketch, or None when no sheet with a sketch is in view.
 
-    Pure: the same photo gives the same answer, and the array is not written to.
+    `near`: the sheet's corners in the previous frame of a stream (as
+    Sketch.corners). The sheet is looked for there first, by moving those
+    sides onto the sharp edges near them (`_tracked`); the whole frame is
+    searched only when no sheet holding a sketch is there. A sheet held in
+    view is then read as the same sheet frame after frame, for a fraction of
+    the search's cost.
+
+    Pure: the same photo and hint give the same answer, and the array is not
+    written to.
     """
     rgb = np.asarray(rgb)
     height, width = rgb.shape[:2]
     scale = WORK_SIDE / max(height, width)
     small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
                        interpolation=cv2.INTER_AREA)
+    view = _view(small)
+    sheets = _sheets(view)
+    if near is not None:
+        sheets = itertools.chain(_tracked(view, np.asarray(near, np.float32) * scale), sheets)
     grey = None
-    for quad, score in _sheets(small):
+    for quad, score in sheets:
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if grey is None else grey
         corners = (quad / scale).astype(np.float32)
         sketch, transform = _rectified(grey, corners)
@@ -139,7 +179,51 @@ def find_sketch(rgb):
     return None
 
 
-def _sheets(small):
+_View = collections.namedtuple("_View", "paper darkest colour share bright")
+
+
+def _view(small):
+    """What the search looks at in the 320-pixel copy: `paper` (thin dark lines
+    closed over), its `darkest` channel and that channel's cumulative
+    histogram (`share`, as shares of its pixels) and 95th percentile
+    (`bright`), and a lightly smoothed `colour` copy for the sheet's edges."""
+    # Thin dark lines on the paper (strokes, ruled lines) would split the sheet
+    # into strips: a closing as wide as them paints them over with paper.
+    paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE,
+                             cv2.getStructuringElement(cv2.MORPH_RECT, (LINE_WIDTH, LINE_WIDTH)))
+    darkest = cv2.min(cv2.min(paper[..., 0], paper[..., 1]), paper[..., 2])
+    share = np.cumsum(np.bincount(darkest.ravel(), minlength=256)) / darkest.size
+    return _View(paper, darkest, cv2.GaussianBlur(small, (3, 3), 0), share,
+                 int(np.searchsorted(share, 0.95)))
+
+
+def _tracked(view, quad):
+    """The sheet near `quad` (corners in the 320-pixel copy), as (corners,
+    score) once or not at all: its sides moved onto the sharp edges near
+    them (up to TRACK_STEPS times, so a sheet that moved up to TRACK_STEPS x
+    SNAP pixels is followed) until it is judged as a found sheet is, with at
+    least TRACK_SUPPORT of its outline a sharp edge. Its score counts its
+    rectangularity as perfect: it was measured when the sheet was found."""
+    if quad.shape != (4, 2) or not np.isfinite(quad).all():
+        return
+    # One step at a time: a side that already lies on the sheet's edge is not
+    # pulled on to another edge a few pixels further.
+    for _ in range(TRACK_STEPS):
+        quad = _snapped(view.colour, quad)
+        _, _, support = _judged(view.colour, view.darkest, view.bright, quad)
+        if support is not None and support >= TRACK_SUPPORT:
+            break
+    else:
+        return
+    height, width = view.darkest.shape
+    frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+    visible, _ = cv2.intersectConvexConvex(quad, frame)
+    if visible < MIN_SHEET_AREA * width * height:
+        return
+    yield quad, min(visible / (width * height), 1.0) * support ** SUPPORT_WEIGHT
+
+
+def _sheets(view):
     """(corners, score) of each sheet in view, best score first.
 
     Regions come from several masks of the 320-pixel copy (`_regions`); each
@@ -148,16 +232,9 @@ def _sheets(small):
     at most 1), so regions are judged best bound first, and a judged sheet is
     handed over as soon as no region left could beat it: the first sheet
     usually ends the search."""
-    # Thin dark lines on the paper (strokes, ruled lines) would split the sheet
-    # into strips: a closing as wide as them paints them over with paper.
-    paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE,
-                             cv2.getStructuringElement(cv2.MORPH_RECT, (LINE_WIDTH, LINE_WIDTH)))
-    darkest = cv2.min(cv2.min(paper[..., 0], paper[..., 1]), paper[..., 2])
-    colour = cv2.GaussianBlur(small, (3, 3), 0)
-    share = np.cumsum(np.bincount(darkest.ravel(), minlength=256)) / darkest.size
-    bright = int(np.searchsorted(share, 0.95))
+    colour, darkest, bright = view.colour, view.darkest, view.bright
     ready, judged, kept = [], {}, []
-    for bound, quad, min_contrast in _regions(paper, darkest, share):
+    for bound, quad, min_contrast in _regions(view.paper, darkest, view.share):
         while ready and ready[0][0] <= -bound:
             _, _, sheet, score = heapq.heappop(ready)
             yield sheet, score

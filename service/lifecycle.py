@@ -156,9 +156,10 @@ class LiveModel:
     def classify(self, image):
         return self.classifier().classify(image, k=TOP_K)
 
-    def classify_seen(self, image):
-        """(the answer, the preprocessed array the network saw)."""
-        return self.classifier().classify_seen(image, k=TOP_K)
+    def classify_seen(self, image, track=None):
+        """(the answer, the preprocessed array the network saw); `track`: a
+        `model.sheet.Track` of a live stream."""
+        return self.classifier().classify_seen(image, k=TOP_K, track=track)
 
     def prediction_or_none(self, image):
         """The live model's answer, or None while there is no model to ask."""
