@@ -8,7 +8,7 @@ ARGS ?=
 LABELER_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo labeler test test-fast bench
+.PHONY: demo labeler serve test test-fast bench
 
 $(STAMP): requirements.txt
 	# A venv left without pip (python3-venv was missing) is made again, not reused.
@@ -25,6 +25,15 @@ demo: $(STAMP)
 
 labeler: $(STAMP)
 	$(BIN)/python -m labeler $(ARGS)
+
+# WORKERS demo processes behind nginx on PORT, one database; the labeler
+# beside them is where retraining happens (docs/DEPLOY.md).
+WORKERS ?= 2
+PORT ?= 8080
+serve: $(STAMP)
+	$(BIN)/python -m labeler $(LABELER_ARGS) & labeler=$$!; \
+	trap 'kill $$labeler 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/python -m deploy.serve --workers $(WORKERS) --port $(PORT) $(if $(ARGS),-- $(ARGS))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

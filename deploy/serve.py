@@ -30,6 +30,10 @@ TEMPLATE = Path(__file__).with_name("nginx.conf")
 NGINX_PATHS = ("/usr/sbin/nginx",)
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 300
+# Gradio gives up on a start when its own check of the page takes over 3 s,
+# which a process loading its model on a loaded machine can take: a process
+# that exits before it answers is started again, this many times in all.
+START_TRIES = 3
 # A white canvas: "draw something" once the model is served, an error before.
 BLANK_PNG_SIDE = 64
 
@@ -90,7 +94,7 @@ def served(workers, host=LOOPBACK, port=None, db=None, app="demo", proxy=None,
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
            "TF_CPP_MIN_LOG_LEVEL": "3", **({"KERAS_HOME": str(keras_home)} if keras_home else {})}
     ports = [free_port() for _ in range(workers)]
-    processes = []
+    processes = [None] * workers
 
     def start(index):
         worker = folder / f"worker-{index}"
@@ -101,21 +105,30 @@ def served(workers, host=LOOPBACK, port=None, db=None, app="demo", proxy=None,
                        *(["--trusted-proxy", LOOPBACK] if proxy else []), *demo_args]
         else:
             command = [sys.executable, "-m", app, "--port", str(ports[index])]
-        log = open(worker / "log.txt", "w")
-        processes.append(subprocess.Popen(
+        log = open(worker / "log.txt", "a")
+        processes[index] = subprocess.Popen(
             command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env={**env, "GRADIO_TEMP_DIR": str(worker / "uploads")}))
+            env={**env, "GRADIO_TEMP_DIR": str(worker / "uploads")})
         log.close()
+
+    def ready(index):
+        for attempt in range(1, START_TRIES + 1):
+            try:
+                return _wait_ready(f"http://{LOOPBACK}:{ports[index]}/", processes[index], app)
+            except ServeError:
+                if attempt == START_TRIES or processes[index].poll() is None:
+                    raise
+            start(index)
 
     nginx = None
     try:
         # The first process alone: it seeds and trains a fresh database once.
         start(0)
-        _wait_ready(f"http://{LOOPBACK}:{ports[0]}/", processes[0], app)
+        ready(0)
         for index in range(1, workers):
             start(index)
         for index in range(1, workers):
-            _wait_ready(f"http://{LOOPBACK}:{ports[index]}/", processes[index], app)
+            ready(index)
         if proxy:
             port = port or free_port()
             from demo_handlers import settings
@@ -136,7 +149,7 @@ def served(workers, host=LOOPBACK, port=None, db=None, app="demo", proxy=None,
             url=url, worker_urls=[f"http://{LOOPBACK}:{p}/" for p in ports],
             pids=[p.pid for p in processes], db=db, folder=folder, alive=alive)
     finally:
-        for process in ([nginx] if nginx else []) + processes:
+        for process in ([nginx] if nginx else []) + [p for p in processes if p]:
             _stop(process)
 
 
