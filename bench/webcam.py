@@ -11,6 +11,13 @@ wrong answers); and milliseconds per frame of the preprocessing, wall clock
 and CPU time of this process (the CPU time is less disturbed by other work
 on a shared machine).
 
+Live streams: --streams simulated streams (`webcam_photos.stream`: one sheet
+held up, moving up to 6 pixels and 1.5 degrees between frames, 8 frames each,
+over the first test doodles) are preprocessed frame by frame with a
+`model.sheet.Track` (the sheet looked for where it was in the previous frame)
+and without; reports the frames read, those within 30 pixels of the sheet's
+true corners, and milliseconds per frame, each way.
+
 Heads: the product's NumPy head (`model.head.train_head`, default config),
 trained on one plain view per image, and again with each training image's
 paper view as well (`model.images.on_paper`: the sketch as the webcam path
@@ -19,6 +26,7 @@ augmented views are left out. Prints a table and, as its last line, one JSON
 object."""
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -34,17 +42,23 @@ def main(argv=None):
                         help=f"train and test doodles per class (default {TEST_PER_CLASS}; "
                              f"at most 500)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated photos")
+    parser.add_argument("--streams", type=int, default=50,
+                        help="simulated live streams of 8 frames to time with and without "
+                             "tracking the sheet (default 50; 0 skips them)")
     parser.add_argument("--alpha", type=float, default=0.25, choices=(0.25, 1.0),
                         help="MobileNet width (1.0 runs a stand-in for the genuine weights)")
     args = parser.parse_args(argv)
     if not 1 <= args.per_class <= 500:
         parser.error("--per-class takes 1..500")
+    if not 0 <= args.streams <= args.per_class * 8:
+        parser.error("--streams takes 0 up to the test doodles (8 x --per-class)")
     setup(alphas=(args.alpha,))
     from bench import webcam_photos
     from model.backbone import extractor
     from model.errors import BlankSketch
     from model.features import PAPER_VIEW
     from model.images import on_paper, preprocess
+    from model.sheet import Track
 
     run = extractor(args.alpha, INPUT_SIZE)
     rows = quickdraw(args.per_class, args.per_class)
@@ -75,6 +89,7 @@ def main(argv=None):
             clock.append((time.perf_counter() - started, time.process_time() - cpu))
         return array
 
+    load = [round(v, 2) for v in os.getloadavg()]
     started = time.perf_counter()
     for index, (label, split, pixels) in enumerate(rows):
         labels[split].append(classes.index(label))
@@ -95,6 +110,8 @@ def main(argv=None):
                   flush=True)
     for key in list(pending):
         flush(key)
+    streams = _streams(webcam_photos, [p for _, split, p in rows if split == "test"][:args.streams],
+                       args.seed, preprocess, Track, BlankSketch)
 
     accuracy = {}
     for path in ("new", "old"):
@@ -121,15 +138,53 @@ def main(argv=None):
             f"p{q}": round(1000 * float(np.percentile([t[column] for t in times], q)), 1)
             for q in (50, 95)}
             for path, times in timings.items() for column, clock in enumerate(("wall", "cpu"))},
+        "streams": streams,
         "per_class": args.per_class, "classes": len(classes), "seed": args.seed,
         "alpha": args.alpha, "engine": run.engine, "head": "model.head.train_head, 1 view (2 with paper views)",
         "seconds": round(time.perf_counter() - started, 1), "machine": machine(),
+        # Wall-clock figures depend on what else the machine runs: its load
+        # (1, 5, 15 minutes) when the bench started and when it ended.
+        "load_average": {"start": load, "end": [round(v, 2) for v in os.getloadavg()]},
     }
     for name, value in result["accuracy"].items():
         print(f"{name:>28}: {value:.4f}")
-    for key in ("no_sketch_found", "ms_per_frame", "per_class", "alpha", "seconds"):
+    for key in ("no_sketch_found", "ms_per_frame", "streams", "per_class", "alpha", "seconds",
+                "load_average"):
         print(f"{key:>28}: {result[key]}")
     print(json.dumps(result))
+
+
+def _streams(webcam_photos, doodles, seed, preprocess, Track, BlankSketch):
+    """Frames read, frames within 30 pixels of the true corners, and ms per
+    frame (wall, CPU; p50, p95) of simulated live streams, each frame read
+    with the stream's Track and without one."""
+    from model.sheet import find_sketch
+    result = {way: {"frames": 0, "read": 0, "right": 0, "times": []} for way in ("tracked", "each frame")}
+    for index, doodle in enumerate(doodles):
+        track = Track()
+        for frame in webcam_photos.stream(doodle, seed=seed * 1_000_000 + 500_000 + index):
+            for way, hint in (("tracked", track), ("each frame", None)):
+                counts = result[way]
+                counts["frames"] += 1
+                started, cpu = time.perf_counter(), time.process_time()
+                try:
+                    preprocess(frame.image, INPUT_SIZE, track=hint)
+                    read = True
+                except BlankSketch:
+                    read = False
+                counts["times"].append((time.perf_counter() - started, time.process_time() - cpu))
+                counts["read"] += read
+                if read:
+                    corners = track.corners if hint is not None else find_sketch(frame.image).corners
+                    error = min(np.linalg.norm(np.roll(corners, k, axis=0) - frame.corners,
+                                               axis=1).max() for k in range(4))
+                    counts["right"] += bool(error < 30)
+    for counts in result.values():
+        times = counts.pop("times")
+        for column, clock in enumerate(("wall", "cpu")):
+            counts[f"ms {clock}"] = {f"p{q}": round(1000 * float(np.percentile(
+                [t[column] for t in times], q)), 1) for q in (50, 95)} if times else None
+    return result
 
 
 def _accuracy(train, train_labels, test, test_labels, n_classes):

@@ -22,7 +22,7 @@ OPTIONS = {
     "load": ("--clients", "--seconds", "--retrain"),
     "openset": ("--per-class", "--non-sketches", "--seed"),
     "retrain": ("--skip-reference",),
-    "webcam": ("--per-class", "--seed", "--alpha"),
+    "webcam": ("--per-class", "--seed", "--streams", "--alpha"),
     "webcam_oracle": ("--per-class", "--seed", "--pairs", "--fresh", "--plot"),
 }
 
