@@ -10,6 +10,7 @@ the order Keras's get_weights() uses, so `keras_head` loads them as they are.
 """
 import functools
 import io
+import math
 
 import numpy as np
 
@@ -86,6 +87,7 @@ def train_head(x, y, n_classes, config, validation=None, on_epoch=None, init=Non
     params = [p.copy() for p in init] if init is not None else init_params(dims, rng)
     moments = [np.zeros_like(p) for p in params]
     velocities = [np.zeros_like(p) for p in params]
+    scratch = [np.empty_like(p) for p in params]
     counts = np.bincount(y, minlength=n_classes)
     class_weight = (len(y) / (n_classes * np.maximum(counts, 1))).astype(np.float32)
     x = np.asarray(x, dtype=np.float32)
@@ -107,15 +109,20 @@ def train_head(x, y, n_classes, config, validation=None, on_epoch=None, init=Non
                 loss_sum += float(-np.log(np.maximum(picked, LOG_FLOOR)).sum())
                 correct += float((probabilities.argmax(axis=1) == yb).sum())
                 step += 1
-                rate = config["learning_rate"] * np.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
-                for p, g, m, v in zip(params, gradients(params, probabilities, inputs, masks, yb,
-                                                        class_weight[yb], smoothing),
-                                      moments, velocities):
+                # A Python float: a NumPy float64 would make the update below float64 (NEP 50).
+                rate = config["learning_rate"] * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+                for p, g, m, v, work in zip(params, gradients(params, probabilities, inputs,
+                                                              masks, yb, class_weight[yb],
+                                                              smoothing),
+                                            moments, velocities, scratch):
+                    # Adam: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g g;
+                    # p -= rate m / (sqrt(v) + eps), in place (half the time).
                     m *= beta1
-                    m += (1 - beta1) * g
+                    m += np.multiply(g, 1 - beta1, out=work)
                     v *= beta2
-                    v += (1 - beta2) * g * g
-                    p -= rate * m / (np.sqrt(v) + ADAM_EPSILON)
+                    v += np.multiply(np.multiply(g, 1 - beta2, out=work), g, out=work)
+                    np.add(np.sqrt(v, out=work), ADAM_EPSILON, out=work)
+                    p -= np.divide(np.multiply(m, rate, out=g), work, out=g)
             history["loss"].append(loss_sum / len(y))
             history["accuracy"].append(correct / len(y))
             if validation is not None:
