@@ -296,3 +296,25 @@ def test_files_dropped_on_the_upload_area_are_uploaded(seeded_db, page):
         page.screenshot(path=artifact("labeler-drop-upload.png"), full_page=True)
     assert store.count_images() == before + 2
     assert page.errors == []
+
+
+def test_a_page_says_when_another_process_makes_a_new_version_live(seeded_db, page):
+    import numpy as np
+    from model.head import head_to_bytes, init_params
+    path, store, _, _ = seeded_db
+    with served(make_app(path)) as url:
+        page.goto(f"{url}/images")
+        assert page.locator("#live-model").inner_text().strip() == "live model: none yet"
+        # The demo (another process, another connection) makes a version live.
+        other = Store(path)
+        version = other.add_model_version(
+            "stand-in", ["circle", "star"], {"alpha": 0.25, "input_size": 224},
+            {"accuracy": None}, head_to_bytes(init_params([4, 2], np.random.default_rng(0))),
+            live=True)
+        other.close()
+        note = page.locator("#live-changed")
+        note.wait_for()
+        assert f"v{version} is live now" in note.inner_text()
+        note.click()
+        page.locator(f"#live-model a[href='/versions/{version}']").wait_for()
+    assert page.errors == []

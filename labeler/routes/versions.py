@@ -21,6 +21,14 @@ def retrain_page(request: Request, jobs: SharedJobs):
     return render(request, "retrain.html", job=jobs.snapshot(), options=jobs.train_options)
 
 
+@router.get("/live")
+def live_version(store: SharedStore):
+    """The live version's id (null before the first): pages compare it with
+    the one they show and say when another process made a new one live."""
+    return JSONResponse({"live": store.live_version_id(),
+                         "pending": labeling.pending_count(store)})
+
+
 @router.get("/retrain/status")
 def retrain_status(jobs: SharedJobs):
     return JSONResponse(jobs.snapshot())

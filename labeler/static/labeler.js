@@ -246,6 +246,22 @@
     setTimeout(poll, 200);
   }
 
+  // -- a new live version, made by the demo or another labeler page ------------------------
+  const shown = document.getElementById("live-model");
+  if (shown && !job) {
+    const watch = () => fetch("/live", {credentials: "same-origin"}).then((r) => r.json())
+      .then((state) => {
+        const live = state.live === null ? "" : String(state.live);
+        if (live === shown.dataset.live) { setTimeout(watch, 5000); return; }
+        const note = document.createElement("a");
+        note.id = "live-changed";
+        note.href = window.location.href;
+        note.textContent = ` · v${live} is live now: reload to see its predictions`;
+        shown.appendChild(note);
+      }).catch(() => setTimeout(watch, 15000));
+    setTimeout(watch, 5000);
+  }
+
   // -- times in the browser's own time zone ------------------------------------------------
   document.querySelectorAll("time[datetime]").forEach((el) => {
     const moment = new Date(el.getAttribute("datetime"));
