@@ -23,10 +23,13 @@ from starlette.middleware import Middleware
 import demo_guard
 
 from db.cli import add_db_option
-from demo_handlers import (app, classify_photo, classify_sketch, cleared_sketch,
-                           correct, correct_ui, keep_frame, on_load, owner_login, page_state,
-                           retrain_ui, settings, sketch_live_ui, sketch_ui, teach_photo_ui,
-                           teach_sketch_ui, uploaded_ui, verdict, webcam_ui)
+from demo_handlers import (RECORD, accept_waiting_ui, add_class_ui, app, card_text, chosen_card,
+                           classify_photo, classify_sketch, cleared_sketch, correct, correct_ui,
+                           delete_class_ui, fix_and_retrain_ui, keep_frame, on_load,
+                           owner_login, page_state, pick_card, record_ui, rename_class_ui,
+                           retrain_ui, settings, sketch_live_ui, sketch_ui, teach_files_ui,
+                           teach_frame_ui, teach_photo_ui, teach_sketch_ui, undo_ui, uploaded_ui,
+                           verdict, watch_live, webcam_ui)
 from model.classifier import TOP_K
 from service import access, ingest
 from service.access import AUTH_ENV, is_loopback
@@ -98,7 +101,9 @@ def seen_view(label, elem_id):
                     type="pil", image_mode=None, elem_id=elem_id, format="png")
 
 
-def correction_box(prefix, kept):
+def correction_box(prefix, kept, info):
+    """"Wrong? It is a …": save a correction, or (whoever may teach) save it,
+    retrain and see the new answer for the same input."""
     with gr.Group():
         gr.Markdown("**Wrong? It is a …**", padding=True)
         with gr.Row():
@@ -106,10 +111,14 @@ def correction_box(prefix, kept):
                                  scale=2)
             new = gr.Textbox(label="or a new class", placeholder="e.g. house", max_lines=1,
                              elem_id=f"{prefix}-new", scale=2)
-        send = gr.Button("Save correction", elem_id=f"{prefix}-send", size="sm")
+        with gr.Row():
+            send = gr.Button("Save correction", elem_id=f"{prefix}-send", size="sm")
+            fix = gr.Button("Save and retrain", elem_id=f"{prefix}-retrain", size="sm")
         saved = gr.Markdown(elem_id=f"{prefix}-saved", padding=True)
     send.click(correct_ui, [kept, choice, new], [saved], **_writes())
-    return SimpleNamespace(choice=choice, new=new, saved=saved)
+    fix.click(fix_and_retrain_ui, [kept, choice, new], [saved, info],
+              api_visibility="private", concurrency_id="train", concurrency_limit=1)
+    return SimpleNamespace(choice=choice, new=new, saved=saved, fix=fix)
 
 
 def _writes():
@@ -129,6 +138,8 @@ def build():
         ui.banner = gr.Markdown(elem_id="status")
         ui.info = gr.Markdown(elem_id="model-info")
         ui.timer = gr.Timer(1.0, active=False)
+        ui.watch = gr.Timer(settings.version_check_every)
+        ui.seen_version = gr.State(None)
         sketch_kept = gr.State(None)
         photo_live = gr.State(None)
         photo_kept = gr.State(None)
@@ -143,7 +154,7 @@ def build():
                     sketch_label = gr.Label(num_top_classes=TOP_K, show_heading=False,
                                             label="Top 3", elem_id="sketch-label")
                     sketch_seen = seen_view("What the model saw", "sketch-seen")
-                    sketch_box = correction_box("sketch-correct", sketch_kept)
+                    sketch_box = correction_box("sketch-correct", sketch_kept, ui.info)
                     ui.sketch_choice = sketch_box.choice
 
         with gr.Tab("Webcam / upload", id="webcam"):
@@ -168,26 +179,60 @@ def build():
                     kept_verdict = gr.Markdown(elem_id="kept-verdict")
                     kept_label = gr.Label(num_top_classes=TOP_K, show_heading=False,
                                           label="Top 3 of the kept frame", elem_id="kept-label")
-                    ui.photo_choice = correction_box("photo-correct", photo_kept).choice
+                    photo_box = correction_box("photo-correct", photo_kept, ui.info)
+                    ui.photo_choice = photo_box.choice
 
         with gr.Tab("Teach", id="teach") as teach_tab:
             ui.note = gr.Markdown(elem_id="teach-note")
-            ui.teach_class = gr.Dropdown(label="class (pick one or type a new name)",
-                                         choices=[], allow_custom_value=True,
-                                         elem_id="teach-class")
+            taught = gr.State([])
+            ui.card_names = card_names = gr.State([])
             with gr.Row():
-                with gr.Column():
-                    teach_pad = sketchpad("Draw an example", "teach-pad")
-                    ui.add_drawing = gr.Button("Add drawing", elem_id="add-drawing")
-                with gr.Column():
-                    teach_photo = demo_guard.Image(
-                        label="…or snap one with the webcam", sources=["webcam"],
-                        type="filepath", image_mode=None, elem_id="teach-photo",
-                        webcam_options=gr.WebcamOptions(mirror=False))
-                    ui.add_photo = gr.Button("Add photo", elem_id="add-photo")
-            teach_result = gr.Markdown(elem_id="teach-result")
+                with gr.Column(scale=2, min_width=260):
+                    ui.cards = gr.Gallery(label="Classes: pick a card to teach it", columns=3,
+                                          allow_preview=False, object_fit="contain",
+                                          height="auto", interactive=False, buttons=[],
+                                          elem_id="class-cards")
+                    with gr.Row():
+                        new_class = gr.Textbox(label="new class", placeholder="e.g. house",
+                                               max_lines=1, elem_id="new-class", scale=3)
+                        ui.add_class = gr.Button("Add class", elem_id="add-class", scale=1,
+                                                 size="sm")
+                with gr.Column(scale=3):
+                    ui.teach_class = gr.Dropdown(label="class (pick one or type a new name)",
+                                                 choices=[], allow_custom_value=True,
+                                                 elem_id="teach-class")
+                    ui.card = gr.Markdown(card_text([], None), elem_id="card-info")
+                    with gr.Tab("Draw"):
+                        teach_pad = sketchpad("Draw an example", "teach-pad")
+                        ui.add_drawing = gr.Button("Add drawing", elem_id="add-drawing")
+                    with gr.Tab("Webcam"):
+                        teach_cam = demo_guard.Image(
+                            label="Webcam", sources=["webcam"], streaming=True, type="pil",
+                            elem_id="teach-photo", webcam_options=gr.WebcamOptions(mirror=False))
+                        teach_frame = gr.State(None)
+                        recording = gr.State(None)
+                        with gr.Row():
+                            ui.add_photo = gr.Button("Add this frame", elem_id="add-photo")
+                            ui.record = gr.Button(RECORD, elem_id="record")
+                    with gr.Tab("Upload"):
+                        teach_files = gr.File(label="Image files", file_count="multiple",
+                                              file_types=["image"], type="filepath",
+                                              elem_id="teach-files")
+                        ui.add_files = gr.Button("Add files", elem_id="add-files")
+                    teach_result = gr.Markdown(elem_id="teach-result")
+                    with gr.Row():
+                        ui.undo = gr.Button("↩️ Undo last example", elem_id="undo", size="sm")
+                        ui.delete_class = gr.Button("Delete this class (when empty)",
+                                                    elem_id="delete-class", size="sm")
+                    with gr.Row():
+                        rename_to = gr.Textbox(label="rename this class to", max_lines=1,
+                                               elem_id="rename-to", scale=3)
+                        ui.rename = gr.Button("Rename", elem_id="rename", scale=1, size="sm")
             ui.train_plan = gr.Markdown(elem_id="train-plan")
-            ui.retrain = gr.Button("Retrain now", variant="primary", elem_id="retrain")
+            with gr.Row():
+                ui.accept = gr.Button("Accept waiting corrections", elem_id="accept-waiting",
+                                      visible=False)
+                ui.retrain = gr.Button("Retrain now", variant="primary", elem_id="retrain")
             retrain_result = gr.Markdown(elem_id="retrain-result")
 
         # UI events (private: the API has its own named endpoints below).
@@ -204,19 +249,49 @@ def build():
         kept_out = [kept_view, kept_label, kept_verdict, photo_kept, kept_seen]
         snap.click(keep_frame, [photo_live], kept_out, api_visibility="private", queue=False)
         upload.upload(uploaded_ui, [upload], kept_out, **live)
-        teach_out = [teach_result, ui.teach_class, ui.train_plan]
-        ui.add_drawing.click(teach_sketch_ui, [teach_pad, ui.teach_class], teach_out,
+        # What only whoever may teach can press.
+        ui.teaching = [ui.add_drawing, ui.add_photo, ui.add_files, ui.record, ui.undo,
+                       ui.add_class, ui.rename, ui.delete_class, ui.accept, ui.retrain,
+                       sketch_box.fix, photo_box.fix]
+        # The Teach tab: every action answers with teach_update's outputs.
+        teach_out = [teach_result, ui.teach_class, ui.train_plan, ui.cards, card_names, ui.card,
+                     taught]
+        ui.add_drawing.click(teach_sketch_ui, [teach_pad, ui.teach_class, taught], teach_out,
                              **_writes()).then(None, [teach_result], None,
                                                js=CLEAR_TEACH_PAD_JS)
-        ui.add_photo.click(teach_photo_ui, [teach_photo, ui.teach_class], teach_out,
+        ui.add_photo.click(teach_photo_ui, [teach_frame, ui.teach_class, taught], teach_out,
                            **_writes())
+        ui.add_files.click(teach_files_ui, [teach_files, ui.teach_class, taught],
+                           [teach_files] + teach_out, **_writes())
+        ui.record.click(record_ui, [recording, ui.teach_class], [recording, ui.record,
+                                                                 teach_result],
+                        api_visibility="private", queue=False)
+        teach_cam.stream(teach_frame_ui, [teach_cam, recording, taught],
+                         [teach_frame, recording, ui.record] + teach_out,
+                         stream_every=settings.stream_every,
+                         time_limit=settings.stream_time_limit,
+                         concurrency_limit=settings.webcam_streams, concurrency_id="webcam",
+                         api_visibility="private", show_progress="hidden")
+        ui.undo.click(undo_ui, [taught, ui.teach_class], teach_out, **_writes())
+        ui.cards.select(pick_card, [card_names], [ui.teach_class, ui.card],
+                        api_visibility="private", queue=False)
+        ui.teach_class.input(chosen_card, [ui.teach_class], [ui.card],
+                             api_visibility="private", queue=False)
+        ui.add_class.click(add_class_ui, [new_class, taught], [new_class] + teach_out,
+                           **_writes())
+        ui.rename.click(rename_class_ui, [ui.teach_class, rename_to, taught],
+                        [rename_to] + teach_out, **_writes())
+        ui.delete_class.click(delete_class_ui, [ui.teach_class, taught], teach_out, **_writes())
+        ui.accept.click(accept_waiting_ui, None, [retrain_result, ui.train_plan, ui.info,
+                                                  ui.accept], **_writes())
         # Clearing a pad with its trash button drops the brush: select it again.
         pad.clear(cleared_sketch, None, sketch_out + [sketch_box.choice, sketch_box.new,
                                                       sketch_box.saved],
                   js=PICK_BRUSH_JS, api_visibility="private", queue=False)
         teach_pad.clear(None, js=PICK_BRUSH_JS)
         ui.retrain.click(retrain_ui, None, [retrain_result, ui.info, ui.sketch_choice,
-                                            ui.photo_choice, ui.teach_class],
+                                            ui.photo_choice, ui.teach_class, ui.cards,
+                                            card_names, ui.card],
                          api_visibility="private", concurrency_id="train", concurrency_limit=1)
 
         def load(request: gr.Request):
@@ -225,13 +300,16 @@ def build():
         def tick():
             return page_state(ui)
         state_outputs = [ui.banner, ui.info, ui.timer, ui.sketch_choice, ui.photo_choice,
-                         ui.teach_class, ui.train_plan]
-        page.load(load, None, state_outputs + [ui.note, ui.add_drawing, ui.add_photo,
-                                               ui.retrain], api_visibility="private",
+                         ui.teach_class, ui.train_plan, ui.cards, card_names, ui.accept]
+        page.load(load, None, state_outputs + [ui.note, ui.seen_version, *ui.teaching],
+                  api_visibility="private",
                   queue=False)
         page.load(None, js=PICK_BRUSH_JS)
         teach_tab.select(None, js=PICK_BRUSH_JS)
         ui.timer.tick(tick, None, state_outputs, api_visibility="private", queue=False)
+        ui.watch.tick(watch_live, [ui.seen_version], [ui.info, ui.seen_version, ui.sketch_choice,
+                                                      ui.photo_choice, ui.teach_class],
+                      api_visibility="private", queue=False, show_progress="hidden")
 
         # The named API (gradio_client): hidden components, one gr.Label per classify call.
         with gr.Column(visible=False):
@@ -306,8 +384,9 @@ def launch_options(host, port, share=False, auth=None, allowed_hosts=(), proxies
     served. Only a demo on this computer alone (loopback, no share link) is
     held to its host names: it lets anyone there teach and retrain, which a
     page reaching it by DNS rebinding must not; an exposed demo answers
-    strangers anyway and keeps teaching for its owner."""
-    local = is_loopback(host) and not share
+    strangers anyway and keeps teaching for its owner. A demo behind a
+    reverse proxy (`proxies`) is exposed: the proxy is there to serve others."""
+    local = is_loopback(host) and not share and not proxies
     hosts = access.allowed_hosts(host, allowed_hosts) if local else None
     # The share tunnel reaches the app from this computer.
     proxies = {*proxies, *(access.LOOPBACK if share else ())}
@@ -327,13 +406,13 @@ def main(argv=None):
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     auth = parse_auth(args.auth or os.environ.get(AUTH_ENV))
-    exposed = args.share or not is_loopback(args.host)
+    exposed = args.share or not is_loopback(args.host) or bool(args.trusted_proxy)
     settings.labeler_url = args.labeler_url
     app.configure(db=args.db, alpha=args.alpha, owner=auth[0] if auth else None,
                   exposed=exposed, share=args.share)
     if exposed and not auth:
         print("note: no --auth: adding examples and retraining are disabled while the app is "
-              "exposed (share link or non-loopback host).", flush=True)
+              "exposed (share link, non-loopback host or a proxy in front).", flush=True)
     app.model.start()
     demo.launch(**launch_options(args.host, args.port, share=args.share, auth=auth,
                                  allowed_hosts=args.allowed_host, proxies=args.trusted_proxy))

@@ -13,10 +13,10 @@ from pathlib import Path
 import gradio as gr
 
 from db import labeling
-from db.errors import SketchError, StorageError
+from db.errors import NotFound, SketchError, StorageError
 from model.errors import BadImage, BlankSketch, NoLiveModel, NotEnoughData, WeightsMissing
-from model.images import decode, picture, to_rgb
-from service import ingest, lifecycle
+from model.images import MAX_IMAGE_BYTES, decode, picture, to_rgb
+from service import ingest, lifecycle, teach
 from service.access import Access, BrowserIds, NotAllowed, TooManyTries, Tries
 from service.jobs import Busy
 from service.lifecycle import LiveModel, Phase
@@ -45,9 +45,10 @@ settings = Settings(
             "webcam frame travels inside one as a JPEG); files come as uploads"),
     Setting("upload_bytes", 21_000_000, "largest body of one upload request (a file of "
             "max_file_size and its form)"),
-    Setting("uploads_per_minute", 60, "uploads a minute from one browser (or, without its "
-            "cookie, one address)"),
-    Setting("all_uploads_per_minute", 600, "uploads a minute from everyone together"),
+    Setting("uploads_per_minute", 600, "uploads a minute from one browser (or, without its "
+            "cookie, one address); the sketchpad uploads its background, layer and composite "
+            "after every stroke"),
+    Setting("all_uploads_per_minute", 6000, "uploads a minute from everyone together"),
     Setting("upload_quota", 2_000_000_000, "bytes the upload folder may hold; past it "
             "uploads are refused (507) until old files are swept"),
     Setting("image_pixels", 12_000_000, "most pixels of an image the demo decodes (a 4000x3000 "
@@ -63,6 +64,14 @@ settings = Settings(
     Setting("pad_height", 520, "sketchpad height on the page, in pixels"),
     Setting("seen_height", 200, "height of the kept frame and of what the model sees, in "
             "pixels"),
+    Setting("version_check_every", 5.0, "seconds between two checks of an open page for a "
+            "version made live elsewhere (the labeler, another demo process)"),
+    Setting("undo_depth", 50, "examples a page remembers for its Undo button"),
+    Setting("teach_files", 100, "image files the Teach tab adds in one upload"),
+    Setting("record_frames", 30, "webcam frames one press of Record adds at most (one every "
+            "stream_every seconds)"),
+    Setting("accept_at_once", 500, "pending corrections one press of \"Accept waiting "
+            "corrections\" accepts"),
 )
 
 BLANK_LABEL = "draw something"
@@ -355,14 +364,16 @@ def keep_frame(live):
 
 # -- corrections, teaching and retraining -------------------------------------------------
 
-def save_correction(image, label, source, request, prediction=None):
-    """Store a correction: accepted at once for the owner, pending review otherwise."""
+def save_correction(image, label, source, request, prediction=None, accept=None):
+    """Store a correction: accepted at once for the owner (or when `accept`),
+    pending review otherwise."""
     image = as_image(image)
     if image is None:
         raise BadImage("No image was sent with the correction.")
     user = user_of(request)
+    accept = app.access.is_owner(user) if accept is None else accept
     return app.model.correct(image, label, source, user or _anonymous(request),
-                             accept=app.access.is_owner(user), prediction=prediction)
+                             accept=accept, prediction=prediction)
 
 
 @pop_up_errors
@@ -384,13 +395,22 @@ def _anonymous(request):
     return f"anonymous@{host}" if host else "anonymous"
 
 
-def correct_ui(kept, choice, new_name, request: gr.Request):
-    """The "Wrong? It is a ..." button: the typed new class wins over the list."""
+def _corrected_label(kept, choice, new_name):
+    """The label a correction names (the typed new class wins over the list),
+    or what is missing to make one."""
     if not kept:
-        return "Nothing to correct yet: classify a sketch first."
+        return None, "Nothing to correct yet: classify a sketch first."
     label = (new_name or "").strip() or choice
     if not label:
-        return "Pick the right class from the list or type a new one."
+        return None, "Pick the right class from the list or type a new one."
+    return label, None
+
+
+def correct_ui(kept, choice, new_name, request: gr.Request):
+    """The "Wrong? It is a ..." button."""
+    label, missing = _corrected_label(kept, choice, new_name)
+    if missing:
+        return missing
     try:
         saved = save_correction(kept["image"], label, kept["source"], request,
                                 prediction=kept["prediction"])
@@ -399,16 +419,27 @@ def correct_ui(kept, choice, new_name, request: gr.Request):
     return correction_message(saved)
 
 
-@pop_up_errors
-def add_example(image, label, source, request: gr.Request = None):
-    """Add one labeled example (owner only when exposed). Returns a message."""
+def _teacher(request):
+    """The user, once allowed to teach (NotAllowed says why not)."""
     user = user_of(request)
     app.access.check_teach(user)
+    return user
+
+
+@pop_up_errors
+def add_example(image, label, source, request: gr.Request = None):
+    """Add one labeled example (owner only when exposed). Returns the
+    ingest result (with the new image's id) and a message."""
+    user = _teacher(request)
     image = as_image(image)
     if image is None:
         raise BadImage("Draw or snap an example first.")
     added = ingest.add_example(app.model.store, image, label, source,
                                f"teach:{user or 'local'}")
+    return added, _added_message(added)
+
+
+def _added_message(added):
     where = "kept for testing" if added["split"] == "test" and added["created"] else "for training"
     total = added["total"]
     return (f"Added to **{md(added['label'])}** ({where}); the class has {total} "
@@ -418,40 +449,279 @@ def add_example(image, label, source, request: gr.Request = None):
 @pop_up_errors
 def retrain_now(request: gr.Request = None, progress=gr.Progress()):
     """The same job as `python -m model.train`; the demo serves the new version
-    at once when it goes live."""
-    app.access.check_teach(user_of(request))
+    at once when it goes live. Returns (message, result)."""
+    _teacher(request)
 
     def report(stage, done, total):
         if stage in ("features", "training") and total:
             progress((done, total), desc=stage,
                      unit="images" if stage == "features" else "epochs")
     progress(0, desc="starting")
-    return training_message(app.model.retrain(on_progress=report))
+    before = app.model.store.model_version()
+    result = app.model.retrain(on_progress=report)
+    after = app.model.store.model_version(result["version"])
+    return (training_message(result) + class_changes_line(
+        teach.class_changes(before and before["metrics"], after["metrics"]))), result
+
+
+def class_changes_line(changes):
+    """Markdown: each class's test accuracy before and after a training."""
+    def pct(value):
+        return "not measured" if value is None else f"{value:.0%}"
+    parts = []
+    for name, old, new in changes:
+        if old is None or new is None:
+            parts.append(f"{md(name)} {pct(new)}" + (" (new)" if old is None else ""))
+        else:
+            mark = " ▲" if new > old + 1e-9 else " ▼" if new < old - 1e-9 else ""
+            parts.append(f"{md(name)} {pct(old)} → {pct(new)}{mark}")
+    return ("\n\nTest accuracy per class: " + ", ".join(parts) + ".") if parts else ""
 
 
 def retrain_ui(request: gr.Request, progress=gr.Progress()):
-    return retrain_now(request, progress), model_info(), *([class_choices()] * 3)
+    message = retrain_now(request, progress)[0]
+    return message, model_info(), *([class_choices()] * 3), *teach_view()
 
 
-def teach_sketch_ui(value, label, request: gr.Request):
+def fix_and_retrain_ui(kept, choice, new_name, request: gr.Request, progress=gr.Progress()):
+    """"Save and retrain", for whoever may teach: the correction is accepted,
+    the model retrained, and the same input answered again. Returns (message,
+    model line)."""
+    label, missing = _corrected_label(kept, choice, new_name)
+    if missing:
+        return missing, gr.skip()
+    try:
+        _teacher(request)
+        saved = save_correction(kept["image"], label, kept["source"], request,
+                                prediction=kept["prediction"], accept=True)
+        message, _ = retrain_now(request, progress)
+        again = _classify_or_blank(as_image(kept["image"]))
+    except gr.Error as error:
+        return f"⚠️ {error.message}", model_info()
+    except SketchError as error:
+        return f"⚠️ {md(error)}", model_info()
+    now = verdict(again).removeprefix("### ")
+    return (f"✅ Corrected to **{md(saved['label'])}** and retrained. {message}\n\n"
+            f"**The same {'drawing' if kept['source'] == 'sketch' else 'picture'} now:** "
+            f"{now}"), model_info()
+
+
+# -- the Teach tab: class cards, adding, undoing, class edits -----------------------------
+# Its handlers answer (message, class list, training plan, cards, card names,
+# card text, taught ids): `teach_update`. An example that cannot be added says
+# why in the message; raised, the error would put a badge over the class box
+# that blocks it until closed.
+
+def teach_view(selected=None):
+    """(cards gallery, their class names, the chosen card's text); the
+    chosen class's card is highlighted."""
+    try:
+        found = teach.cards(app.model.store)
+    except SketchError as error:
+        return [], [], f"⚠️ {md(error)}"
+    store = app.model.store
+    gallery = [(teach.card_picture(store, c["recent"]),
+                f"{c['name']} · {c['images']}") for c in found]
+    names = [c["name"] for c in found]
+    chosen = names.index(selected) if selected in names else None
+    return (gr.update(value=gallery, selected_index=chosen), names,
+            card_text(found, selected))
+
+
+def card_text(found, selected):
+    card = next((c for c in found if c["name"] == selected), None)
+    if card is None:
+        return ("Pick a class card, or type a new class name above the pad, then add "
+                "examples: draw, snap or record them with the webcam, or upload files.")
+    return (f"**{md(card['name'])}**: {card['train']} for training, {card['test']} kept for "
+            f"testing. Examples you add now go to this class.")
+
+
+def teach_update(message, label, taught):
+    return (message, class_choices(label) if label else class_choices(), train_plan(),
+            *teach_view(label), taught)
+
+
+def _remember(taught, added):
+    """The ids this page added, newest last, for Undo (bounded)."""
+    return ((taught or []) + [added["id"]])[-settings.undo_depth:]
+
+
+def _taught(image, label, source, taught, request):
+    try:
+        added, message = add_example(image, label, source, request)
+    except gr.Error as error:
+        return teach_update(f"⚠️ Not added: {error.message}", None, taught)
+    return teach_update(message, added["label"], _remember(taught, added))
+
+
+def teach_sketch_ui(value, label, taught, request: gr.Request):
     """The Teach tab's "Add drawing"; once added, the page empties the pad
     (demo.CLEAR_TEACH_PAD_JS): setting a Sketchpad's value from the server
     freezes its canvas in Gradio 6.31."""
-    return _taught(sketch_image(value), label, "sketch", request)
+    return _taught(sketch_image(value), label, "sketch", taught, request)
 
 
-def teach_photo_ui(path, label, request: gr.Request):
-    return _taught(path, label, "webcam", request)
+def teach_photo_ui(frame, label, taught, request: gr.Request):
+    """"Add this frame": the webcam's latest frame."""
+    return _taught(frame, label, "webcam", taught, request)
 
 
-def _taught(image, label, source, request):
-    """The Teach tab's (message, class list, training plan): an example that
-    cannot be added says why in the message. Raised, the error would put a
-    badge over the class box that blocks it until closed."""
+def teach_files_ui(paths, label, taught, request: gr.Request):
+    """Uploaded files, each one example of the chosen class."""
     try:
-        return add_example(image, label, source, request), class_choices(label), train_plan()
+        user = _teacher(request)
+        if not paths:
+            raise BadImage("Choose one or more image files first.")
+        if len(paths) > settings.teach_files:
+            raise BadImage(f"At most {settings.teach_files} files at once.")
+        files = [(Path(p).name, _read_upload(p)) for p in paths]
+        added, errors = teach.add_files(app.model.store, files, label,
+                                        f"teach:{user or 'local'}")
+    except SketchError as error:
+        return None, *teach_update(f"⚠️ Not added: {md(error)}", None, taught)
+    for one in added:
+        taught = _remember(taught, one)
+    tested = sum(a["split"] == "test" and a["created"] for a in added)
+    total = added[-1]["total"]
+    message = (f"Added {len(added)} image{'s' if len(added) != 1 else ''} to "
+               f"**{md(added[-1]['label'])}** ({tested} kept for testing); the class has "
+               f"{total} image{'' if total == 1 else 's'}. Press **Retrain now** to use them.")
+    if errors:
+        message += " Not added: " + "; ".join(f"{md(n)} ({md(why)})" for n, why in errors[:5])
+    return None, *teach_update(message, added[-1]["label"], taught)
+
+
+def _read_upload(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_IMAGE_BYTES + 1)
+    except OSError as error:
+        raise BadImage(f"The file could not be read: {error.strerror}.") from None
+
+
+def undo_ui(taught, label, request: gr.Request):
+    """Take back the last example this page added."""
+    try:
+        _teacher(request)
+        if not taught:
+            return teach_update("Nothing to undo: no example was added from this page.",
+                                label, taught)
+        *rest, last = taught
+        teach.take_back(app.model.store, last)
+    except SketchError as error:
+        return teach_update(f"⚠️ {md(error)}", label, taught)
+    return teach_update("↩️ The last example was taken back (the labeler can restore it "
+                        "from its deleted images).", label, rest)
+
+
+RECORD, STOP = "⏺ Record", "⏹ Stop recording"
+
+
+def record_ui(recording, label, request: gr.Request):
+    """⏺ Record / ⏹ Stop: while recording, webcam frames join the chosen
+    class, at most `record_frames` of them. Returns (recording, button,
+    message)."""
+    if recording:
+        return None, gr.update(value=RECORD), "Recording stopped."
+    try:
+        _teacher(request)
+        if not label:
+            raise NotFound("Pick a class card (or type a class name) first.")
+    except SketchError as error:
+        return None, gr.update(value=RECORD), f"⚠️ {md(error)}"
+    return ({"label": label, "left": settings.record_frames}, gr.update(value=STOP),
+            f"Recording **{md(label)}**: hold sketches up to the camera, one after another.")
+
+
+def teach_frame_ui(frame, recording, taught, request: gr.Request):
+    """Each webcam frame of the Teach tab: kept for "Add this frame", and,
+    while recording, added to the class recording was started for. Returns
+    (frame, recording, button) + the Teach update."""
+    if not recording or frame is None:
+        return (frame, recording, gr.skip()) + (gr.skip(),) * 6 + (taught,)
+    label, left = recording["label"], recording["left"] - 1
+    recording = {"label": label, "left": left} if left > 0 else None
+    button = gr.update(value=RECORD) if recording is None else gr.skip()
+    try:
+        added, message = add_example(frame, label, "webcam", request)
     except gr.Error as error:
-        return f"⚠️ Not added: {error.message}", class_choices(), train_plan()
+        return (frame, recording, button, f"⚠️ Frame not added: {error.message}") + (
+            gr.skip(),) * 5 + (taught,)
+    return (frame, recording, button) + teach_update(message, added["label"],
+                                                     _remember(taught, added))
+
+
+def pick_card(names, evt: gr.SelectData):
+    """A card clicked: its class is the one examples go to."""
+    name = names[evt.index] if names and 0 <= evt.index < len(names) else None
+    return gr.update(value=name), card_text(teach.cards(app.model.store), name)
+
+
+def chosen_card(label):
+    try:
+        return card_text(teach.cards(app.model.store), label)
+    except SketchError as error:
+        return f"⚠️ {md(error)}"
+
+
+def add_class_ui(name, taught, request: gr.Request):
+    try:
+        _teacher(request)
+        _, name, created = labeling.create_class(app.model.store, name or "")
+    except SketchError as error:
+        return "", *teach_update(f"⚠️ Not added: {md(error)}", None, taught)
+    message = (f"Class **{md(name)}** added: add examples to it." if created
+               else f"There is a class **{md(name)}** already: it is chosen.")
+    return "", *teach_update(message, name, taught)
+
+
+def rename_class_ui(label, new_name, taught, request: gr.Request):
+    try:
+        _teacher(request)
+        old, new = labeling.rename_class(app.model.store, _class_id(label), new_name or "")
+    except SketchError as error:
+        return "", *teach_update(f"⚠️ Not renamed: {md(error)}", label, taught)
+    return "", *teach_update(f"**{md(old)}** is now **{md(new)}**, in every model version "
+                             f"too.", new, taught)
+
+
+def delete_class_ui(label, taught, request: gr.Request):
+    try:
+        _teacher(request)
+        name = labeling.delete_class(app.model.store, _class_id(label))
+    except SketchError as error:
+        return teach_update(f"⚠️ Not deleted: {md(error)}", label, taught)
+    return teach_update(f"Class **{md(name)}** deleted.", None, taught)
+
+
+def _class_id(label):
+    found = {c["name"]: c["id"] for c in labeling.class_names(app.model.store)}
+    if label not in found:
+        raise NotFound("Pick a class card first.")
+    return found[label]
+
+
+def accept_waiting_ui(request: gr.Request):
+    """Accept the pending corrections from the Teach tab (owner only when
+    exposed): their images join the next training."""
+    try:
+        user = _teacher(request)
+        accepted = teach.accept_waiting(app.model.store, f"demo:{user or 'local'}",
+                                        settings.accept_at_once)
+    except SketchError as error:
+        return f"⚠️ {md(error)}", train_plan(), model_info(), accept_button()
+    return (f"Accepted {accepted} correction{'s' if accepted != 1 else ''}: "
+            f"{'they join' if accepted != 1 else 'it joins'} the next training.",
+            train_plan(), model_info(), accept_button())
+
+
+def accept_button():
+    """"Accept waiting corrections" shows only while some wait."""
+    try:
+        return gr.update(visible=labeling.pending_count(app.model.store) > 0)
+    except SketchError:
+        return gr.update(visible=False)
 
 
 def train_plan():
@@ -468,7 +738,8 @@ def train_plan():
     if pending:
         text += (f" {pending} correction{'s wait' if pending != 1 else ' waits'} for review "
                  f"and {'are' if pending != 1 else 'is'} not used until accepted"
-                 f"{' in the labeler' if not app.access.exposed else ''}.")
+                 f"{' in the labeler' if not app.access.exposed else ''}, or with "
+                 f"**Accept waiting corrections** below.")
     return text
 
 
@@ -487,12 +758,31 @@ def class_choices(value=_KEEP):
 
 
 def page_state(ui):
-    """What the banner, model line, timer and class lists show now."""
+    """What the banner, model line, timer, class lists and cards show now."""
     choices = class_choices()
+    cards, names, _ = teach_view()
     return {ui.banner: status(), ui.info: model_info(),
             ui.timer: gr.Timer(active=app.model.phase is Phase.PREPARING),
             ui.sketch_choice: choices, ui.photo_choice: choices, ui.teach_class: choices,
-            ui.train_plan: train_plan()}
+            ui.train_plan: train_plan(), ui.cards: cards, ui.card_names: names,
+            ui.accept: accept_button()}
+
+
+def watch_live(seen):
+    """An open page's periodic check: when a version other than the one it
+    showed went live (the labeler retrained, another demo process), the header
+    says so and the class lists follow. Returns (header, version seen, class
+    lists x3); nothing changes while the version stays."""
+    try:
+        live = app.model.store.live_version_id()
+    except SketchError:
+        live = seen
+    if live == seen:
+        return (gr.skip(), seen) + (gr.skip(),) * 3
+    header = model_info()
+    if seen is not None and live is not None:
+        header = f"🔄 **Version {live} is live now** (was {seen}) · " + header
+    return (header, live) + (class_choices(),) * 3
 
 
 def on_load(ui, request):
@@ -500,8 +790,12 @@ def on_load(ui, request):
         app.model.start()
     app.model.retry_if_due()
     allowed = gr.update(interactive=app.access.may_teach(user_of(request)))
-    return {**page_state(ui), ui.note: access_note(request), ui.add_drawing: allowed,
-            ui.add_photo: allowed, ui.retrain: allowed}
+    try:
+        live = app.model.store.live_version_id()
+    except SketchError:
+        live = None
+    return {**page_state(ui), ui.note: access_note(request), ui.seen_version: live,
+            **{button: allowed for button in ui.teaching}}
 
 
 # -- sign-in ------------------------------------------------------------------------

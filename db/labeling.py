@@ -248,12 +248,33 @@ def class_summary(store):
     """Every class with live train/test counts and deleted-image count, by name."""
     return list(store.db.query(
         "SELECT c.id, c.name, c.created_at,"
-        " SUM(i.deleted_at IS NULL) AS images,"
-        " SUM(i.deleted_at IS NULL AND i.split = 'train') AS train,"
-        " SUM(i.deleted_at IS NULL AND i.split = 'test') AS test,"
-        " SUM(i.deleted_at IS NOT NULL) AS deleted"
+        " COALESCE(SUM(i.id IS NOT NULL AND i.deleted_at IS NULL), 0) AS images,"
+        " COALESCE(SUM(i.deleted_at IS NULL AND i.split = 'train'), 0) AS train,"
+        " COALESCE(SUM(i.deleted_at IS NULL AND i.split = 'test'), 0) AS test,"
+        " COALESCE(SUM(i.deleted_at IS NOT NULL), 0) AS deleted"
         " FROM classes c LEFT JOIN labels l ON l.class_id = c.id"
         " LEFT JOIN images i ON i.id = l.image_id GROUP BY c.id ORDER BY c.name"))
+
+
+def recent_examples(store, per_class):
+    """{class name: [image ids]}: the newest `per_class` live images of each
+    class, newest first (one query however many classes)."""
+    recent = {}
+    for name, image_id in store.db.execute(
+            "SELECT name, image_id FROM (SELECT c.name, i.id AS image_id, ROW_NUMBER() OVER"
+            " (PARTITION BY c.id ORDER BY i.id DESC) AS rank FROM classes c"
+            " JOIN labels l ON l.class_id = c.id JOIN images i ON i.id = l.image_id"
+            " WHERE i.deleted_at IS NULL) WHERE rank <= ? ORDER BY name, image_id DESC",
+            [per_class]):
+        recent.setdefault(name, []).append(image_id)
+    return recent
+
+
+def pending_ids(store, limit):
+    """Ids of the oldest `limit` pending corrections."""
+    return [r[0] for r in store.db.execute(
+        "SELECT id FROM corrections WHERE status = 'pending' ORDER BY created_at, id LIMIT ?",
+        [limit])]
 
 
 def get_class(store, class_id):

@@ -255,8 +255,8 @@ def store_generated(store, drawings, labeled_by):
 
 def add_example(store, image, label, source, labeled_by):
     """One labeled example taught in the demo: every TEST_EVERY-th of a class
-    goes to the test split. Returns {"label" (cleaned), "split", "created",
-    "total": images of the class now}."""
+    goes to the test split. Returns {"id", "label" (cleaned), "split",
+    "created", "total": images of the class now}."""
     label = clean_label(label or "")
     require_ink(image)
     before = _class_size(store, label)
@@ -264,7 +264,7 @@ def add_example(store, image, label, source, labeled_by):
     image_id, created = store.add_image(**_item(image, split, label, source, labeled_by))
     if not created:
         store.set_label([image_id], label, labeled_by)
-    return {"label": label, "split": split, "created": created,
+    return {"id": image_id, "label": label, "split": split, "created": created,
             "total": _class_size(store, label)}
 
 

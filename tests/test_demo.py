@@ -163,10 +163,10 @@ def test_teaching_without_a_class_says_why_instead_of_raising(tmp_path, monkeypa
     store = Store(tmp_path / "demo.db")
     monkeypatch.setattr(handlers.app, "model", type("Model", (), {"store": store})())
     for label in (None, "", "   "):
-        message, _, _ = handlers.teach_sketch_ui(
-            {"composite": draw_shape("star", seed=2)}, label, request_as(None))
+        message, *_ = handlers.teach_sketch_ui(
+            {"composite": draw_shape("star", seed=2)}, label, [], request_as(None))
         assert message.startswith("⚠️ Not added:") and "class" in message.lower(), message
-    message, _, _ = handlers.teach_photo_ui(None, "star", request_as(None))
+    message, *_ = handlers.teach_photo_ui(None, "star", [], request_as(None))
     assert message == "⚠️ Not added: Draw or snap an example first."
     assert store.count_images() == 0
     store.close()
@@ -183,8 +183,187 @@ def test_the_teach_tab_says_what_a_retrain_learns_from_and_what_waits(tmp_path, 
                                      "circle 2, star 2.")
     store.add_correction(ids[0], "moon", "sketch", "anonymous@10.0.0.1")
     assert handlers.train_plan().endswith(
-        " 1 correction waits for review and is not used until accepted in the labeler.")
+        " 1 correction waits for review and is not used until accepted in the labeler, or "
+        "with **Accept waiting corrections** below.")
     store.close()
+
+
+@pytest.fixture
+def teach_store(tmp_path, monkeypatch):
+    """The demo's handlers over a database of 3 circles and 3 stars, no model."""
+    import demo_handlers as handlers
+    from db import Store
+    from tests.helpers.common import add_sketches
+    store = Store(tmp_path / "demo.db")
+    add_sketches(store, 3, seed=1, shapes=["circle", "star"])
+    monkeypatch.setattr(handlers.app, "model", type("Model", (), {"store": store})())
+    yield store
+    store.close()
+
+
+def card_captions(outputs):
+    """The class cards' captions from a Teach update."""
+    return [caption for _, caption in outputs[3]["value"]]
+
+
+def test_class_cards_count_examples_and_undo_takes_back_the_last_one(teach_store):
+    import demo_handlers as handlers
+    cards, names, text = handlers.teach_view()
+    assert cards["selected_index"] is None
+    cards = cards["value"]
+    assert [caption for _, caption in cards] == ["circle · 3", "star · 3"]
+    assert names == ["circle", "star"] and "Pick a class card" in text
+    # A card's face shows its newest examples: a star drawn now is on it.
+    blank_face = np.asarray(cards[1][0]).copy()
+    out = handlers.teach_sketch_ui({"composite": draw_shape("star", seed=40)}, "star", [],
+                                   request_as(None))
+    message, _, _, _, _, card, taught = out
+    assert "Added to **star**" in message and card_captions(out)[1] == "star · 4"
+    assert "**star**: 4 for training, 0 kept for testing" in card
+    assert not np.array_equal(np.asarray(out[3]["value"][1][0]), blank_face)
+    assert out[3]["selected_index"] == 1
+    out = handlers.teach_sketch_ui({"composite": draw_shape("star", seed=41)}, "star", taught,
+                                   request_as(None))
+    taught = out[-1]
+    assert len(taught) == 2 and card_captions(out)[1] == "star · 5"
+    assert "**star**: 4 for training, 1 kept for testing" in out[5]
+    # Undo takes back the newest one, then the one before.
+    out = handlers.undo_ui(taught, "star", request_as(None))
+    assert "taken back" in out[0] and card_captions(out)[1] == "star · 4" and out[-1] == taught[:1]
+    assert teach_store.image(taught[1])["deleted_at"] is not None
+    out = handlers.undo_ui(out[-1], "star", request_as(None))
+    assert card_captions(out)[1] == "star · 3" and out[-1] == []
+    assert handlers.undo_ui([], "star", request_as(None))[0].startswith("Nothing to undo")
+
+
+def test_a_page_remembers_a_bounded_number_of_examples_to_undo(teach_store, monkeypatch):
+    import demo_handlers as handlers
+    monkeypatch.setattr(handlers.settings, "undo_depth", 2)
+    taught = []
+    for seed in range(3):
+        taught = handlers.teach_sketch_ui({"composite": draw_shape("circle", seed=50 + seed)},
+                                          "circle", taught, request_as(None))[-1]
+    assert len(taught) == 2
+
+
+def test_classes_are_added_renamed_and_deleted_only_when_empty_from_the_cards(teach_store):
+    import demo_handlers as handlers
+    box, *out = handlers.add_class_ui(" house ", [], request_as(None))
+    assert box == "" and "Class **house** added" in out[0]
+    assert card_captions(out) == ["circle · 3", "house · 0", "star · 3"]
+    assert out[1]["value"] == "house"
+    _, *out = handlers.rename_class_ui("house", "home", [], request_as(None))
+    assert "**house** is now **home**" in out[0] and "home · 0" in card_captions(out)
+    _, *out = handlers.rename_class_ui("home", "star", [], request_as(None))
+    assert out[0].startswith("⚠️ Not renamed:") and "already exists" in out[0]
+    out = handlers.delete_class_ui("star", [], request_as(None))
+    assert out[0].startswith("⚠️ Not deleted:") and "not empty" in out[0]
+    out = handlers.delete_class_ui("home", [], request_as(None))
+    assert "Class **home** deleted" in out[0]
+    assert card_captions(out) == ["circle · 3", "star · 3"]
+    assert handlers.delete_class_ui(None, [], request_as(None))[0].startswith("⚠️")
+
+
+def test_uploaded_files_are_added_to_the_chosen_class_and_bad_ones_named(teach_store, tmp_path,
+                                                                        monkeypatch):
+    import demo_handlers as handlers
+    good = []
+    for seed in (60, 61):
+        path = tmp_path / f"star{seed}.png"
+        draw_shape("star", seed=seed).save(path)
+        good.append(str(path))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    files, *out = handlers.teach_files_ui(good + [str(broken)], "star", [], request_as(None))
+    assert files is None and "Added 2 images to **star** (1 kept for testing)" in out[0]
+    assert "broken\\.png" in out[0] and card_captions(out)[1] == "star · 5" and len(out[-1]) == 2
+    _, *out = handlers.teach_files_ui([str(broken)], "star", [], request_as(None))
+    assert out[0].startswith("⚠️ Not added:") and "broken\\.png" in out[0]
+    monkeypatch.setattr(handlers.settings, "teach_files", 1)
+    _, *out = handlers.teach_files_ui(good, "star", [], request_as(None))
+    assert "At most 1 files" in out[0] and card_captions(out)[1] == "star · 5"
+
+
+def test_record_adds_webcam_frames_to_its_class_until_its_limit(teach_store, monkeypatch):
+    import demo_handlers as handlers
+    monkeypatch.setattr(handlers.settings, "record_frames", 2)
+    recording, _, message = handlers.record_ui(None, None, request_as(None))
+    assert recording is None and "Pick a class" in message
+    recording, button, message = handlers.record_ui(None, "star", request_as(None))
+    assert recording == {"label": "star", "left": 2} and button["value"] == handlers.STOP
+    frame = draw_shape("star", seed=70).convert("RGB")
+    # Not recording: the frame is only kept for "Add this frame".
+    out = handlers.teach_frame_ui(frame, None, [], request_as(None))
+    assert out[0] is frame and out[1] is None and teach_store.count_images() == 6
+    out = handlers.teach_frame_ui(frame, recording, [], request_as(None))
+    assert out[1] == {"label": "star", "left": 1} and "Added to **star**" in out[3]
+    # A frame with no sketch is said, not added; the last frame ends the recording.
+    blank = Image.new("RGB", (320, 240), "white")
+    out = handlers.teach_frame_ui(blank, out[1], out[-1], request_as(None))
+    assert out[1] is None and out[2]["value"] == handlers.RECORD
+    assert out[3].startswith("⚠️ Frame not added") and teach_store.count_images() == 7
+    stopped = handlers.record_ui({"label": "star", "left": 5}, "star", request_as(None))
+    assert stopped[0] is None and stopped[1]["value"] == handlers.RECORD
+
+
+def test_waiting_corrections_are_accepted_from_the_teach_tab_by_who_may_teach(teach_store,
+                                                                             monkeypatch):
+    import demo_handlers as handlers
+    ids = [i for i, _ in teach_store.labeled_images("train")]
+    for image_id in ids[:3]:
+        teach_store.add_correction(image_id, "moon", "sketch", "anonymous@10.0.0.1")
+    monkeypatch.setattr(handlers.app.access, "exposed", True)
+    message, _, _, button = handlers.accept_waiting_ui(request_as(None))
+    assert button["visible"] is True
+    assert message.startswith("⚠️") and "shared without a password" in message
+    assert labeling_pending(teach_store) == 3
+    monkeypatch.setattr(handlers.app.access, "owner", "alice")
+    monkeypatch.setattr(handlers.settings, "accept_at_once", 2)
+    message, plan, _, button = handlers.accept_waiting_ui(request_as("alice"))
+    assert message.startswith("Accepted 2 corrections") and "1 correction waits" in plan
+    labels = dict(teach_store.labeled_images("train"))
+    assert [labels[i] for i in ids[:3]].count("moon") == 2 and button["visible"] is True
+    assert handlers.accept_waiting_ui(request_as("alice"))[3]["visible"] is False
+
+
+def labeling_pending(store):
+    from db import labeling
+    return labeling.pending_count(store)
+
+
+def test_an_open_page_says_when_a_version_goes_live_elsewhere(teach_store):
+    import demo_handlers as handlers
+    from model.head import head_to_bytes, init_params
+
+    def make_live():
+        return teach_store.add_model_version(
+            "stand-in", ["circle", "star"], {"alpha": 0.25, "input_size": 224},
+            {"accuracy": 0.5}, head_to_bytes(init_params([4, 2], np.random.default_rng(0))),
+            live=True)
+    assert handlers.watch_live(None)[1] is None
+    first = make_live()
+    header, seen, *lists = handlers.watch_live(None)
+    assert seen == first and f"Model version {first}" in header and "is live now" not in header
+    assert lists[0]["choices"] == ["circle", "star"]
+    unchanged = handlers.watch_live(first)
+    assert unchanged[1] == first and all(isinstance(v, type(gr.skip())) for v in
+                                         unchanged[:1] + unchanged[2:])
+    second = make_live()
+    header, seen, *_ = handlers.watch_live(first)
+    assert seen == second and header.startswith(
+        f"🔄 **Version {second} is live now** (was {first})")
+
+
+def test_a_training_reports_each_class_accuracy_before_and_after():
+    import demo_handlers as handlers
+    from service import teach
+    changes = teach.class_changes({"per_class": {"circle": 0.8, "star": 0.9, "gone": 1.0}},
+                                  {"per_class": {"circle": 0.9, "star": 0.9, "c*t": 0.5,
+                                                 "moon": None}})
+    assert handlers.class_changes_line(changes) == (
+        "\n\nTest accuracy per class: circle 80% → 90% ▲, star 90% → 90%, c\\*t 50% (new), "
+        "moon not measured (new).")
+    assert handlers.class_changes_line(teach.class_changes(None, {"per_class": {}})) == ""
 
 
 def test_an_input_unlike_every_class_is_answered_i_dont_know_with_the_nearest_classes():
@@ -336,14 +515,17 @@ def test_teaching_a_new_class_and_retraining_switches_the_live_model_without_res
     before = served.model.store.live_version_id()
     rng = np.random.default_rng(123)
     for _ in range(15):
-        message = handlers.add_example(draw_cross(rng), "cross", "sketch", request_as(None))
+        _, message = handlers.add_example(draw_cross(rng), "cross", "sketch", request_as(None))
         assert "Added to **cross**" in message
     splits = {split: [i for i, label in served.model.store.labeled_images(split) if label == "cross"]
               for split in ("train", "test")}
     assert len(splits["train"]) == 12 and len(splits["test"]) == 3
     calls = []
-    message = handlers.retrain_now(request_as(None), progress=lambda *a, **k: calls.append(a))
+    message, _ = handlers.retrain_now(request_as(None),
+                                      progress=lambda *a, **k: calls.append(a))
     assert "It is live now" in message
+    # What the training changed, class by class: the new class is new.
+    assert re.search(r"Test accuracy per class: .*cross \d+% \(new\)", message), message
     after = served.model.store.live_version_id()
     assert after != before
     assert calls, "retraining reported no progress"
@@ -352,6 +534,33 @@ def test_teaching_a_new_class_and_retraining_switches_the_live_model_without_res
     assert shown["prediction"]["version"] == after
     assert max(label, key=label.get) == "cross"
     assert "cross" in handlers.model_info()
+
+
+def test_save_and_retrain_answers_the_same_drawing_with_the_retrained_model(served):
+    import demo_handlers as handlers
+    before = served.model.store.live_version_id()
+    _, _, kept, _ = handlers.sketch_ui(sketch_value(draw_cross(np.random.default_rng(5))))
+    assert kept["prediction"]["version"] == before
+    message, info = handlers.fix_and_retrain_ui(kept, "star", "", request_as(None),
+                                                progress=lambda *a, **k: None)
+    [row] = served.model.store.corrections()
+    assert (row["label"], row["status"]) == ("star", "accepted")
+    assert "Corrected to **star** and retrained" in message and "Trained version" in message
+    # The answer shown is the live model's for that very drawing, after the training.
+    again = handlers._classify_or_blank(kept["image"])
+    assert again["version"] == served.model.store.live_version_id()
+    assert "**The same drawing now:** " + handlers.verdict(again).removeprefix("### ") in message
+    assert f"Model version {served.model.store.live_version_id()}" in info
+
+
+def test_save_and_retrain_is_refused_to_who_may_not_teach(served):
+    import demo_handlers as handlers
+    _, _, kept, _ = handlers.sketch_ui(sketch_value(draw_shape("star", seed=9)))
+    served.access.exposed = True
+    message, _ = handlers.fix_and_retrain_ui(kept, "star", "", request_as(None),
+                                             progress=lambda *a, **k: None)
+    assert message.startswith("⚠️") and "shared without a password" in message
+    assert served.model.store.corrections() == []
 
 
 def test_teaching_and_retraining_are_refused_when_shared_without_a_password(served):
@@ -369,7 +578,8 @@ def test_with_auth_only_the_signed_in_owner_may_teach(served):
     served.access.exposed, served.access.owner = True, "alice"
     with pytest.raises(gr.Error, match="Only the owner"):
         handlers.add_example(draw_shape("star", seed=2), "star", "sketch", request_as("mallory"))
-    message = handlers.add_example(draw_shape("star", seed=2), "star", "sketch", request_as("alice"))
+    _, message = handlers.add_example(draw_shape("star", seed=2), "star", "sketch",
+                                      request_as("alice"))
     assert "Added to **star**" in message
 
 

@@ -30,6 +30,15 @@ def stroke(page, points, steps=1):
     page.mouse.up()
 
 
+def phone_page(browser, url):
+    """The demo on a 390x844 touch screen."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                  has_touch=True, device_scale_factor=2)
+    page = context.new_page()
+    page.goto(url)
+    return page
+
+
 def open_sketchpad(browser, url):
     """A page of the demo with its sketchpad canvas ready, the brush chosen
     (the page selects it on load): (page, canvas)."""
@@ -165,9 +174,9 @@ def recorded_frames(model, monkeypatch):
     say what the frames held."""
     frames, classify_seen = [], model.classify_seen
 
-    def recording(image):
+    def recording(image, **options):
         try:
-            result, seen = classify_seen(image)
+            result, seen = classify_seen(image, **options)
         except Exception as error:
             frames.append((image.copy(), type(error).__name__))
             raise
@@ -277,10 +286,7 @@ def test_on_a_phone_the_pad_fills_the_width_and_the_answer_shows_without_scrolli
     url, app = server
     browser = open_browser(playwright)
     try:
-        context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
-                                      has_touch=True, device_scale_factor=2)
-        page = context.new_page()
-        page.goto(url)
+        page = phone_page(browser, url)
         canvas = page.locator("#sketchpad canvas").first
         canvas.wait_for(timeout=TIMEOUT_MS)
         page.wait_for_timeout(1000)
@@ -310,6 +316,36 @@ def test_on_a_phone_the_pad_fills_the_width_and_the_answer_shows_without_scrolli
         browser.close()
 
 
+def test_on_a_phone_a_class_card_is_picked_and_taught_a_drawing(server, playwright):
+    url, app = server
+    browser = open_browser(playwright)
+    try:
+        page = phone_page(browser, url)
+        page.get_by_role("tab", name="Teach").click()
+        star = page.locator("#class-cards button.thumbnail-item").filter(has_text="star")
+        star.wait_for(timeout=TIMEOUT_MS)
+        before = int(star.inner_text().split("·")[1])
+        star.tap()
+        page.locator("#card-info").filter(has_text="star").wait_for(timeout=TIMEOUT_MS)
+        pad = page.locator("#teach-pad canvas").first
+        pad.scroll_into_view_if_needed()
+        box = pad.bounding_box()
+        assert box["width"] >= 0.95 * 390
+        cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"] * 0.3
+        points = [(cx + r * math.sin(math.pi * 4 * i / 5), cy - r * math.cos(math.pi * 4 * i / 5))
+                  for i in range(6)]
+        stroke(page, points)
+        page.locator("#add-drawing").tap()
+        page.locator("#class-cards button.thumbnail-item").filter(
+            has_text=f"star · {before + 1}").wait_for(timeout=TIMEOUT_MS)
+        page.screenshot(path=str(artifact("demo-browser-phone-teach.png")), full_page=True)
+    finally:
+        browser.close()
+    assert "teach:local" in {row["labeled_by"] for row in app.model.store.db.query(
+        "SELECT labeled_by FROM labels l JOIN classes c ON c.id = l.class_id"
+        " WHERE c.name = 'star'")}
+
+
 def test_teach_tab_adds_drawn_examples_of_a_new_class_and_retrains_with_progress(
         server, playwright):
     """Last in this module: it changes the live model of the shared database."""
@@ -325,9 +361,13 @@ def test_teach_tab_adds_drawn_examples_of_a_new_class_and_retrains_with_progress
         # The brush is selected when the tab opens.
         page.locator("#teach-pad button[aria-label='Brush'].highlight").wait_for(
             timeout=TIMEOUT_MS)
-        name = page.locator("#teach-class input")
-        name.fill("cross")
-        name.press("Enter")
+        # A new class from the cards: it gets an empty card, chosen.
+        page.locator("#new-class textarea, #new-class input").first.fill("cross")
+        page.locator("#add-class").click()
+        cards = page.locator("#class-cards button.thumbnail-item")
+        cards.filter(has_text="cross · 0").wait_for(timeout=TIMEOUT_MS)
+        assert "cross" in page.locator("#class-cards .thumbnail-item.selected").inner_text()
+        assert page.locator("#teach-class input").input_value() == "cross"
         result = page.locator("#teach-result")
         for n, (fx, fy, size) in enumerate([(0.5, 0.5, 0.5), (0.45, 0.55, 0.4),
                                             (0.55, 0.45, 0.6)]):
@@ -339,6 +379,7 @@ def test_teach_tab_adds_drawn_examples_of_a_new_class_and_retrains_with_progress
             stroke(page, [(x0 + side, y0), (x0, y0 + side)])
             page.locator("#add-drawing").click()
             result.filter(has_text=f"the class has {n + 1} image").wait_for(timeout=TIMEOUT_MS)
+            cards.filter(has_text=f"cross · {n + 1}").wait_for(timeout=TIMEOUT_MS)
             # The pad empties itself for the next drawing, brush selected.
             page.wait_for_timeout(500)
             page.locator("#teach-pad button[aria-label='Brush'].highlight").wait_for(
@@ -350,6 +391,18 @@ def test_teach_tab_adds_drawn_examples_of_a_new_class_and_retrains_with_progress
         ink = [(np.asarray(Image.open(io.BytesIO(app.model.store.image(i)["data"]))
                            .convert("L")) < 128).mean() for i in sorted(crosses)]
         assert len(ink) == 3 and ink[1] < ink[0], ink
+        # Undo takes the last one back; drawn again, it is added again.
+        page.locator("#undo").click()
+        cards.filter(has_text="cross · 2").wait_for(timeout=TIMEOUT_MS)
+        assert "taken back" in result.inner_text()
+        box = pad.bounding_box()
+        x0, y0, side = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3, \
+            box["width"] * 0.4
+        stroke(page, [(x0, y0), (x0 + side, y0 + side)])
+        stroke(page, [(x0 + side, y0), (x0, y0 + side)])
+        page.locator("#add-drawing").click()
+        cards.filter(has_text="cross · 3").wait_for(timeout=TIMEOUT_MS)
+        page.screenshot(path=str(artifact("demo-browser-teach-cards.png")), full_page=True)
         page.locator("#retrain").click()
         retrained = page.locator("#retrain-result")
         retrained.filter(has_text="Trained version").wait_for(timeout=180_000)
@@ -363,12 +416,44 @@ def test_teach_tab_adds_drawn_examples_of_a_new_class_and_retrains_with_progress
         metrics = newest["metrics"]
         goes_live = promotes(metrics["accuracy"], metrics.get("live_accuracy_before"))
         assert ("It is live now" in text) == goes_live and ("stays live" in text) != goes_live
+        # What the training changed, per class: cross is new.
+        assert re.search(r"Test accuracy per class: .*cross (\d+%|not measured) \(new\)", text)
         assert app.model.store.live_version_id() == (newest["id"] if goes_live else before)
         if goes_live:
             page.locator("#model-info").filter(has_text="cross").wait_for(timeout=TIMEOUT_MS)
     finally:
         browser.close()
-    assert len([i for i, label in app.model.store.labeled_images("train") if label == "cross"]) == 3
+    crosses = [i for i, label in app.model.store.labeled_images("train") if label == "cross"]
+    assert len(crosses) == 3
+
+
+def test_save_and_retrain_shows_the_new_answer_for_the_same_drawing(server, playwright):
+    """After the Teach test: it retrains the shared database's model too."""
+    url, app = server
+    before = app.model.store.live_version_id()
+    browser = open_browser(playwright)
+    try:
+        page, canvas = open_sketchpad(browser, url)
+        box = canvas.bounding_box()
+        x, y, w, h = box["x"], box["y"], box["width"], box["height"]
+        # A zigzag: no class the model knows.
+        stroke(page, [(x + w * (0.2 + 0.15 * i), y + h * (0.35 if i % 2 else 0.65))
+                      for i in range(5)])
+        page.locator("#sketch-verdict").filter(
+            has_text=re.compile("It's a|Not sure|I don't know")).wait_for(timeout=TIMEOUT_MS)
+        page.locator("#sketch-correct-new textarea, #sketch-correct-new input").first.fill("star")
+        page.locator("#sketch-correct-retrain").click()
+        saved = page.locator("#sketch-correct-saved")
+        saved.filter(has_text="The same drawing now").wait_for(timeout=180_000)
+        text = saved.inner_text()
+        page.screenshot(path=str(artifact("demo-browser-fix-and-retrain.png")), full_page=True)
+    finally:
+        browser.close()
+    assert "Corrected to star and retrained" in text and "Trained version" in text
+    [row] = [c for c in app.model.store.corrections() if c["label"] == "star"]
+    assert row["status"] == "accepted"
+    newest = app.model.store.model_versions()[0]["id"]
+    assert newest != before and f"Trained version {newest}" in text
 
 
 def test_page_without_backbone_weights_says_which_file_is_missing_and_where(

@@ -34,7 +34,7 @@ def test_pure_model_modules_import_nothing_from_the_layers_above():
 
 
 SERVICE_MODULES = ["service.ingest", "service.jobs", "service.lifecycle", "service.access",
-                   "service.corrections", "service.settings", "service.starter"]
+                   "service.corrections", "service.settings", "service.starter", "service.teach"]
 
 
 def test_service_knows_no_user_interface():
