@@ -11,7 +11,8 @@ import pytest
 from db import Store, labeling
 from tests.helpers.browser import open_browser
 from tests.helpers.common import add_sketches, artifact, copy_db
-from tests.helpers.labeler import labeled, seeded, seeded_store, served, trained_template
+from tests.helpers.labeler import (TRAIN_OPTIONS, labeled, png_bytes, seeded, seeded_store,
+                                   served, tile_ids, trained_template)
 
 pytestmark = pytest.mark.browser
 
@@ -318,3 +319,60 @@ def test_a_page_says_when_another_process_makes_a_new_version_live(seeded_db, pa
         note.click()
         page.locator(f"#live-model a[href='/versions/{version}']").wait_for()
     assert page.errors == []
+
+
+def test_the_core_flows_work_with_javascript_off(backbone, tmp_path, browser):
+    """Label, batch label, review, upload, retrain and export as plain HTML
+    forms: what a browser without scripts (or with them blocked) gets."""
+    import httpx
+    from labeler.app import create_app
+    with seeded_store(tmp_path / "noscript.db") as (path, store, train, _):
+        store.add_correction(train[0], "blob", "sketch", "anonymous@10.0.0.1")
+        upload = tmp_path / "new-star.png"
+        upload.write_bytes(png_bytes("star", seed=77))
+        with served(create_app(path, train_options=TRAIN_OPTIONS)) as url:
+            context = browser.new_context(java_script_enabled=False,
+                                          viewport={"width": 1280, "height": 1000})
+            context.set_default_timeout(TIMEOUT_MS)
+            page = context.new_page()
+            page.goto(f"{url}/images?per_page=20")
+            assert page.evaluate("document.documentElement.classList.contains('js')") is False
+            order = tile_ids(page.content())
+            boxes = page.locator(".grid .tile input[type=checkbox]")
+            boxes.nth(2).check()
+            boxes.nth(4).check()
+            page.fill("#batch-new-label", "zigzag")
+            page.click("#do-label")
+            page.wait_for_selector("text=Labeled 2 image(s) as zigzag.")
+            assert labeled(store, [order[2], order[4]]) == {order[2]: "zigzag",
+                                                            order[4]: "zigzag"}
+            # One image, from its own page.
+            page.goto(f"{url}/images/{order[6]}")
+            page.fill("input[name=new_label]", "wave")
+            page.click("button[name=action][value=label]")
+            page.locator("#image-label").filter(has_text="wave").wait_for()
+            assert labeled(store, [order[6]]) == {order[6]: "wave"}
+            page.goto(f"{url}/review")
+            page.locator(".accept-one").first.click()
+            page.wait_for_selector("text=Accepted 1 correction(s).")
+            assert store.corrections()[0]["status"] == "accepted"
+            page.goto(f"{url}/capture")
+            page.set_input_files("#upload-files", str(upload))
+            page.fill("#upload-form input[name=new_label]", "star")
+            page.click("#upload-submit")
+            page.wait_for_selector("text=Stored 1 new image(s)")
+            # The running job's page refreshes itself (a <noscript> refresh).
+            before = store.live_version_id()
+            page.goto(f"{url}/retrain")
+            page.click("#retrain-button")
+            page.wait_for_selector("#job-result", timeout=300_000)
+            assert store.live_version_id() not in (None, before)
+            page.screenshot(path=artifact("labeler-noscript-retrained.png"), full_page=True)
+            page.goto(f"{url}/export")
+            links = page.locator("a[id^=export-]")
+            hrefs = {links.nth(i).get_attribute("id"): links.nth(i).get_attribute("href")
+                     for i in range(links.count())}
+            assert set(hrefs) >= {"export-dataset", "export-keras", "export-labels"}
+            for name in ("export-dataset", "export-labels"):
+                assert httpx.get(url + hrefs[name], timeout=120).status_code == 200
+            context.close()
