@@ -23,6 +23,7 @@ import httpx
 
 PAD = "sketchpad"
 CORRECTION_SEND = "sketch-correct-send"
+BLANK = "draw something"
 
 
 class Refused(Exception):
@@ -71,7 +72,11 @@ class Browser:
             files={"file": ("composite.png", png, "image/png")})
         _check(answer)
         times["blob"] = time.perf_counter() - started
-        return self._event(self.page.stroke, [{"id": blob}], self.page.pad, times)
+        output = self._event(self.page.stroke, [{"id": blob}], self.page.pad, times)
+        # Every drawing sent has ink: a blank answer means the server lost it.
+        if (output[0] or {}).get("label") == BLANK:
+            raise Refused("a drawing with ink was answered as blank: the drawing was lost")
+        return output
 
     def correct(self, label):
         """The correction button, naming a new class; returns the event's output."""

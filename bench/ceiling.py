@@ -38,7 +38,7 @@ def build():
         label = gr.Label(num_top_classes=TOP_K)
         same = dict(concurrency_id="classify", concurrency_limit=settings.classify_concurrency)
         outputs = [label, gr.Markdown(), gr.State(None),
-                   gr.Image(type="pil", image_mode=None, interactive=False)]
+                   gr.Image(type="pil", image_mode=None, interactive=False, format="png")]
         pad.change(stroke_answer, [pad], outputs, trigger_mode="always_last",
                    api_visibility="private", show_progress="hidden", **same)
         gr.Button().click(answer, [pad], [label], api_name="classify_sketch", **same)
