@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.helpers.common import artifact
-from tests.helpers.firefox import css, firefox, stroke, text_of, wait_for
+from tests.helpers.firefox import css, firefox, in_view, stroke, text_of, wait_for
 from tests.helpers.labeler import (TRAIN_OPTIONS, labeled, png_bytes, seeded_store, served,
                                    tile_ids)
 
@@ -98,3 +98,88 @@ def test_drawing_and_correcting_in_the_demo_works_in_firefox(server):
         assert "moon" in saved
     [row] = [c for c in app.model.store.corrections() if c["label"] == "moon"]
     assert (row["source"], row["predicted_label"]) == ("sketch", "circle")
+
+
+def star_points(x, y, width, height):
+    """A five-pointed star drawn in one stroke, in the middle of a box."""
+    cx, cy, r = x + width / 2, y + height / 2, min(width, height) * 0.3
+    return [(cx + r * math.sin(math.pi * 4 * i / 5), cy - r * math.cos(math.pi * 4 * i / 5))
+            for i in range(6)]
+
+
+def card_counts(driver):
+    """{class: images} as the Teach tab's cards say."""
+    counts = {}
+    for card in css(driver, "#class-cards button.thumbnail-item"):
+        name, _, count = card.text.rpartition("·")
+        counts[name.strip()] = int(count)
+    return counts
+
+
+def test_teaching_from_a_class_card_and_undoing_work_in_firefox(server):
+    url, app = server
+    with firefox() as driver:
+        driver.navigate(url)
+        wait_for(driver, lambda d: [t for t in css(d, "button[role=tab]")
+                                    if t.text == "Teach"], "the Teach tab")[0].click()
+        before = wait_for(driver, card_counts, "class cards")["star"]
+        [card] = [c for c in css(driver, "#class-cards button.thumbnail-item")
+                  if c.text.startswith("star")]
+        card.click()
+        wait_for(driver, lambda d: "star" in text_of(d, "#card-info"), "the chosen card")
+        wait_for(driver, lambda d: css(d, "#teach-pad button[aria-label='Brush'].highlight"),
+                 "the brush")
+        canvas = [c for c in css(driver, "#teach-pad canvas") if c.is_displayed()][0]
+        stroke(driver, star_points(*in_view(driver, canvas)))
+        css(driver, "#add-drawing")[0].click()
+        wait_for(driver, lambda d: card_counts(d).get("star") == before + 1, "one more star",
+                 timeout=120)
+        screenshot(driver, "firefox-demo-teach-cards.png")
+        css(driver, "#undo")[0].click()
+        wait_for(driver, lambda d: card_counts(d).get("star") == before, "the star taken back",
+                 timeout=120)
+        assert "taken back" in text_of(driver, "#teach-result")
+    [taken] = list(app.model.store.db.query(
+        "SELECT i.id FROM images i JOIN labels l ON l.image_id = i.id"
+        " WHERE i.deleted_at IS NOT NULL AND l.labeled_by = 'teach:local'"))
+    assert taken
+
+
+def test_drawing_with_a_finger_on_a_phone_sized_window_works_in_firefox(server):
+    url, _ = server
+    with firefox(width=390, height=844) as driver:
+        driver.navigate(url)
+        wait_for(driver, lambda d: css(d, "#sketchpad button[aria-label='Brush'].highlight"),
+                 "the brush")
+        canvas = [c for c in css(driver, "#sketchpad canvas") if c.is_displayed()][0]
+        x, y, width, height = in_view(driver, canvas)
+        inner = driver.execute_script("return window.innerWidth")
+        assert width >= 0.95 * inner, (width, inner)
+        stroke(driver, star_points(x, y, width, height), pointer="touch")
+        verdict = wait_for(driver, lambda d: any(word in text_of(d, "#sketch-verdict") for word
+                                                 in ("It's a", "Not sure", "I don't know"))
+                           and text_of(d, "#sketch-verdict"), "an answer", timeout=120)
+        screenshot(driver, "firefox-demo-phone.png")
+    assert "Draw something" not in verdict
+
+
+def test_save_and_retrain_works_in_firefox(server):
+    """Last in this module: it retrains the shared database's model."""
+    url, app = server
+    before = app.model.store.live_version_id()
+    with firefox() as driver:
+        driver.navigate(url)
+        wait_for(driver, lambda d: css(d, "#sketchpad button[aria-label='Brush'].highlight"),
+                 "the brush")
+        canvas = [c for c in css(driver, "#sketchpad canvas") if c.is_displayed()][0]
+        stroke(driver, star_points(*in_view(driver, canvas)))
+        wait_for(driver, lambda d: "It's a" in text_of(d, "#sketch-verdict")
+                 or "Not sure" in text_of(d, "#sketch-verdict")
+                 or "know" in text_of(d, "#sketch-verdict"), "an answer", timeout=120)
+        css(driver, "#sketch-correct-new textarea, #sketch-correct-new input")[0].send_keys("star")
+        css(driver, "#sketch-correct-retrain")[0].click()
+        text = wait_for(driver, lambda d: "The same drawing now" in text_of(
+            d, "#sketch-correct-saved") and text_of(d, "#sketch-correct-saved"),
+            "the new answer", timeout=300)
+    newest = app.model.store.model_versions()[0]["id"]
+    assert newest != before and f"Trained version {newest}" in text

@@ -103,12 +103,23 @@ def text_of(driver, selector):
     return found[0].text if found else ""
 
 
-def stroke(driver, points):
-    """One pen stroke through `points` (viewport CSS pixels)."""
-    sequence = driver.actions.sequence("pointer", "pen", {"pointerType": "mouse"})
+def stroke(driver, points, pointer="mouse"):
+    """One stroke through `points` (viewport CSS pixels), with a mouse or a
+    finger (`pointer="touch"`)."""
+    sequence = driver.actions.sequence("pointer", "pen", {"pointerType": pointer})
     x, y = points[0]
     sequence.pointer_move(int(x), int(y)).pointer_down()
     for x, y in points[1:]:
         sequence.pointer_move(int(x), int(y), duration=60)
     sequence.pointer_up().perform()
     driver.actions.release()
+
+
+def in_view(driver, element):
+    """Scroll `element` to the middle of the window; its rect in viewport
+    CSS pixels (x, y, width, height)."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})",
+                          script_args=[element])
+    box = element.rect
+    scroll_y = driver.execute_script("return window.scrollY")
+    return box["x"], box["y"] - scroll_y, box["width"], box["height"]
