@@ -159,6 +159,18 @@ def image_row(store, image_id):
     return rows[0]
 
 
+def current_labels(store, image_ids):
+    """{image id: class name} of those of `image_ids` that are labeled and
+    not deleted now."""
+    found = {}
+    for chunk in in_chunks(list(image_ids)):
+        found.update(store.db.execute(
+            "SELECT i.id, c.name FROM images i JOIN labels l ON l.image_id = i.id"
+            " JOIN classes c ON c.id = l.class_id WHERE i.deleted_at IS NULL"
+            f" AND i.id IN ({placeholders(chunk)})", chunk).fetchall())
+    return found
+
+
 def image_png(store, image_id):
     """(sha256, PNG bytes) of a stored image, or NotFound."""
     row = store.db.execute("SELECT sha256, data FROM images WHERE id = ?", [image_id]).fetchone()

@@ -54,7 +54,8 @@ class Classifier:
 
     def probabilities(self, arrays):
         """(version, calibrated probabilities (N, classes), [{"unknown",
-        "unknown_score"}] per array) for preprocessed uint8 arrays."""
+        "unknown_score"}] per array, backbone features (N, D)) for
+        preprocessed uint8 arrays."""
         loaded = self._loaded
         return (loaded.version, *loaded.run(arrays))
 
@@ -69,12 +70,16 @@ class Classifier:
     def classify_seen(self, image, k=TOP_K, track=None):
         """(the answer, the preprocessed array the network saw); `track`
         follows the sheet from frame to frame of a live stream (`preprocess`)."""
+        return self.classify_features(image, k, track)[:2]
+
+    def classify_features(self, image, k=TOP_K, track=None):
+        """(the answer, what the network saw, its backbone features)."""
         self.refresh()
         size = self._loaded.version["config"]["input_size"]
         seen = preprocess(image, size, keep_grey=True, track=track)
-        version, probabilities, novelty = self.probabilities(seen[None])
+        version, probabilities, novelty, vectors = self.probabilities(seen[None])
         return describe(probabilities[0], version["classes"], version["id"], k,
-                        novelty[0]), seen
+                        novelty[0]), seen, vectors[0]
 
 
 def ranked(probabilities, classes, k=None):
@@ -103,7 +108,7 @@ def _load(version):
     def run(arrays):
         vectors = features(arrays)
         return (trust.calibrate(head(vectors), temperature),
-                trust.judged(head.reference, threshold, vectors))
+                trust.judged(head.reference, threshold, vectors), vectors)
     # Load and warm up now, not on the first user's request.
     run(np.full((1, config["input_size"], config["input_size"], 3), 255, np.float32))
     return _Loaded(version=version, run=run)

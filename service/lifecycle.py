@@ -16,6 +16,7 @@ from db import Store, default_path
 from db.errors import SketchError
 from model.classifier import TOP_K
 from model.errors import NoLiveModel, NotEnoughData, WeightsMissing
+from model.neighbours import Neighbours
 from service import corrections
 from service.jobs import Busy, Jobs
 
@@ -27,6 +28,8 @@ log = logging.getLogger("sketchlab.lifecycle")
 RETRY_FAILED_START_S = 10
 # How often a waiting caller passes a job's progress on.
 PROGRESS_EVERY_S = 0.2
+# Training examples shown beside an answer ("looks like these").
+LOOKS_LIKE = 3
 
 
 class Phase(str, enum.Enum):
@@ -47,6 +50,7 @@ class LiveModel:
         self._store = None
         self._jobs = None
         self._classifier = None
+        self._neighbours = None
         self.problem = None     # the SketchError that keeps the model from serving
         self.retry_at = 0.0     # when a request may retry a failed start
         self.last_training = None
@@ -160,6 +164,15 @@ class LiveModel:
         """(the answer, the preprocessed array the network saw); `track`: a
         `model.sheet.Track` of a live stream."""
         return self.classifier().classify_seen(image, k=TOP_K, track=track)
+
+    def classify_shown(self, image, track=None):
+        """(the answer, what the network saw, the LOOKS_LIKE labeled training
+        images nearest to it: [(image id, label, cosine similarity)])."""
+        classifier = self.classifier()
+        answer, seen, vector = classifier.classify_features(image, k=TOP_K, track=track)
+        if self._neighbours is None:
+            self._neighbours = Neighbours(self.store)
+        return answer, seen, self._neighbours.nearest(classifier.version, vector, LOOKS_LIKE)
 
     def prediction_or_none(self, image):
         """The live model's answer, or None while there is no model to ask."""

@@ -1,5 +1,6 @@
 """The demo's handler functions called directly: real alpha 0.25 model, real SQLite file."""
 import contextlib
+import io
 import os
 import re
 import subprocess
@@ -561,6 +562,26 @@ def test_save_and_retrain_is_refused_to_who_may_not_teach(served):
                                              progress=lambda *a, **k: None)
     assert message.startswith("⚠️") and "shared without a password" in message
     assert served.model.store.corrections() == []
+
+
+def test_an_answer_comes_with_the_training_examples_it_looks_like(served):
+    from db import labeling
+    store = served.model.store
+    train = dict(store.labeled_images("train"))
+    star = next(i for i, label in train.items() if label == "star")
+    image = Image.open(io.BytesIO(store.image(star)["data"]))
+    answer, _, like = served.model.classify_shown(image)
+    assert answer["label"] == "star" and len(like) == 3
+    # A training image is nearest to itself; the others follow, most similar first.
+    assert like[0][:2] == (star, "star") and like[0][2] > 0.999
+    assert [s for *_, s in like] == sorted((s for *_, s in like), reverse=True)
+    assert all(train[i] == label for i, label, _ in like)
+    # Relabeled or deleted since the version trained: the label now, or not shown.
+    store.set_label([star], "circle", "test")
+    labeling.delete_images(store, [like[1][0]])
+    _, _, again = served.model.classify_shown(image)
+    assert again[0][:2] == (star, "circle") and like[1][0] not in [i for i, *_ in again]
+    assert len(again) == 3
 
 
 def test_teaching_and_retraining_are_refused_when_shared_without_a_password(served):
