@@ -10,9 +10,9 @@ bench.browsers). Then, for --seconds:
   * --clients students draw: a stroke every --stroke-every seconds on average
     (uniformly 0.5 s to twice that less 0.5 s), each sent as the page sends
     it; after about one stroke in --correct-every, a correction;
-  * --webcams browsers classify a webcam frame a second through
-    /classify_photo (the API; the guard allows a browser
-    uploads_per_minute uploads).
+  * --webcams browsers send a webcam frame every stream_every seconds (the
+    page's setting, 0.3 s) through /classify_photo (the API: an upload and a
+    call; the guard allows a browser uploads_per_minute uploads).
 
 It reports, per kind of request, the calls, throughput, p50 and p95; the
 errors and the busy answers (Gradio's full queue); the demo's memory (RSS)
@@ -41,7 +41,6 @@ from bench.common import ALPHA, ROOT, Tally, machine, run_threads
 from bench.demo_latency import summary
 
 MAX_CALLS_PER_CLIENT = 5_000
-WEBCAM_EVERY_S = 1.1
 CORRECTION_LABELS = ("house", "ring", "cloud")
 
 
@@ -99,6 +98,7 @@ class Memory:
 def classroom(url, sketches, args):
     """{kind: Tally} and the wall seconds of the students and webcams."""
     from bench.browsers import Browser, Page, wait_until
+    from demo_handlers import settings
     page = Page(url)
     tallies = {"stroke": Tally(), "correction": Tally(), "webcam": Tally()}
     clients = args.clients + args.webcams
@@ -117,15 +117,17 @@ def classroom(url, sketches, args):
                 tallies["correction"].call(browser.correct, rng.choice(CORRECTION_LABELS))
             wait_until(time.monotonic() + rng.uniform(0.5, 2 * args.stroke_every - 0.5))
 
+    every = settings.stream_every
+
     def webcam(index, browser):
-        next_frame = time.monotonic() + random.Random(index).uniform(0, WEBCAM_EVERY_S)
+        next_frame = time.monotonic() + random.Random(index).uniform(0, every)
         for n in range(MAX_CALLS_PER_CLIENT):
             wait_until(next_frame)
             if time.monotonic() >= deadline:
                 return
             tallies["webcam"].call(browser.classify_photo, "frame.png",
                                    sketches[(index + n) % len(sketches)])
-            next_frame += WEBCAM_EVERY_S
+            next_frame += every
 
     def worker(index):
         role = student if index < args.clients else webcam
