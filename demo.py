@@ -101,6 +101,14 @@ def seen_view(label, elem_id):
                     type="pil", image_mode=None, elem_id=elem_id, format="png")
 
 
+def like_view(elem_id):
+    """The training examples nearest to the input: the evidence for an answer."""
+    return gr.Gallery(label="Looks like these (nearest training examples)", columns=3,
+                      height=settings.like_side + 64, allow_preview=False,
+                      object_fit="contain", buttons=[],
+                      interactive=False, format="png", elem_id=elem_id)
+
+
 def correction_box(prefix, kept, info):
     """"Wrong? It is a …": save a correction, or (whoever may teach) save it,
     retrain and see the new answer for the same input."""
@@ -154,6 +162,7 @@ def build():
                     sketch_label = gr.Label(num_top_classes=TOP_K, show_heading=False,
                                             label="Top 3", elem_id="sketch-label")
                     sketch_seen = seen_view("What the model saw", "sketch-seen")
+                    sketch_like = like_view("sketch-like")
                     sketch_box = correction_box("sketch-correct", sketch_kept, ui.info)
                     ui.sketch_choice = sketch_box.choice
 
@@ -179,6 +188,7 @@ def build():
                     kept_verdict = gr.Markdown(elem_id="kept-verdict")
                     kept_label = gr.Label(num_top_classes=TOP_K, show_heading=False,
                                           label="Top 3 of the kept frame", elem_id="kept-label")
+                    kept_like = like_view("kept-like")
                     photo_box = correction_box("photo-correct", photo_kept, ui.info)
                     ui.photo_choice = photo_box.choice
 
@@ -239,15 +249,15 @@ def build():
         live = dict(api_visibility="private", concurrency_id="classify",
                     concurrency_limit=settings.classify_concurrency, show_progress="hidden")
         # A new answer replaces what a correction refers to, and its picture.
-        sketch_out = [sketch_label, sketch_verdict, sketch_kept, sketch_seen]
+        sketch_out = [sketch_label, sketch_verdict, sketch_kept, sketch_seen, sketch_like]
         pad.change(sketch_live_ui, [pad], sketch_out, trigger_mode="always_last", **live)
         submit.click(sketch_ui, [pad], sketch_out, **live)
         cam.stream(webcam_ui, [cam], [live_label, live_verdict, photo_live, live_seen],
                    stream_every=settings.stream_every, time_limit=settings.stream_time_limit,
                    concurrency_limit=settings.webcam_streams, concurrency_id="webcam",
                    api_visibility="private", show_progress="hidden")
-        kept_out = [kept_view, kept_label, kept_verdict, photo_kept, kept_seen]
-        snap.click(keep_frame, [photo_live], kept_out, api_visibility="private", queue=False)
+        kept_out = [kept_view, kept_label, kept_verdict, photo_kept, kept_seen, kept_like]
+        snap.click(keep_frame, [photo_live], kept_out, **live)
         upload.upload(uploaded_ui, [upload], kept_out, **live)
         # What only whoever may teach can press.
         ui.teaching = [ui.add_drawing, ui.add_photo, ui.add_files, ui.record, ui.undo,

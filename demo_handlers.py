@@ -64,6 +64,7 @@ settings = Settings(
     Setting("canvas", (400, 400), "sketchpad canvas size in pixels"),
     Setting("brush_radius", 4, "sketchpad brush size"),
     Setting("pad_height", 520, "sketchpad height on the page, in pixels"),
+    Setting("like_side", 96, "side in pixels of each \"looks like these\" training example"),
     Setting("seen_height", 200, "height of the kept frame and of what the model sees, in "
             "pixels"),
     Setting("version_check_every", 5.0, "seconds between two checks of an open page for a "
@@ -309,21 +310,42 @@ def classify_photo(image):
     return label_value(result) if result else BLANK_LABEL
 
 
+def _shown_or_blank(image):
+    """(the model's answer, what it saw as a picture, the "looks like these"
+    gallery), or Nones when there is nothing (no ink) to classify."""
+    if image is None:
+        return None, None, None
+    try:
+        result, seen, like = app.model.classify_shown(image)
+    except BlankSketch:
+        return None, None, None
+    return result, picture(seen), looks_like(like)
+
+
+def looks_like(neighbours):
+    """Gallery value: the nearest training images, each captioned by its label."""
+    pictures = dict(app.model.store.image_data([i for i, *_ in neighbours]))
+    return [(teach.thumbnail(pictures[i], settings.like_side), label)
+            for i, label, _ in neighbours if i in pictures]
+
+
 def read_sketch(value):
     """The Draw tab -> (label, verdict, what a correction refers to, what the
-    model saw). A correction is bound to the drawing the shown answer is
-    about, whose picture is beside it, never to a later or earlier canvas."""
+    model saw, the training examples it looks like). A correction is bound to
+    the drawing the shown answer is about, whose picture is beside it, never
+    to a later or earlier canvas."""
     image = sketch_image(value)
-    result, seen = _seen_or_blank(image)
+    result, seen, like = _shown_or_blank(image)
     if result is None:
-        return BLANK_LABEL, verdict(None), None, None
-    return label_value(result), verdict(result), shown(image, "sketch", result, seen), seen
+        return BLANK_LABEL, verdict(None), None, None, None
+    return (label_value(result), verdict(result), shown(image, "sketch", result, seen), seen,
+            like)
 
 
 def cleared_sketch():
     """The Draw tab once its canvas is cleared: no answer, nothing to correct,
     no class chosen, no message left over from the drawing that is gone."""
-    return BLANK_LABEL, verdict(None), None, None, None, "", ""
+    return BLANK_LABEL, verdict(None), None, None, None, None, "", ""
 
 
 def read_photo(image, source="upload"):
@@ -346,22 +368,34 @@ def shown(image, source, result, seen=None):
 
 
 sketch_ui = pop_up_errors(read_sketch)
-sketch_live_ui = errors_in_verdict(read_sketch, outputs=4)
+sketch_live_ui = errors_in_verdict(read_sketch, outputs=5)
 webcam_ui = errors_in_verdict(functools.partial(read_photo, source="webcam"), outputs=4)
 
 
 def uploaded_ui(path):
-    """An uploaded file -> the kept view: (image, label, verdict, kept, seen)."""
+    """An uploaded file -> the kept view: (image, label, verdict, kept, seen,
+    the training examples it looks like)."""
     label, text, kept, seen = pop_up_errors(read_photo)(path, "upload")
-    return (kept["image"] if kept else None), label, text, kept, seen
+    return (kept["image"] if kept else None), label, text, kept, seen, _looks_like(kept)
 
 
 def keep_frame(live):
     """The Snapshot button: keep the current webcam frame and its prediction."""
     if not live:
-        return None, None, "### 📷 Start the webcam and hold up a sketch first", None, None
+        return None, None, "### 📷 Start the webcam and hold up a sketch first", None, None, None
     return (live["image"], label_value(live["prediction"]), verdict(live["prediction"]), live,
-            live["seen"])
+            live["seen"], _looks_like(live))
+
+
+def _looks_like(kept):
+    """The gallery for a kept webcam frame or upload (live frames go without:
+    three pictures a frame would cost more than the frame)."""
+    if not kept:
+        return None
+    try:
+        return _shown_or_blank(kept["image"])[2]
+    except SketchError:
+        return None
 
 
 # -- corrections, teaching and retraining -------------------------------------------------

@@ -28,10 +28,15 @@ def card_picture(store, image_ids, side=CARD_SIDE):
     card = Image.new("RGB", (side, side), (236, 236, 236))
     cell = side // 2
     for n, (_, data) in enumerate(store.image_data(list(image_ids)[:CARD_EXAMPLES])):
-        thumb = ImageOps.pad(Image.open(io.BytesIO(data)).convert("RGB"),
-                             (cell - 4, cell - 4), color="white")
-        card.paste(thumb, ((n % 2) * cell + 2, (n // 2) * cell + 2))
+        card.paste(thumbnail(data, cell - 4), ((n % 2) * cell + 2, (n // 2) * cell + 2))
     return card
+
+
+def thumbnail(data, side):
+    """Stored image bytes -> an RGB square of `side` pixels, the image
+    centred on white."""
+    return ImageOps.pad(Image.open(io.BytesIO(data)).convert("RGB"), (side, side),
+                        color="white")
 
 
 def add_files(store, files, label, labeled_by):

@@ -57,7 +57,8 @@ def test_fresh_database_is_seeded_trained_and_served_by_the_starter(backbone, tm
         # While the first model trains the page says so, and keeps polling.
         assert "Preparing the first model" in handlers.status()
         assert handlers.page_state(demo.ui)[demo.ui.timer].active is True
-        label, text, shown, _ = handlers.sketch_live_ui(sketch_value(draw_shape("star", seed=76)))
+        label, text, shown, *_ = handlers.sketch_live_ui(
+            sketch_value(draw_shape("star", seed=76)))
         assert label is None and "still being trained" in text and shown is None
         assert handlers.app.model.wait_ready(timeout=300), handlers.status()
         store = Store(tmp_path / "fresh.db")
@@ -101,7 +102,8 @@ def test_blank_canvas_says_draw_something_instead_of_guessing(served):
     white = Image.new("RGB", (400, 400), "white")
     assert handlers.classify_sketch(sketch_value(white)) == handlers.BLANK_LABEL
     assert handlers.classify_sketch(None) == handlers.BLANK_LABEL
-    label, text, shown, _ = handlers.sketch_ui(sketch_value(white))
+    label, text, shown, _, like = handlers.sketch_ui(sketch_value(white))
+    assert like is None
     assert label == handlers.BLANK_LABEL and "Draw something" in text and shown is None
 
 
@@ -398,7 +400,10 @@ def test_the_first_model_reads_the_ways_people_draw_these_shapes(served):
 
 def test_sketch_ui_keeps_the_prediction_shown_for_a_later_correction(served):
     import demo_handlers as handlers
-    label, text, shown, _ = handlers.sketch_ui(sketch_value(draw_shape("circle", seed=3)))
+    label, text, shown, _, like = handlers.sketch_ui(sketch_value(draw_shape("circle", seed=3)))
+    # Beside the answer, the 3 training examples it looks like.
+    assert [caption for _, caption in like] == ["circle"] * 3
+    assert all(picture.size == (handlers.settings.like_side,) * 2 for picture, _ in like)
     assert shown["source"] == "sketch"
     assert shown["prediction"]["label"] == "circle" == max(label, key=label.get)
     assert shown["prediction"]["version"] == served.model.store.live_version_id()
@@ -419,9 +424,9 @@ def test_the_same_correction_sent_twice_is_stored_once(served):
 
 def test_a_cleared_canvas_leaves_no_answer_nothing_to_correct_and_no_message():
     import demo_handlers as handlers
-    label, text, kept, seen, choice, new, saved = handlers.cleared_sketch()
+    label, text, kept, seen, like, choice, new, saved = handlers.cleared_sketch()
     assert label == handlers.BLANK_LABEL and "Draw something" in text
-    assert kept is seen is choice is None and new == saved == ""
+    assert kept is seen is like is choice is None and new == saved == ""
     assert "Nothing to correct yet" in handlers.correct_ui(kept, "star", "", None)
 
 
@@ -456,7 +461,7 @@ def test_owner_correction_is_accepted_at_once_and_labels_the_image(served):
 
 def test_correction_ui_prefers_the_typed_new_class_and_confirms_it_was_saved(served):
     import demo_handlers as handlers
-    _, _, shown, _ = handlers.sketch_ui(sketch_value(draw_shape("star", seed=8)))
+    _, _, shown, *_ = handlers.sketch_ui(sketch_value(draw_shape("star", seed=8)))
     message = handlers.correct_ui(shown, "circle", "  sun  ", request_as(None))
     assert message.startswith("✅ Saved") and "sun" in message and "pending" in message
     assert served.model.store.corrections()[-1]["label"] == "sun"
@@ -506,9 +511,10 @@ def test_the_webcam_and_upload_views_show_what_the_model_sees(served, tmp_path):
     assert rows[-1] - rows[0] > 150 or cols[-1] - cols[0] > 150  # filled, not a dot
     path = tmp_path / "photo.png"
     photo.save(path)
-    view, _, _, kept, seen = handlers.uploaded_ui(str(path))
+    view, _, _, kept, seen, like = handlers.uploaded_ui(str(path))
+    assert len(like) == 3
     assert seen is kept["seen"] and seen.size == (224, 224)
-    assert handlers.keep_frame(kept)[4] is seen
+    assert handlers.keep_frame(kept)[4] is seen and len(handlers.keep_frame(kept)[5]) == 3
 
 
 def test_teaching_a_new_class_and_retraining_switches_the_live_model_without_restart(served):
@@ -531,7 +537,8 @@ def test_teaching_a_new_class_and_retraining_switches_the_live_model_without_res
     assert after != before
     assert calls, "retraining reported no progress"
     # The same Classifier object now serves the new version, with the new class.
-    label, _, shown, _ = handlers.sketch_ui(sketch_value(draw_cross(np.random.default_rng(999))))
+    label, _, shown, *_ = handlers.sketch_ui(
+        sketch_value(draw_cross(np.random.default_rng(999))))
     assert shown["prediction"]["version"] == after
     assert max(label, key=label.get) == "cross"
     assert "cross" in handlers.model_info()
@@ -540,7 +547,7 @@ def test_teaching_a_new_class_and_retraining_switches_the_live_model_without_res
 def test_save_and_retrain_answers_the_same_drawing_with_the_retrained_model(served):
     import demo_handlers as handlers
     before = served.model.store.live_version_id()
-    _, _, kept, _ = handlers.sketch_ui(sketch_value(draw_cross(np.random.default_rng(5))))
+    _, _, kept, *_ = handlers.sketch_ui(sketch_value(draw_cross(np.random.default_rng(5))))
     assert kept["prediction"]["version"] == before
     message, info = handlers.fix_and_retrain_ui(kept, "star", "", request_as(None),
                                                 progress=lambda *a, **k: None)
@@ -556,7 +563,7 @@ def test_save_and_retrain_answers_the_same_drawing_with_the_retrained_model(serv
 
 def test_save_and_retrain_is_refused_to_who_may_not_teach(served):
     import demo_handlers as handlers
-    _, _, kept, _ = handlers.sketch_ui(sketch_value(draw_shape("star", seed=9)))
+    _, _, kept, *_ = handlers.sketch_ui(sketch_value(draw_shape("star", seed=9)))
     served.access.exposed = True
     message, _ = handlers.fix_and_retrain_ui(kept, "star", "", request_as(None),
                                              progress=lambda *a, **k: None)

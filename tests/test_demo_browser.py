@@ -74,6 +74,10 @@ def test_drawing_a_circle_shows_circle_and_a_correction_is_saved(server, playwri
         lines = [line.strip() for line in page.locator("#sketch-label").inner_text().split("\n")
                  if line.strip()]
         assert lines[lines.index("Top 3") + 1] == "circle", lines  # first row of the top 3
+        # Beside it, the training examples it looks like.
+        like = page.locator("#sketch-like button.thumbnail-item")
+        like.nth(2).wait_for(timeout=TIMEOUT_MS)
+        assert like.count() == 3 and "circle" in like.first.inner_text()
         page.screenshot(path=str(artifact("demo-browser-drawn-circle.png")), full_page=True)
 
         # "Wrong? It is a ...": type a new class and save.
