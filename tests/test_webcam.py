@@ -164,6 +164,19 @@ def test_a_pale_sheet_on_a_pale_wall_is_found_by_its_faint_outline(wall, paper):
     assert sketch is not None and corner_error(sketch.corners, corners) < 10
 
 
+def test_faint_outlines_are_looked_for_only_when_no_sheet_is_found(monkeypatch):
+    from model import sheet
+    searches = []
+    search = sheet._regions
+    monkeypatch.setattr(sheet, "_regions",
+                        lambda *args: searches.append(args[-1]) or search(*args))
+    assert find_sketch(scene((120, 120, 125), (248, 248, 246))[0]) is not None
+    assert searches == [False]
+    searches.clear()
+    assert find_sketch(webcam_photos.empty_room(1)) is None
+    assert searches == [False, True]
+
+
 @pytest.mark.parametrize("wall", [(120, 120, 125), (200, 196, 190)])
 def test_a_drawing_on_lined_paper_is_read_without_its_lines(wall):
     photo, corners = scene(wall, (248, 248, 246), ruled=True)
