@@ -340,7 +340,8 @@ def build():
                                  api_name="correct", concurrency_id="write",
                                  concurrency_limit=settings.write_concurrency)
 
-    page.queue(max_size=settings.queue_max_size, default_concurrency_limit=1)
+    page.queue(max_size=settings.queue_max_size, default_concurrency_limit=1,
+               status_update_rate=settings.queue_status_every)
     return page, ui
 
 

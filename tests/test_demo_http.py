@@ -86,6 +86,10 @@ def test_queue_has_a_concurrency_limit_and_a_bounded_size():
     import demo
     import demo_handlers as handlers
     assert demo.demo._queue.max_size == handlers.settings.queue_max_size
+    # Places in the queue are sent every queue_status_every seconds, not to
+    # every waiting request whenever one starts.
+    assert not demo.demo._queue.live_updates
+    assert demo.demo._queue.update_intervals == handlers.settings.queue_status_every
     limits = {fn.api_name: fn.concurrency_limit for fn in demo.demo.fns.values()
               if fn.api_name in ("classify_sketch", "classify_photo", "correct")}
     assert limits == {"classify_sketch": handlers.settings.classify_concurrency,
