@@ -31,6 +31,7 @@ from demo_handlers import (RECORD, accept_waiting_ui, add_class_ui, app, card_te
                            teach_frame_ui, teach_photo_ui, teach_sketch_ui, undo_ui, uploaded_ui,
                            verdict, watch_live, webcam_ui)
 from model.classifier import TOP_K
+from model.sheet import Track
 from service import access, ingest
 from service.access import AUTH_ENV, is_loopback
 
@@ -150,6 +151,8 @@ def build():
         ui.seen_version = gr.State(None)
         sketch_kept = gr.State(None)
         photo_live = gr.State(None)
+        # Where the sheet was in this session's last webcam frame (model.sheet.Track).
+        webcam_track = gr.State(Track)
         photo_kept = gr.State(None)
 
         with gr.Tab("Draw", id="draw"):
@@ -252,7 +255,8 @@ def build():
         sketch_out = [sketch_label, sketch_verdict, sketch_kept, sketch_seen, sketch_like]
         pad.change(sketch_live_ui, [pad], sketch_out, trigger_mode="always_last", **live)
         submit.click(sketch_ui, [pad], sketch_out, **live)
-        cam.stream(webcam_ui, [cam], [live_label, live_verdict, photo_live, live_seen],
+        cam.stream(webcam_ui, [cam, webcam_track],
+                   [live_label, live_verdict, photo_live, live_seen],
                    stream_every=settings.stream_every, time_limit=settings.stream_time_limit,
                    concurrency_limit=settings.webcam_streams, concurrency_id="webcam",
                    api_visibility="private", show_progress="hidden")

@@ -16,6 +16,7 @@ from db import labeling
 from db.errors import NotFound, SketchError, StorageError
 from model.errors import BadImage, BlankSketch, NoLiveModel, NotEnoughData, WeightsMissing
 from model.images import MAX_IMAGE_BYTES, decode, picture, to_rgb
+from model.sheet import Track
 from service import ingest, lifecycle, teach
 from service.access import Access, BrowserIds, NotAllowed, TooManyTries, Tries
 from service.jobs import Busy
@@ -285,13 +286,14 @@ def _classify_or_blank(image):
     return _seen_or_blank(image)[0]
 
 
-def _seen_or_blank(image):
+def _seen_or_blank(image, track=None):
     """(the model's answer, what it saw as a picture), or (None, None) when
-    there is nothing (no ink) to classify."""
+    there is nothing (no ink) to classify. `track`: a live stream's sheet."""
     if image is None:
         return None, None
     try:
-        result, seen = app.model.classify_seen(image)
+        result, seen = app.model.classify_seen(image) if track is None else \
+            app.model.classify_seen(image, track=track)
     except BlankSketch:
         return None, None
     return result, picture(seen)
@@ -352,14 +354,15 @@ def cleared_sketch():
     return BLANK_LABEL, verdict(None), None, None, None, None, "", ""
 
 
-def read_photo(image, source="upload"):
+def read_photo(image, source="upload", track=None):
     """The webcam/upload tab -> (label, verdict, what a correction refers to,
     what the model saw): the cropped, cleaned input shows why an answer is
-    wrong and how to hold the paper better."""
+    wrong and how to hold the paper better. `track` (a `model.sheet.Track`,
+    one per browser session) follows the sheet from frame to frame."""
     image = as_image(image)
     if image is None:
         return None, "### 📷 Show a sketch to the camera or upload an image", None, None
-    result, seen = _seen_or_blank(image)
+    result, seen = _seen_or_blank(image, track)
     if result is None:
         return (BLANK_LABEL, "### 📷 No sketch in view: hold a drawing up to the camera",
                 None, None)
@@ -373,7 +376,8 @@ def shown(image, source, result, seen=None):
 
 sketch_ui = pop_up_errors(read_sketch)
 sketch_live_ui = errors_in_verdict(read_sketch, outputs=5)
-webcam_ui = errors_in_verdict(functools.partial(read_photo, source="webcam"), outputs=4)
+webcam_ui = errors_in_verdict(lambda image, track=None: read_photo(image, "webcam", track),
+                              outputs=4)
 
 
 def uploaded_ui(path):
