@@ -66,8 +66,10 @@ settings = Settings(
             "use; the oldest is dropped past this"),
     Setting("labeler_url", "http://127.0.0.1:7861/", "where the labeler runs (python -m "
             "labeler): the header links its review page when the demo is not exposed"),
-    Setting("canvas", (400, 400), "sketchpad canvas size in pixels"),
-    Setting("brush_radius", 4, "sketchpad brush size"),
+    Setting("canvas", (480, 480), "sketchpad canvas size in pixels; at least the pad's "
+            "drawing area, so that the editor's fitted zoom (at most 100% once cleared) "
+            "stays the same before and after Clear"),
+    Setting("brush_radius", 5, "sketchpad brush size"),
     Setting("pad_height", 520, "sketchpad height on the page, in pixels"),
     Setting("like_side", 96, "side in pixels of each \"looks like these\" training example"),
     Setting("seen_height", 200, "height of the kept frame and of what the model sees, in "

@@ -320,6 +320,33 @@ def test_on_a_phone_the_pad_fills_the_width_and_the_answer_shows_without_scrolli
         browser.close()
 
 
+def pad_zoom(page):
+    """The zoom the sketchpad's toolbar shows, e.g. '95%'."""
+    return re.search(r"\d+%", page.locator("#sketchpad").inner_text()).group()
+
+
+def test_the_pad_keeps_its_zoom_and_size_after_clear_on_desk_and_phone(server, playwright):
+    url, _ = server
+    browser = open_browser(playwright)
+    try:
+        for page in (open_sketchpad(browser, url)[0], phone_page(browser, url)):
+            canvas = page.locator("#sketchpad canvas").first
+            canvas.wait_for(timeout=TIMEOUT_MS)
+            page.wait_for_timeout(1000)
+            before, box = pad_zoom(page), canvas.bounding_box()
+            x, y, w, h = box["x"], box["y"], box["width"], box["height"]
+            stroke(page, [(x + w * 0.4, y + h * 0.4), (x + w * 0.6, y + h * 0.6)])
+            page.locator("#sketch-verdict").filter(
+                has_text=re.compile("It's a|Not sure|I don't know")).wait_for(timeout=TIMEOUT_MS)
+            page.locator("#sketchpad button[aria-label='Clear canvas']").click()
+            page.locator("#sketch-verdict").filter(has_text="Draw something").wait_for(
+                timeout=TIMEOUT_MS)
+            page.wait_for_timeout(500)
+            assert (pad_zoom(page), canvas.bounding_box()) == (before, box)
+    finally:
+        browser.close()
+
+
 def test_on_a_phone_a_class_card_is_picked_and_taught_a_drawing(server, playwright):
     url, app = server
     browser = open_browser(playwright)
