@@ -151,8 +151,9 @@ def build():
         ui.seen_version = gr.State(None)
         sketch_kept = gr.State(None)
         photo_live = gr.State(None)
-        # Where the sheet was in this session's last webcam frame (model.sheet.Track).
-        webcam_track = gr.State(Track)
+        # Where the sheet was in this session's last webcam frame (model.sheet.Track;
+        # Gradio gives each session a deep copy of a State's value).
+        webcam_track = gr.State(Track())
         photo_kept = gr.State(None)
 
         with gr.Tab("Draw", id="draw"):
