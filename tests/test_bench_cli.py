@@ -17,6 +17,7 @@ OPTIONS = {
     "features": ("--images", "--seconds"),
     "foundation": ("--views",),
     "growth": ("--sizes", "--plot"),
+    "ink_latency": ("--strokes", "--turns", "--browsers"),
     "labeler_grid": ("--images", "--db"),
     "latency": ("--calls",),
     "load": ("--clients", "--webcams", "--seconds", "--stroke-every", "--workers",

@@ -4,6 +4,7 @@ Skips when /usr/bin/chromium is missing, except under CI (env CI set), where
 that is a failure. Screenshots are kept in the artifacts folder.
 """
 import io
+import json
 import math
 import re
 import time
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench import ink_latency
 from tests.helpers.browser import open_browser
 from tests.helpers.common import artifact
 from tests.helpers.demo import draw_shape, offline_downloads
@@ -302,12 +304,15 @@ def test_on_a_phone_the_pad_fills_the_width_and_the_answer_shows_without_scrolli
         sizes = [b.bounding_box() for b in page.locator("#sketchpad button").all()
                  if b.is_visible()]
         assert sizes and all(min(b["width"], b["height"]) >= 44 for b in sizes), sizes
-        # A square drawn in the middle is read, and the answer (whatever it
-        # is) is on screen.
+        # A square drawn with a finger in the middle is read, and the answer
+        # (whatever it is) is on screen. Each touch's time to ink is measured
+        # (bench.ink_latency has the figures; software rendering here).
+        page.evaluate(ink_latency.RECORD_JS)
         cx, cy = pad["x"] + pad["width"] / 2, pad["y"] + pad["height"] / 2
         side = pad["width"] * 0.3
-        stroke(page, [(cx - side, cy - side), (cx + side, cy - side), (cx + side, cy + side),
-                      (cx - side, cy + side), (cx - side, cy - side)])
+        ink_latency.touch_strokes(page, [(cx - side, cy - side), (cx + side, cy - side),
+                                         (cx + side, cy + side), (cx - side, cy + side),
+                                         (cx - side, cy - side)], strokes=1)
         verdict = page.locator("#sketch-verdict")
         try:
             verdict.filter(has_text=re.compile("It's a|Not sure|I don't know")).wait_for(
@@ -316,6 +321,10 @@ def test_on_a_phone_the_pad_fills_the_width_and_the_answer_shows_without_scrolli
             page.screenshot(path=str(artifact("demo-browser-phone.png")))
         box = verdict.bounding_box()
         assert page.evaluate("window.scrollY") == 0 and box["y"] + box["height"] <= 844, box
+        # One time to ink per touch event: the touch start and its 4 moves.
+        latencies = page.evaluate("window.sketchlabInk")
+        assert len(latencies) == 5 and all(ms > 0 for ms in latencies), latencies
+        artifact("demo-browser-phone-ink-ms.json").write_text(json.dumps(latencies))
     finally:
         browser.close()
 

@@ -1,0 +1,156 @@
+"""python -m bench.ink_latency: how soon a stroke's ink shows on the sketchpad.
+
+Starts `python demo.py` on a fresh database (bench.demo_latency's
+`running_demo`), opens the Draw tab in Debian's Chromium (Playwright) and in
+Firefox ESR (Marionette, on a virtual display), on a desk-sized window with
+a mouse and on a 390x844 phone-sized one with a finger, and draws strokes
+across the pad. For every pointer event the page records the time from the
+event to the end of the second animation frame after it (the frame in which
+the editor draws the ink has then been produced): an upper bound of
+input-to-ink latency, by one frame. Prints p50/p95/max per browser and
+screen, the machine's load, and, as its last line, one JSON object.
+
+Headless Chromium and Firefox on a virtual display render WebGL in software
+here (no GPU): a phone or a desk with a GPU draws faster.
+"""
+import argparse
+import json
+import os
+import statistics
+
+from bench.common import machine
+from bench.demo_latency import percentile, running_demo
+
+# In the page: for each pointer event on a pad, event -> end of the second
+# animation frame after it, in ms (performance.now's clock, which
+# event.timeStamp shares).
+RECORD_JS = """
+() => {
+  window.sketchlabInk = [];
+  for (const pad of document.querySelectorAll("#sketchpad, #teach-pad")) {
+    for (const type of ["pointerdown", "pointermove"]) {
+      pad.addEventListener(type, (event) => {
+        if (!(event.target instanceof HTMLCanvasElement)) return;
+        const start = event.timeStamp;
+        requestAnimationFrame(() => requestAnimationFrame(() =>
+          window.sketchlabInk.push(performance.now() - start)));
+      }, {capture: true, passive: true});
+    }
+  }
+  return true;
+}
+"""
+READ_JS = "return window.sketchlabInk || []"
+
+
+def summary(latencies):
+    if not latencies:
+        return {"events": 0}
+    return {"events": len(latencies), "p50_ms": round(statistics.median(latencies), 1),
+            "p95_ms": round(percentile(latencies, 95), 1), "max_ms": round(max(latencies), 1)}
+
+
+def stroke_points(x, y, width, height, turns):
+    """A zigzag across the middle of a box, `turns` corners."""
+    return [(x + width * (0.2 + 0.6 * i / turns), y + height * (0.3 if i % 2 else 0.7))
+            for i in range(turns + 1)]
+
+
+def chromium(url, phone, strokes, turns):
+    """Latencies (ms) of `strokes` strokes in Chromium, desk or phone."""
+    from playwright.sync_api import sync_playwright
+    from tests.helpers.browser import open_browser
+    with sync_playwright() as playwright:
+        browser = open_browser(playwright)
+        try:
+            options = (dict(viewport={"width": 390, "height": 844}, is_mobile=True,
+                            has_touch=True, device_scale_factor=2) if phone
+                       else dict(viewport={"width": 1280, "height": 1000}))
+            page = browser.new_context(**options).new_page()
+            page.goto(url)
+            # The chosen brush (hidden on a phone, where its toolbar gives way).
+            page.locator("#sketchpad button[aria-label='Brush'].highlight").wait_for(
+                state="attached", timeout=60_000)
+            page.evaluate(RECORD_JS)
+            box = page.locator("#sketchpad canvas").first.bounding_box()
+            points = stroke_points(box["x"], box["y"], box["width"], box["height"], turns)
+            if phone:
+                touch_strokes(page, points, strokes)
+            else:
+                for _ in range(strokes):
+                    page.mouse.move(*points[0])
+                    page.mouse.down()
+                    for point in points[1:]:
+                        page.mouse.move(*point, steps=2)
+                    page.mouse.up()
+            page.wait_for_timeout(1000)
+            return page.evaluate("window.sketchlabInk")
+        finally:
+            browser.close()
+
+
+def touch_strokes(page, points, strokes):
+    """Finger strokes through the DevTools protocol (Playwright's touchscreen
+    only taps)."""
+    session = page.context.new_cdp_session(page)
+
+    def touch(kind, x, y):
+        session.send("Input.dispatchTouchEvent", {
+            "type": kind, "touchPoints": [] if kind == "touchEnd" else [{"x": x, "y": y}]})
+    for _ in range(strokes):
+        touch("touchStart", *points[0])
+        for point in points[1:]:
+            touch("touchMove", *point)
+        touch("touchEnd", *points[-1])
+
+
+def firefox(url, phone, strokes, turns):
+    """Latencies (ms) of `strokes` strokes in Firefox, desk or phone."""
+    from tests.helpers.firefox import css, firefox as open_firefox, in_view, stroke, wait_for
+    width, height = (390, 844) if phone else (1280, 1000)
+    with open_firefox(width=width, height=height) as driver:
+        driver.navigate(url)
+        wait_for(driver, lambda d: css(d, "#sketchpad button[aria-label='Brush'].highlight"),
+                 "the brush", timeout=120)
+        # In the page's own scope (sandbox=None), where the recorded list lives.
+        driver.execute_script("return (" + RECORD_JS + ")()", sandbox=None)
+        canvas = [c for c in css(driver, "#sketchpad canvas") if c.is_displayed()][0]
+        points = stroke_points(*in_view(driver, canvas), turns)
+        for _ in range(strokes):
+            stroke(driver, points, pointer="touch" if phone else "mouse")
+        driver.execute_script("return new Promise((done) => setTimeout(done, 1000))",
+                              sandbox=None)
+        return driver.execute_script(READ_JS, sandbox=None)
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m bench.ink_latency", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--strokes", type=int, default=5, help="strokes per browser and screen "
+                   "(default: 5)")
+    p.add_argument("--turns", type=int, default=8, help="corners per stroke (default: 8)")
+    p.add_argument("--browsers", nargs="+", default=["chromium", "firefox"],
+                   choices=["chromium", "firefox"], help="browsers to measure (default: both)")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    results = {"machine": machine(), "load_before": os.getloadavg()}
+    with running_demo("sketchlab-ink-") as demo:
+        for name in args.browsers:
+            run = chromium if name == "chromium" else firefox
+            for screen in ("desk", "phone"):
+                figures = summary(run(demo.url, screen == "phone", args.strokes, args.turns))
+                results[f"{name} {screen}"] = figures
+                print(f"{name:8} {screen:5} " + ", ".join(f"{k} {v}" for k, v in
+                                                       figures.items()), flush=True)
+    results["load_after"] = os.getloadavg()
+    print(f"load average before {results['load_before'][0]:.1f}, after "
+          f"{results['load_after'][0]:.1f} (2 cores)")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
