@@ -254,8 +254,9 @@ def build():
                     concurrency_limit=settings.classify_concurrency, show_progress="hidden")
         # A new answer replaces what a correction refers to, and its picture.
         sketch_out = [sketch_label, sketch_verdict, sketch_kept, sketch_seen, sketch_like]
-        pad.change(sketch_live_ui, [pad], sketch_out, trigger_mode="always_last", **live)
-        submit.click(sketch_ui, [pad], sketch_out, **live)
+        pad.change(sketch_live_ui, [pad, sketch_kept], sketch_out, trigger_mode="always_last",
+                   **live)
+        submit.click(sketch_ui, [pad, sketch_kept], sketch_out, **live)
         cam.stream(webcam_ui, [cam, webcam_track],
                    [live_label, live_verdict, photo_live, live_seen],
                    stream_every=settings.stream_every, time_limit=settings.stream_time_limit,

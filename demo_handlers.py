@@ -8,6 +8,9 @@ the verdict line for live events (strokes, webcam frames).
 import functools
 import hmac
 import logging
+import os
+import tempfile
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -89,6 +92,30 @@ ERROR_TITLES = {WeightsMissing: "Backbone weights missing", NoLiveModel: "No mod
                 NotEnoughData: "Not enough examples", BadImage: "Unreadable image",
                 BlankSketch: "Blank image", NotAllowed: "Owner only", Busy: "Busy",
                 StorageError: "Storage problem"}
+class LikeFiles:
+    """The "looks like these" thumbnails as PNG files, each written once: a
+    gallery given files costs Gradio a copy, not a PNG encoding of every
+    picture of every answer. One folder per database (image ids are its own);
+    at most one small file per training image shown."""
+
+    def __init__(self):
+        self._folder = None
+        self._lock = threading.Lock()
+
+    def gallery(self, like):
+        """Gallery value: a file and its label for each (image id, label)."""
+        with self._lock:
+            if self._folder is None:
+                self._folder = Path(tempfile.mkdtemp(prefix="sketchlab-like-"))
+        paths = {i: self._folder / f"{i}-{settings.like_side}.png" for i, _ in like}
+        missing = [i for i, path in paths.items() if not path.exists()]
+        for image_id, data in app.model.store.image_data(missing):
+            part = paths[image_id].with_suffix(f".{threading.get_ident()}.part")
+            teach.thumbnail(data, settings.like_side).save(part, format="PNG")
+            os.replace(part, paths[image_id])
+        return [(str(paths[i]), label) for i, label in like if paths[i].exists()]
+
+
 class App:
     """The demo's live model and who may do what; `configure` (re)sets both."""
 
@@ -101,6 +128,7 @@ class App:
         self.access = Access(owner, exposed)
         self.share = share
         self.share_url = None
+        self.likes = LikeFiles()
 
 
 app = App()
@@ -319,35 +347,32 @@ def classify_photo(image):
 
 
 def _shown_or_blank(image):
-    """(the model's answer, what it saw as a picture, the "looks like these"
-    gallery), or Nones when there is nothing (no ink) to classify."""
+    """(the model's answer, what it saw as a picture, the training examples
+    it looks like as (image id, label) pairs), or Nones when there is nothing
+    (no ink) to classify."""
     if image is None:
         return None, None, None
     try:
         result, seen, like = app.model.classify_shown(image)
     except BlankSketch:
         return None, None, None
-    return result, picture(seen), looks_like(like)
+    return result, picture(seen), tuple((i, label) for i, label, _ in like)
 
 
-def looks_like(neighbours):
-    """Gallery value: the nearest training images, each captioned by its label."""
-    pictures = dict(app.model.store.image_data([i for i, *_ in neighbours]))
-    return [(teach.thumbnail(pictures[i], settings.like_side), label)
-            for i, label, _ in neighbours if i in pictures]
-
-
-def read_sketch(value):
+def read_sketch(value, kept=None):
     """The Draw tab -> (label, verdict, what a correction refers to, what the
     model saw, the training examples it looks like). A correction is bound to
     the drawing the shown answer is about, whose picture is beside it, never
-    to a later or earlier canvas."""
+    to a later or earlier canvas. The examples are sent again only when they
+    differ from those of the answer before (`kept`): on most strokes they
+    do not."""
     image = sketch_image(value)
     result, seen, like = _shown_or_blank(image)
     if result is None:
         return BLANK_LABEL, verdict(None), None, None, None
-    return (label_value(result), verdict(result), shown(image, "sketch", result, seen), seen,
-            like)
+    same = kept is not None and kept.get("like") == like
+    return (label_value(result), verdict(result), shown(image, "sketch", result, seen, like),
+            seen, gr.skip() if same else app.likes.gallery(like))
 
 
 def cleared_sketch():
@@ -371,9 +396,10 @@ def read_photo(image, source="upload", track=None):
     return label_value(result), verdict(result), shown(image, source, result, seen), seen
 
 
-def shown(image, source, result, seen=None):
+def shown(image, source, result, seen=None, like=None):
     """What the page keeps of a classification, for a later correction."""
-    return {"image": image, "source": source, "prediction": result, "seen": seen}
+    return {"image": image, "source": source, "prediction": result, "seen": seen,
+            "like": like}
 
 
 sketch_ui = pop_up_errors(read_sketch)
@@ -403,9 +429,10 @@ def _looks_like(kept):
     if not kept:
         return None
     try:
-        return _shown_or_blank(kept["image"])[2]
+        like = _shown_or_blank(kept["image"])[2]
     except SketchError:
         return None
+    return app.likes.gallery(like) if like else None
 
 
 # -- corrections, teaching and retraining -------------------------------------------------

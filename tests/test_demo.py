@@ -401,9 +401,13 @@ def test_the_first_model_reads_the_ways_people_draw_these_shapes(served):
 def test_sketch_ui_keeps_the_prediction_shown_for_a_later_correction(served):
     import demo_handlers as handlers
     label, text, shown, _, like = handlers.sketch_ui(sketch_value(draw_shape("circle", seed=3)))
-    # Beside the answer, the 3 training examples it looks like.
+    # Beside the answer, the 3 training examples it looks like, as files.
     assert [caption for _, caption in like] == ["circle"] * 3
-    assert all(picture.size == (handlers.settings.like_side,) * 2 for picture, _ in like)
+    assert all(Image.open(path).size == (handlers.settings.like_side,) * 2 for path, _ in like)
+    assert shown["like"] == tuple((int(Path(p).name.split("-")[0]), c) for p, c in like)
+    # The same examples for the next stroke are not sent again.
+    again = handlers.sketch_live_ui(sketch_value(draw_shape("circle", seed=3)), shown)
+    assert isinstance(again[4], type(gr.skip())) and again[2]["like"] == shown["like"]
     assert shown["source"] == "sketch"
     assert shown["prediction"]["label"] == "circle" == max(label, key=label.get)
     assert shown["prediction"]["version"] == served.model.store.live_version_id()
