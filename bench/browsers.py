@@ -39,7 +39,10 @@ class Page:
         ids = {c["props"].get("elem_id"): c["id"] for c in config["components"]}
         self.pad = ids[PAD]
         self.events = {}
+        # How many inputs each event takes: the page sends null for a State's.
+        self.inputs = {}
         for dependency in config["dependencies"]:
+            self.inputs[dependency["id"]] = len(dependency["inputs"])
             for target, trigger in dependency["targets"]:
                 self.events.setdefault((target, trigger), dependency["id"])
         self.stroke = self.events[(self.pad, "change")]
@@ -84,6 +87,7 @@ class Browser:
 
     def _event(self, fn_index, data, trigger, times=None):
         times = {} if times is None else times
+        data = list(data) + [None] * (self.page.inputs[fn_index] - len(data))
         started = time.perf_counter()
         joined = self.http.post(self.page.url + "gradio_api/queue/join", json={
             "data": data, "fn_index": fn_index, "session_hash": self.session,
