@@ -7,6 +7,7 @@ that is a failure. Screenshots are kept in the artifacts folder.
 import re
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from db import Store, labeling
 from tests.helpers.browser import open_browser
@@ -189,8 +190,13 @@ def test_retrain_button_shows_live_progress_then_the_new_version(backbone, tmp_p
         for _ in range(200):
             if page.locator("#job-result, #job-error").count():
                 break
-            # all_inner_texts does not wait: the message may be gone already.
-            messages.update(page.locator("#job-message").all_inner_texts())
+            # all_inner_texts does not wait: the message may be gone already,
+            # or the page reloading itself because the job ended.
+            try:
+                messages.update(page.locator("#job-message").all_inner_texts())
+            except PlaywrightError as error:
+                if "context was destroyed" not in str(error):
+                    raise
             if len(messages) == 2:
                 page.screenshot(path=artifact("labeler-retrain-progress.png"), full_page=True)
             page.wait_for_timeout(150)
