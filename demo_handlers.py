@@ -316,17 +316,22 @@ def _classify_or_blank(image):
     return _seen_or_blank(image)[0]
 
 
-def _seen_or_blank(image, track=None):
-    """(the model's answer, what it saw as a picture), or (None, None) when
-    there is nothing (no ink) to classify. `track`: a live stream's sheet."""
+def _seen_or_blank(image, track=None, like=False):
+    """(the model's answer, what it saw as a picture, and with `like` the
+    training examples it looks like as (image id, label) pairs), or Nones
+    when there is nothing (no ink) to classify. `track`: a live stream's
+    sheet. The API goes without the examples: it does not show them."""
     if image is None:
-        return None, None
+        return None, None, None
     try:
-        result, seen = app.model.classify_seen(image) if track is None else \
-            app.model.classify_seen(image, track=track)
+        if like:
+            result, seen, near = app.model.classify_shown(image, track=track)
+            near = tuple((i, label) for i, label, _ in near)
+        else:
+            (result, seen), near = app.model.classify_seen(image, track=track), None
     except BlankSketch:
-        return None, None
-    return result, picture(seen)
+        return None, None, None
+    return result, picture(seen), near
 
 
 @pop_up_errors
@@ -346,19 +351,6 @@ def classify_photo(image):
     return label_value(result) if result else BLANK_LABEL
 
 
-def _shown_or_blank(image):
-    """(the model's answer, what it saw as a picture, the training examples
-    it looks like as (image id, label) pairs), or Nones when there is nothing
-    (no ink) to classify."""
-    if image is None:
-        return None, None, None
-    try:
-        result, seen, like = app.model.classify_shown(image)
-    except BlankSketch:
-        return None, None, None
-    return result, picture(seen), tuple((i, label) for i, label, _ in like)
-
-
 def read_sketch(value, kept=None):
     """The Draw tab -> (label, verdict, what a correction refers to, what the
     model saw, the training examples it looks like). A correction is bound to
@@ -367,7 +359,7 @@ def read_sketch(value, kept=None):
     differ from those of the answer before (`kept`): on most strokes they
     do not."""
     image = sketch_image(value)
-    result, seen, like = _shown_or_blank(image)
+    result, seen, like = _seen_or_blank(image, like=True)
     if result is None:
         return BLANK_LABEL, verdict(None), None, None, None
     same = kept is not None and kept.get("like") == like
@@ -385,15 +377,18 @@ def read_photo(image, source="upload", track=None):
     """The webcam/upload tab -> (label, verdict, what a correction refers to,
     what the model saw): the cropped, cleaned input shows why an answer is
     wrong and how to hold the paper better. `track` (a `model.sheet.Track`,
-    one per browser session) follows the sheet from frame to frame."""
+    one per browser session) follows the sheet from frame to frame. The
+    training examples it looks like are kept with it (a lookup, no pictures)
+    for a snapshot or an upload to show."""
     image = as_image(image)
     if image is None:
         return None, "### 📷 Show a sketch to the camera or upload an image", None, None
-    result, seen = _seen_or_blank(image, track)
+    result, seen, like = _seen_or_blank(image, track, like=True)
     if result is None:
         return (BLANK_LABEL, "### 📷 No sketch in view: hold a drawing up to the camera",
                 None, None)
-    return label_value(result), verdict(result), shown(image, source, result, seen), seen
+    return (label_value(result), verdict(result), shown(image, source, result, seen, like),
+            seen)
 
 
 def shown(image, source, result, seen=None, like=None):
@@ -424,15 +419,10 @@ def keep_frame(live):
 
 
 def _looks_like(kept):
-    """The gallery for a kept webcam frame or upload (live frames go without:
-    three pictures a frame would cost more than the frame)."""
-    if not kept:
-        return None
-    try:
-        like = _shown_or_blank(kept["image"])[2]
-    except SketchError:
-        return None
-    return app.likes.gallery(like) if like else None
+    """The gallery of a kept webcam frame or upload, from the examples found
+    when it was classified (live frames show none: three pictures a frame
+    would cost more than the frame)."""
+    return app.likes.gallery(kept["like"]) if kept and kept.get("like") else None
 
 
 # -- corrections, teaching and retraining -------------------------------------------------
