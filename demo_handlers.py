@@ -92,28 +92,44 @@ ERROR_TITLES = {WeightsMissing: "Backbone weights missing", NoLiveModel: "No mod
                 NotEnoughData: "Not enough examples", BadImage: "Unreadable image",
                 BlankSketch: "Blank image", NotAllowed: "Owner only", Busy: "Busy",
                 StorageError: "Storage problem"}
-class LikeFiles:
-    """The "looks like these" thumbnails as PNG files, each written once: a
-    gallery given files costs Gradio a copy, not a PNG encoding of every
-    picture of every answer. One folder per database (image ids are its own);
-    at most one small file per training image shown."""
+class PictureFiles:
+    """Pictures the page shows again and again (the look-alike thumbnails,
+    the class cards) as PNG files, each written once: a gallery given files
+    costs Gradio a copy, not a PNG encoding of every picture of every answer.
+    A file is named by what it shows (stored images never change); one folder
+    per database, whose image ids are its own; a card's file is one more for
+    each example added, as the database grows."""
 
     def __init__(self):
         self._folder = None
         self._lock = threading.Lock()
 
-    def gallery(self, like):
-        """Gallery value: a file and its label for each (image id, label)."""
+    def path(self, name, make):
+        """The file `name`, made by `make()` (a PIL image) the first time."""
         with self._lock:
             if self._folder is None:
-                self._folder = Path(tempfile.mkdtemp(prefix="sketchlab-like-"))
-        paths = {i: self._folder / f"{i}-{settings.like_side}.png" for i, _ in like}
-        missing = [i for i, path in paths.items() if not path.exists()]
-        for image_id, data in app.model.store.image_data(missing):
-            part = paths[image_id].with_suffix(f".{threading.get_ident()}.part")
-            teach.thumbnail(data, settings.like_side).save(part, format="PNG")
-            os.replace(part, paths[image_id])
-        return [(str(paths[i]), label) for i, label in like if paths[i].exists()]
+                self._folder = Path(tempfile.mkdtemp(prefix="sketchlab-pictures-"))
+        path = self._folder / f"{name}.png"
+        if not path.exists():
+            part = path.with_suffix(f".{threading.get_ident()}.part")
+            make().save(part, format="PNG")
+            os.replace(part, path)
+        return str(path)
+
+    def like_gallery(self, like):
+        """Gallery value: a thumbnail and its label for each (image id, label)."""
+        side = settings.like_side
+
+        def thumbnail(image_id):
+            [(_, data)] = app.model.store.image_data([image_id])
+            return teach.thumbnail(data, side)
+        return [(self.path(f"like-{i}-{side}", lambda i=i: thumbnail(i)), label)
+                for i, label in like]
+
+    def card(self, image_ids):
+        """A class card's face (service.teach.card_picture) as a file."""
+        return self.path("card-" + "-".join(map(str, image_ids)),
+                         lambda: teach.card_picture(app.model.store, image_ids))
 
 
 class App:
@@ -128,7 +144,7 @@ class App:
         self.access = Access(owner, exposed)
         self.share = share
         self.share_url = None
-        self.likes = LikeFiles()
+        self.pictures = PictureFiles()
 
 
 app = App()
@@ -364,7 +380,7 @@ def read_sketch(value, kept=None):
         return BLANK_LABEL, verdict(None), None, None, None
     same = kept is not None and kept.get("like") == like
     return (label_value(result), verdict(result), shown(image, "sketch", result, seen, like),
-            seen, gr.skip() if same else app.likes.gallery(like))
+            seen, gr.skip() if same else app.pictures.like_gallery(like))
 
 
 def cleared_sketch():
@@ -422,7 +438,7 @@ def _looks_like(kept):
     """The gallery of a kept webcam frame or upload, from the examples found
     when it was classified (live frames show none: three pictures a frame
     would cost more than the frame)."""
-    return app.likes.gallery(kept["like"]) if kept and kept.get("like") else None
+    return app.pictures.like_gallery(kept["like"]) if kept and kept.get("like") else None
 
 
 # -- corrections, teaching and retraining -------------------------------------------------
@@ -582,9 +598,8 @@ def teach_view(selected=None):
         found = teach.cards(app.model.store)
     except SketchError as error:
         return [], [], f"⚠️ {md(error)}"
-    store = app.model.store
-    gallery = [(teach.card_picture(store, c["recent"]),
-                f"{c['name']} · {c['images']}") for c in found]
+    gallery = [(app.pictures.card(c["recent"]), f"{c['name']} · {c['images']}")
+               for c in found]
     names = [c["name"] for c in found]
     chosen = names.index(selected) if selected in names else None
     return (gr.update(value=gallery, selected_index=chosen), names,

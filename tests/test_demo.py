@@ -217,13 +217,13 @@ def test_class_cards_count_examples_and_undo_takes_back_the_last_one(teach_store
     assert [caption for _, caption in cards] == ["circle · 3", "star · 3"]
     assert names == ["circle", "star"] and "Pick a class card" in text
     # A card's face shows its newest examples: a star drawn now is on it.
-    blank_face = np.asarray(cards[1][0]).copy()
+    blank_face = np.asarray(Image.open(cards[1][0]))
     out = handlers.teach_sketch_ui({"composite": draw_shape("star", seed=40)}, "star", [],
                                    request_as(None))
     message, _, _, _, _, card, taught = out
     assert "Added to **star**" in message and card_captions(out)[1] == "star · 4"
     assert "**star**: 4 for training, 0 kept for testing" in card
-    assert not np.array_equal(np.asarray(out[3]["value"][1][0]), blank_face)
+    assert not np.array_equal(np.asarray(Image.open(out[3]["value"][1][0])), blank_face)
     assert out[3]["selected_index"] == 1
     out = handlers.teach_sketch_ui({"composite": draw_shape("star", seed=41)}, "star", taught,
                                    request_as(None))
@@ -404,7 +404,7 @@ def test_sketch_ui_keeps_the_prediction_shown_for_a_later_correction(served):
     # Beside the answer, the 3 training examples it looks like, as files.
     assert [caption for _, caption in like] == ["circle"] * 3
     assert all(Image.open(path).size == (handlers.settings.like_side,) * 2 for path, _ in like)
-    assert shown["like"] == tuple((int(Path(p).name.split("-")[0]), c) for p, c in like)
+    assert shown["like"] == tuple((int(Path(p).name.split("-")[1]), c) for p, c in like)
     # The same examples for the next stroke are not sent again.
     again = handlers.sketch_live_ui(sketch_value(draw_shape("circle", seed=3)), shown)
     assert isinstance(again[4], type(gr.skip())) and again[2]["like"] == shown["like"]
