@@ -178,17 +178,17 @@ def write_y4m(path, *scenes, size=(640, 480)):
 def recorded_frames(model, monkeypatch):
     """What the webcam view classifies (`classify_seen`), kept so a failure can
     say what the frames held."""
-    frames, classify_seen = [], model.classify_seen
+    frames, classify_shown = [], model.classify_shown
 
     def recording(image, **options):
         try:
-            result, seen = classify_seen(image, **options)
+            result, *rest = classify_shown(image, **options)
         except Exception as error:
             frames.append((image.copy(), type(error).__name__))
             raise
         frames.append((image.copy(), result["label"]))
-        return result, seen
-    monkeypatch.setattr(model, "classify_seen", recording)
+        return (result, *rest)
+    monkeypatch.setattr(model, "classify_shown", recording)
     return frames
 
 
