@@ -415,6 +415,7 @@ def launch_options(host, port, share=False, auth=None, allowed_hosts=(), proxies
                 auth_message="Sign in as the SketchLab owner." if auth else None,
                 prevent_thread_lock=True, show_error=False, css=PHONE_CSS, head=PHONE_HEAD,
                 max_file_size=settings.max_file_size, ssr_mode=False, quiet=True,
+                enable_monitoring=False,  # its summary is not kept (demo_guard.Blocks.queue)
                 app_kwargs={"middleware": [Middleware(demo_guard.Guard, blocks=demo,
                                                       hosts=hosts, proxies=proxies)]})
 

@@ -4,7 +4,8 @@ The demo's sketchpad (same settings and elem_id) whose change event answers
 with the same four outputs as the demo's (a gr.Label, a verdict, the state a
 correction refers to, a picture of what the model saw), and /classify_sketch
 and /classify_photo with the demo's input components and a gr.Label answer;
-the same queue size and concurrency; handlers that return fixed values at
+the same queue size and concurrency, and the same Blocks (demo_guard's: no
+traffic summary after each event); handlers that return fixed values at
 once. What Gradio alone costs per call on this machine: the load benches
 start it beside the demo and measure both in the same run.
 """
@@ -14,6 +15,7 @@ import sys
 import gradio as gr
 from PIL import Image
 
+from demo_guard import Blocks
 from demo_handlers import settings
 from model.classifier import TOP_K
 
@@ -30,7 +32,7 @@ def stroke_answer(value):
 
 
 def build():
-    with gr.Blocks() as page:
+    with Blocks() as page:
         pad = gr.Sketchpad(type="pil", image_mode="RGB", canvas_size=settings.canvas,
                            fixed_canvas=True, layers=False, transforms=(), format="png",
                            elem_id="sketchpad")
@@ -53,7 +55,8 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=7870, help="port on 127.0.0.1")
     args = parser.parse_args(argv)
     build().launch(server_name="127.0.0.1", server_port=args.port, show_error=False,
-                   max_file_size=settings.max_file_size, ssr_mode=False, quiet=True)
+                   max_file_size=settings.max_file_size, ssr_mode=False, quiet=True,
+                   enable_monitoring=False)
     return 0
 
 

@@ -96,6 +96,21 @@ def test_queue_has_a_concurrency_limit_and_a_bounded_size():
                       "classify_photo": handlers.settings.classify_concurrency, "correct": 4}
 
 
+def test_answered_calls_are_not_summarised_for_a_monitoring_dashboard(client, server, tmp_path,
+                                                                    monkeypatch):
+    import httpx
+    from gradio.queueing import Queue
+    summaries = []
+    monkeypatch.setattr(Queue, "_get_df",
+                        staticmethod(lambda records: summaries.append(len(records))))
+    path = tmp_path / "circle.png"
+    draw_shape("circle", seed=409).save(path)
+    for _ in range(3):
+        assert top_label(client.predict(client_sketch(path), api_name="/classify_sketch"))
+    assert summaries == []
+    assert httpx.get(server[0] + "monitoring/summary").status_code == 403
+
+
 def test_command_line_first_run_with_auth_trains_serves_and_accepts_owner_corrections(
         backbone, tmp_path):
     """`python demo.py` on a fresh file: seeds, trains, serves; the auth user is the owner."""
