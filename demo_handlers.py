@@ -94,8 +94,9 @@ ERROR_TITLES = {WeightsMissing: "Backbone weights missing", NoLiveModel: "No mod
                 StorageError: "Storage problem"}
 class PictureFiles:
     """Pictures the page shows again and again (the look-alike thumbnails,
-    the class cards) as PNG files, each written once: a gallery given files
-    costs Gradio a copy, not a PNG encoding of every picture of every answer.
+    the class cards) as PNG files, each written once and served from their
+    folder as they are: no PNG encoding, hashing or copy of every picture of
+    every answer.
     A file is named by what it shows (stored images never change); one folder
     per database, whose image ids are its own; a card's file is one more for
     each example added, as the database grows."""
@@ -109,6 +110,9 @@ class PictureFiles:
         with self._lock:
             if self._folder is None:
                 self._folder = Path(tempfile.mkdtemp(prefix="sketchlab-pictures-"))
+                # Served from here as they are: Gradio would otherwise hash,
+                # check and copy each file into its cache at every answer.
+                gr.set_static_paths([self._folder])
         path = self._folder / f"{name}.png"
         if not path.exists():
             part = path.with_suffix(f".{threading.get_ident()}.part")

@@ -1,5 +1,7 @@
 """The launched demo called through gradio_client over HTTP on 127.0.0.1."""
 
+from pathlib import Path
+
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
@@ -109,6 +111,28 @@ def test_answered_calls_are_not_summarised_for_a_monitoring_dashboard(client, se
         assert top_label(client.predict(client_sketch(path), api_name="/classify_sketch"))
     assert summaries == []
     assert httpx.get(server[0] + "monitoring/summary").status_code == 403
+
+
+def test_a_strokes_look_alikes_are_served_from_their_folder_not_copied_per_answer(server):
+    import io
+    import httpx
+    from bench.browsers import Browser, Page
+    from demo_handlers import settings
+    url, app = server
+    drawing = io.BytesIO()
+    draw_shape("star", seed=410, size=480).save(drawing, format="PNG")
+    browser = Browser(Page(url))
+    try:
+        gallery = browser.stroke(drawing.getvalue())[4]
+    finally:
+        browser.close()
+    assert len(gallery) == 3
+    folder = Path(app.pictures.path("probe", lambda: Image.new("L", (1, 1)))).parent
+    for shown in gallery:
+        assert Path(shown["image"]["path"]).parent == folder
+        served = httpx.get(shown["image"]["url"])
+        assert served.status_code == 200 and Image.open(io.BytesIO(served.content)).size == \
+            (settings.like_side,) * 2
 
 
 def test_command_line_first_run_with_auth_trains_serves_and_accepts_owner_corrections(
