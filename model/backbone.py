@@ -21,10 +21,13 @@ from model.errors import WeightsMissing
 from model.images import grey_images, to_uint8
 
 _ALPHA_TEXT = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}
-# Interpreter threads for serving: both cores of the target machines (bench.features).
-# Bulk extraction instead runs one single-threaded interpreter per core, in
-# worker processes (model.features).
-LITERT_THREADS = 2
+# Interpreter threads for serving: one. A second thread makes a single image
+# sooner only on an idle machine (bench.features); a server classifying for
+# many people at once has its other core busy, and there the second thread
+# costs CPU (1.9-2.2 ms of CPU an image against 1.3-1.5 ms, load 8) and time.
+# Bulk extraction runs one single-threaded interpreter per core, in worker
+# processes (model.features).
+LITERT_THREADS = 1
 # Images per interpreter call: XNNPACK was fastest at batch 1 here (bench.features).
 LITERT_BATCH = 1
 # Largest difference allowed between LiteRT and Keras features on the probes.
