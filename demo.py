@@ -104,10 +104,10 @@ def seen_view(label, elem_id):
 
 def like_view(elem_id):
     """The training examples nearest to the input: the evidence for an answer."""
-    return gr.Gallery(label="Looks like these (nearest training examples)", columns=3,
-                      height=settings.like_side + 64, allow_preview=False,
-                      object_fit="contain", buttons=[],
-                      interactive=False, format="png", elem_id=elem_id)
+    return demo_guard.Gallery(label="Looks like these (nearest training examples)",
+                              columns=3, height=settings.like_side + 64, allow_preview=False,
+                              object_fit="contain", buttons=[],
+                              interactive=False, format="png", elem_id=elem_id)
 
 
 def correction_box(prefix, kept, info):

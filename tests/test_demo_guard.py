@@ -237,3 +237,24 @@ def test_uploads_are_limited_per_browser_and_by_the_folders_quota(base, monkeypa
                          headers={"content-type": "multipart/form-data; boundary=zz"})
     assert big.status_code == 413
     assert growth["mb"] < MEMORY_BOUND_MB, growth
+
+
+def test_a_gallery_of_picture_files_answers_as_gradios_without_starting_threads(
+        tmp_path, monkeypatch):
+    import gradio as gr
+    from gradio.components import gallery
+    import demo_guard
+    files = []
+    for n in range(3):
+        files.append(str(tmp_path / f"like-{n}.png"))
+        Image.new("L", (96, 96), 100 + n).save(files[-1])
+    value = [(path, "star") for path in files]
+    expected = gr.Gallery(format="png").postprocess(value).model_dump()
+
+    def no_threads(*args, **kwargs):
+        raise AssertionError("a thread pool was made")
+    monkeypatch.setattr(gallery, "ThreadPoolExecutor", no_threads)
+    assert demo_guard.Gallery(format="png").postprocess(value).model_dump() == expected
+    # Anything else is Gradio's to convert.
+    with pytest.raises(AssertionError, match="thread pool"):
+        demo_guard.Gallery(format="png").postprocess([(Image.open(files[0]), "star")])
