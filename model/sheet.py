@@ -301,8 +301,8 @@ def _line_sheets(view):
     are straight edges in the frame, best score first. A sheet whose outline
     has gaps (a side as pale as the wall behind it, a shadow across it, a
     corner out of frame) bounds no region, but the sides in view are still
-    long straight edges. Quadrilaterals are judged largest first, as
-    `_sheets` judges regions, and at most MAX_LINE_QUADS of them."""
+    long straight edges. The MAX_LINE_QUADS quadrilaterals ranked first by
+    a rough edge support are judged as `_sheets` judges regions."""
     colour, darkest = view.colour, view.darkest
     height, width = darkest.shape
     edges = cv2.Canny(cv2.GaussianBlur(view.paper, (5, 5), 0), EDGE_LOW, EDGE_HIGH)
@@ -319,36 +319,27 @@ def _line_sheets(view):
     quads = _line_quads(np.array(lines, np.float64), cv2.dilate(edges, np.ones((3, 3), np.uint8)))
     frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
     area = width * height
-    ready, kept, reads = [], [], 0
-    for bound, quad in quads:
-        while ready and ready[0][0] <= -bound:
-            _, _, sheet, score = heapq.heappop(ready)
-            yield sheet, score
-            reads += 1
-            if reads == LINE_READS:
-                return
+    judged = []
+    for quad in quads:
         visible, _ = cv2.intersectConvexConvex(quad, frame)
         if visible < MIN_SHEET_AREA * area or _edge_support(colour, quad) < MIN_EDGE_SUPPORT:
             continue
         sheet = _snapped(colour, quad)
         _, _, support = _judged(colour, darkest, view.bright, sheet)
-        if support is None or _one_paper(colour, sheet) < MIN_ONE_PAPER or \
-                any(np.abs(sheet - other).max() <= SAME_SHEET for other in kept):
+        if support is None or _one_paper(view.paper, sheet) < MIN_ONE_PAPER or \
+                any(np.abs(sheet - other).max() <= SAME_SHEET for other, _ in judged):
             continue
-        kept.append(sheet)
-        score = min(visible / area, 1.0) * support ** SUPPORT_WEIGHT
-        heapq.heappush(ready, (-score, len(kept), sheet, score))
-    for _ in range(min(len(ready), LINE_READS - reads)):
-        _, _, sheet, score = heapq.heappop(ready)
-        yield sheet, score
+        judged.append((sheet, min(visible / area, 1.0) * support ** SUPPORT_WEIGHT))
+    judged.sort(key=lambda sheet: -sheet[1])
+    yield from judged[:LINE_READS]
 
 
 def _line_quads(lines, edges):
-    """[(bound, corners)] of the convex quadrilaterals four of the lines
+    """The corners of up to MAX_LINE_QUADS convex quadrilaterals four of the lines
     ((rho, theta) rows) bound, with opposite sides within OPPOSITE_TURN
     degrees of parallel, corners within CORNER_ANGLES, and sides in view
-    along the edge map `edges` (as `_edge_support` asks, roughly); largest
-    first. bound: its area as a share of the frame's, at most 1."""
+    along the edge map `edges` (as `_edge_support` asks, roughly); best
+    first, by area and edge support as sheets are ranked."""
     height, width = edges.shape
     count = len(lines)
     if count < 4:
@@ -404,9 +395,12 @@ def _line_quads(lines, edges):
     enough = (seen.sum(axis=1) >= MIN_VISIBLE_SIDES * 4 * LINE_SAMPLES) & \
         (along.sum(axis=1) >= MIN_EDGE_SUPPORT * seen.sum(axis=1))
     keep = sides & enough
-    corners, share = corners[keep].astype(np.float32), share[keep]
-    return [(min(float(share[index]), 1.0), _clockwise(corners[index]))
-            for index in np.argsort(-share, kind="stable")[:MAX_LINE_QUADS]]
+    # Ranked as sheets are, with this rough edge support: the largest
+    # quadrilaterals are mostly the room's lines, few of them along edges.
+    rank = np.minimum(share, 1.0) * (along.sum(axis=1) / np.maximum(seen.sum(axis=1), 1)) \
+        ** SUPPORT_WEIGHT
+    corners, rank = corners[keep].astype(np.float32), rank[keep]
+    return [_clockwise(corners[index]) for index in np.argsort(-rank, kind="stable")[:MAX_LINE_QUADS]]
 
 
 def _one_paper(colour, quad):
