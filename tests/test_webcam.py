@@ -108,7 +108,7 @@ def test_the_corners_found_lie_on_the_sheets_edges():
     assert np.median(errors) < 3.5
 
 
-def scene(wall, paper, ruled=False, shadow=None, finger=False):
+def scene(wall, paper, ruled=False, shadow=None, finger=False, pen=4):
     """A plain wall with one sheet in perspective holding a drawn circle and
     line, with sensor noise: (RGB photo, the sheet's corners)."""
     import cv2
@@ -120,8 +120,8 @@ def scene(wall, paper, ruled=False, shadow=None, finger=False):
     if ruled:
         for y in range(20, 300, 22):
             sheet[y:y + 2] = (150, 190, 235)
-    cv2.circle(sheet, (110, 140), 50, (30, 30, 40), 4)
-    cv2.line(sheet, (70, 200), (150, 90), (30, 30, 40), 4)
+    cv2.circle(sheet, (110, 140), 50, (30, 30, 40), pen)
+    cv2.line(sheet, (70, 200), (150, 90), (30, 30, 40), pen)
     corners = np.float32([[230, 80], [440, 100], [430, 400], [210, 380]])
     flat = np.float32([[0, 0], [220, 0], [220, 300], [0, 300]])
     homography = cv2.getPerspectiveTransform(flat, corners)
@@ -241,6 +241,16 @@ def test_an_outline_with_a_side_across_the_wall_is_not_a_sheets():
     # three quarters of the outline is still a sharp edge.
     wider = quad + np.float32([[0, 0], [40, 0], [40, 0], [0, 0]])
     assert _edge_support(small, wider) == 0
+
+
+@pytest.mark.parametrize("pen", [8, 10])
+def test_a_sketch_in_broad_marker_is_read(pen):
+    # The circle and line drawn 8-10 pixels wide on a 220-pixel sheet (a
+    # marker 8-10 mm wide on A4): refused as a blob before, read now.
+    photo, corners = scene((120, 120, 125), (248, 248, 246), pen=pen)
+    sketch = find_sketch(photo)
+    assert sketch is not None and corner_error(sketch.corners, corners) < 8
+    assert (sketch.grey < 128).mean() > 0.01
 
 
 def test_finding_the_sketch_is_pure():
