@@ -60,6 +60,68 @@ PICK_BRUSH_JS = """
 # page's margins are outside it, so they are set in the page's head.
 PHONE_HEAD = ("<style>@media (max-width: 640px) { .main.app { padding: 6px 4px !important; } }"
               "</style>")
+
+# Gradio's pad starts a stroke only where the pen goes down on the drawing
+# area; one begun in the grey margin around it was lost whole. When a pen
+# that went down on the margin reaches the drawing area, the stroke is
+# started where it crossed the edge, as if it had gone down there. The
+# drawing area's bounds come from the pad's PixiJS application, which PixiJS
+# announces to devtools through `__PIXI_APP_INIT__`.
+MARGIN_STROKES_JS = """
+(() => {
+  const apps = [];
+  const previous = window.__PIXI_APP_INIT__;
+  window.__PIXI_APP_INIT__ = (app, version) => {
+    apps.push(app);
+    if (previous) previous(app, version);
+  };
+  const PADS = "#sketchpad canvas, #teach-pad canvas";
+  const appOf = (canvas) => apps.find((app) => app.renderer && app.canvas === canvas);
+  const at = (app, e) => {
+    const box = app.canvas.getBoundingClientRect();
+    return {x: (e.clientX - box.left) * app.screen.width / box.width,
+            y: (e.clientY - box.top) * app.screen.height / box.height, box};
+  };
+  const inside = (app, p) => {
+    const area = app.stage.children[0]?.getBounds();
+    return !!area && area.width > 0 && p.x > area.x && p.x < area.x + area.width &&
+           p.y > area.y && p.y < area.y + area.height;
+  };
+  const send = (app, type, e, p) => app.canvas.dispatchEvent(new PointerEvent(type, {
+    clientX: p.box.left + p.x * p.box.width / app.screen.width,
+    clientY: p.box.top + p.y * p.box.height / app.screen.height,
+    pointerId: e.pointerId, pointerType: e.pointerType, isPrimary: e.isPrimary,
+    button: type === "pointerdown" ? 0 : -1, buttons: 1, pressure: 0.5,
+    bubbles: true, cancelable: true, composed: true}));
+  let held = null;
+  window.addEventListener("pointerdown", (e) => {
+    const app = e.isTrusted && e.target.matches && e.target.matches(PADS) && appOf(e.target);
+    const p = app && at(app, e);
+    held = p && !inside(app, p) ? {app, id: e.pointerId, last: p} : null;
+  }, true);
+  const release = (e) => { if (held && e.pointerId === held.id) held = null; };
+  window.addEventListener("pointerup", release, true);
+  window.addEventListener("pointercancel", release, true);
+  // Bubbling on window: the pad has seen this move (its listener captures on
+  // the document), so it knows the pen is over the drawing area.
+  window.addEventListener("pointermove", (e) => {
+    if (!held || !e.isTrusted || e.pointerId !== held.id) return;
+    const {app, last} = held;
+    const p = at(app, e);
+    if (!(e.buttons & 1)) { held = null; return; }
+    if (!inside(app, p)) { held.last = p; return; }
+    held = null;
+    // The edge: halve the step between the last outside point and this one.
+    let [out, edge] = [last, p];
+    for (let i = 0; i < 12; i++) {
+      const mid = {x: (out.x + edge.x) / 2, y: (out.y + edge.y) / 2, box: p.box};
+      if (inside(app, mid)) edge = mid; else out = mid;
+    }
+    send(app, "pointerdown", e, edge);
+    send(app, "pointermove", e, p);
+  });
+})();
+"""
 PHONE_CSS = """
 @media (max-width: 640px) {
   #intro p { display: none; }
@@ -413,7 +475,8 @@ def launch_options(host, port, share=False, auth=None, allowed_hosts=(), proxies
     return dict(server_name=host, server_port=port, share=share,
                 auth=owner_login(*auth) if auth else None,
                 auth_message="Sign in as the SketchLab owner." if auth else None,
-                prevent_thread_lock=True, show_error=False, css=PHONE_CSS, head=PHONE_HEAD,
+                prevent_thread_lock=True, show_error=False, css=PHONE_CSS,
+                head=PHONE_HEAD + f"<script>{MARGIN_STROKES_JS}</script>",
                 max_file_size=settings.max_file_size, ssr_mode=False, quiet=True,
                 enable_monitoring=False,  # its summary is not kept (demo_guard.Blocks.queue)
                 app_kwargs={"middleware": [Middleware(demo_guard.Guard, blocks=demo,

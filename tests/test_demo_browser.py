@@ -16,11 +16,14 @@ from PIL import Image
 from bench import ink_latency
 from tests.helpers.browser import open_browser
 from tests.helpers.common import artifact
-from tests.helpers.demo import draw_shape, offline_downloads
+from tests.helpers.demo import (draw_shape, from_the_margin, inked_from_the_edge,
+                                offline_downloads, recorded_frames)
 
 pytestmark = pytest.mark.browser
 
 TIMEOUT_MS = 30_000
+# What the verdict says once it answers.
+ANSWER = re.compile("It's a|Not sure|I don't know")
 
 
 def stroke(page, points, steps=1):
@@ -39,6 +42,15 @@ def phone_page(browser, url):
     page = context.new_page()
     page.goto(url)
     return page
+
+
+def open_phone_sketchpad(browser, url):
+    """The demo on a phone with its sketchpad canvas drawn: (page, canvas)."""
+    page = phone_page(browser, url)
+    canvas = page.locator("#sketchpad canvas").first
+    canvas.wait_for(timeout=TIMEOUT_MS)
+    page.wait_for_timeout(1000)
+    return page, canvas
 
 
 def open_sketchpad(browser, url):
@@ -175,23 +187,6 @@ def write_y4m(path, *scenes, size=(640, 480)):
                     f.write(np.ascontiguousarray(plane).tobytes())
 
 
-def recorded_frames(model, monkeypatch):
-    """What the webcam view classifies (`classify_seen`), kept so a failure can
-    say what the frames held."""
-    frames, classify_shown = [], model.classify_shown
-
-    def recording(image, **options):
-        try:
-            result, *rest = classify_shown(image, **options)
-        except Exception as error:
-            frames.append((image.copy(), type(error).__name__))
-            raise
-        frames.append((image.copy(), result["label"]))
-        return (result, *rest)
-    monkeypatch.setattr(model, "classify_shown", recording)
-    return frames
-
-
 def describe_frames(frames):
     """A failure's summary of the frames the server saw; the last is saved as an artifact."""
     if not frames:
@@ -292,10 +287,7 @@ def test_on_a_phone_the_pad_fills_the_width_and_the_answer_shows_without_scrolli
     url, app = server
     browser = open_browser(playwright)
     try:
-        page = phone_page(browser, url)
-        canvas = page.locator("#sketchpad canvas").first
-        canvas.wait_for(timeout=TIMEOUT_MS)
-        page.wait_for_timeout(1000)
+        page, canvas = open_phone_sketchpad(browser, url)
         pad = canvas.bounding_box()
         assert pad["width"] >= 0.95 * 390
         # Nothing covers the drawing: the side tools give way, the top bar's
@@ -315,7 +307,7 @@ def test_on_a_phone_the_pad_fills_the_width_and_the_answer_shows_without_scrolli
                                          (cx - side, cy - side)], strokes=1)
         verdict = page.locator("#sketch-verdict")
         try:
-            verdict.filter(has_text=re.compile("It's a|Not sure|I don't know")).wait_for(
+            verdict.filter(has_text=ANSWER).wait_for(
                 timeout=TIMEOUT_MS)
         finally:
             page.screenshot(path=str(artifact("demo-browser-phone.png")))
@@ -346,7 +338,7 @@ def test_the_pad_keeps_its_zoom_and_size_after_clear_on_desk_and_phone(server, p
             x, y, w, h = box["x"], box["y"], box["width"], box["height"]
             stroke(page, [(x + w * 0.4, y + h * 0.4), (x + w * 0.6, y + h * 0.6)])
             page.locator("#sketch-verdict").filter(
-                has_text=re.compile("It's a|Not sure|I don't know")).wait_for(timeout=TIMEOUT_MS)
+                has_text=ANSWER).wait_for(timeout=TIMEOUT_MS)
             page.locator("#sketchpad button[aria-label='Clear canvas']").click()
             page.locator("#sketch-verdict").filter(has_text="Draw something").wait_for(
                 timeout=TIMEOUT_MS)
@@ -354,6 +346,29 @@ def test_the_pad_keeps_its_zoom_and_size_after_clear_on_desk_and_phone(server, p
             assert (pad_zoom(page), canvas.bounding_box()) == (before, box)
     finally:
         browser.close()
+
+
+@pytest.mark.parametrize("screen", ["desk", "phone"])
+def test_a_stroke_begun_in_the_grey_margin_is_drawn_from_where_it_enters_the_pad(
+        server, playwright, monkeypatch, screen):
+    url, app = server
+    frames = recorded_frames(app.model, monkeypatch)
+    browser = open_browser(playwright)
+    try:
+        page, canvas = (open_sketchpad if screen == "desk" else open_phone_sketchpad)(browser,
+                                                                                      url)
+        box = canvas.bounding_box()
+        points = from_the_margin(box["x"], box["y"], box["width"], box["height"])
+        if screen == "desk":
+            stroke(page, points)
+        else:
+            ink_latency.touch_strokes(page, points, strokes=1)
+        page.locator("#sketch-verdict").filter(
+            has_text=ANSWER).wait_for(timeout=TIMEOUT_MS)
+    finally:
+        browser.close()
+    drawing, _ = frames[-1]
+    assert inked_from_the_edge(drawing), describe_frames(frames)
 
 
 def test_on_a_phone_a_class_card_is_picked_and_taught_a_drawing(server, playwright):
@@ -480,7 +495,7 @@ def test_save_and_retrain_shows_the_new_answer_for_the_same_drawing(server, play
         stroke(page, [(x + w * (0.2 + 0.15 * i), y + h * (0.35 if i % 2 else 0.65))
                       for i in range(5)])
         page.locator("#sketch-verdict").filter(
-            has_text=re.compile("It's a|Not sure|I don't know")).wait_for(timeout=TIMEOUT_MS)
+            has_text=ANSWER).wait_for(timeout=TIMEOUT_MS)
         page.locator("#sketch-correct-new textarea, #sketch-correct-new input").first.fill("star")
         page.locator("#sketch-correct-retrain").click()
         saved = page.locator("#sketch-correct-saved")

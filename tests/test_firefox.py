@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.helpers.common import artifact
+from tests.helpers.demo import from_the_margin, inked_from_the_edge, recorded_frames
 from tests.helpers.firefox import css, firefox, in_view, stroke, text_of, wait_for
 from tests.helpers.labeler import (TRAIN_OPTIONS, labeled, png_bytes, seeded_store, served,
                                    tile_ids)
@@ -161,6 +162,25 @@ def test_drawing_with_a_finger_on_a_phone_sized_window_works_in_firefox(server):
                            and text_of(d, "#sketch-verdict"), "an answer", timeout=120)
         screenshot(driver, "firefox-demo-phone.png")
     assert "Draw something" not in verdict
+
+
+@pytest.mark.parametrize("width, height, pointer", [(1280, 1000, "mouse"),
+                                                     (390, 844, "touch")])
+def test_a_stroke_begun_in_the_grey_margin_is_drawn_in_firefox(server, monkeypatch, width,
+                                                                height, pointer):
+    url, app = server
+    frames = recorded_frames(app.model, monkeypatch)
+    with firefox(width=width, height=height) as driver:
+        driver.navigate(url)
+        wait_for(driver, lambda d: css(d, "#sketchpad button[aria-label='Brush'].highlight"),
+                 "the brush")
+        canvas = [c for c in css(driver, "#sketchpad canvas") if c.is_displayed()][0]
+        stroke(driver, from_the_margin(*in_view(driver, canvas)), pointer=pointer)
+        wait_for(driver, lambda d: any(word in text_of(d, "#sketch-verdict") for word
+                                       in ("It's a", "Not sure", "I don't know")),
+                 "an answer", timeout=120)
+    drawing, _ = frames[-1]
+    assert inked_from_the_edge(drawing)
 
 
 def test_save_and_retrain_works_in_firefox(server):

@@ -169,3 +169,36 @@ class DemoProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+def recorded_frames(model, monkeypatch):
+    """What the demo classifies (`classify_shown`): (image, label) pairs, kept so
+    a test can check what reached the server and a failure can say what it was."""
+    frames, classify_shown = [], model.classify_shown
+
+    def recording(image, **options):
+        try:
+            result, *rest = classify_shown(image, **options)
+        except Exception as error:
+            frames.append((image.copy(), type(error).__name__))
+            raise
+        frames.append((image.copy(), result["label"]))
+        return (result, *rest)
+    monkeypatch.setattr(model, "classify_shown", recording)
+    return frames
+
+
+def from_the_margin(x, y, width, height):
+    """Points of a stroke on a pad's canvas box that goes down in the grey
+    margin near its top-left corner, crosses into the drawing area to its
+    middle, then goes down."""
+    return [(x + 0.04 * width, y + 0.04 * height), (x + 0.3 * width, y + 0.3 * height),
+            (x + 0.5 * width, y + 0.5 * height), (x + 0.5 * width, y + 0.7 * height)]
+
+
+def inked_from_the_edge(image):
+    """Whether a pad's drawing has ink within 3 % of its left or top border:
+    where a stroke from the margin comes in."""
+    ink = np.asarray(image.convert("L")) < 128
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    return bool(rows.size) and min(rows[0] / ink.shape[0], cols[0] / ink.shape[1]) < 0.03
