@@ -36,19 +36,24 @@ from service import access, ingest
 from service.access import AUTH_ENV, is_loopback
 
 # Select the brush, so drawing starts at the first stroke (Gradio opens the
-# editor with no tool selected). Retries while the editor is still rendering.
+# editor with no tool selected, and Clear drops it). Retries while the editor
+# is still rendering. Not at once: a tool picked while Clear is still emptying
+# the editor makes it send the drawing as it was, whose answer then shows
+# over the empty pad.
 PICK_BRUSH_JS = """
 () => {
-  const pick = (id, tries) => {
-    const brush = document.querySelector(`#${id} button[aria-label="Brush"]`);
-    if (brush) {
-      if (!brush.classList.contains("highlight")) brush.click();
-    } else if (tries > 0) {
-      setTimeout(() => pick(id, tries - 1), 250);
-    }
-  };
-  pick("sketchpad", 40);
-  pick("teach-pad", 40);
+  setTimeout(() => {
+    const pick = (id, tries) => {
+      const brush = document.querySelector(`#${id} button[aria-label="Brush"]`);
+      if (brush) {
+        if (!brush.classList.contains("highlight")) brush.click();
+      } else if (tries > 0) {
+        setTimeout(() => pick(id, tries - 1), 250);
+      }
+    };
+    pick("sketchpad", 40);
+    pick("teach-pad", 40);
+  }, 500);
 }
 """
 
@@ -316,9 +321,9 @@ def build():
                     concurrency_limit=settings.classify_concurrency, show_progress="hidden")
         # A new answer replaces what a correction refers to, and its picture.
         sketch_out = [sketch_label, sketch_verdict, sketch_kept, sketch_seen, sketch_like]
-        pad.change(sketch_live_ui, [pad, sketch_kept], sketch_out, trigger_mode="always_last",
-                   **live)
-        submit.click(sketch_ui, [pad, sketch_kept], sketch_out, **live)
+        answering = [pad.change(sketch_live_ui, [pad, sketch_kept], sketch_out,
+                                trigger_mode="always_last", **live),
+                     submit.click(sketch_ui, [pad, sketch_kept], sketch_out, **live)]
         cam.stream(webcam_ui, [cam, webcam_track],
                    [live_label, live_verdict, photo_live, live_seen],
                    stream_every=settings.stream_every, time_limit=settings.stream_time_limit,
@@ -363,9 +368,10 @@ def build():
         ui.accept.click(accept_waiting_ui, None, [retrain_result, ui.train_plan, ui.info,
                                                   ui.accept], **_writes())
         # Clearing a pad with its trash button drops the brush: select it again.
+        # An answer still on its way is about the drawing that is gone.
         pad.clear(cleared_sketch, None, sketch_out + [sketch_box.choice, sketch_box.new,
                                                       sketch_box.saved],
-                  js=PICK_BRUSH_JS, api_visibility="private", queue=False)
+                  js=PICK_BRUSH_JS, api_visibility="private", queue=False, cancels=answering)
         teach_pad.clear(None, js=PICK_BRUSH_JS)
         ui.retrain.click(retrain_ui, None, [retrain_result, ui.info, ui.sketch_choice,
                                             ui.photo_choice, ui.teach_class, ui.cards,

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import re
+import threading
 import time
 
 import numpy as np
@@ -110,6 +111,15 @@ def test_drawing_a_circle_shows_circle_and_a_correction_is_saved(server, playwri
     assert stored.mode == "RGB"  # normalized: flattened onto white
 
 
+# Every text the Draw tab's verdict shows from now on.
+VERDICTS_JS = """() => {
+  window.sketchlabVerdicts = [];
+  const verdict = document.querySelector('#sketch-verdict');
+  new MutationObserver(() => window.sketchlabVerdicts.push(verdict.innerText))
+    .observe(verdict, {subtree: true, childList: true, characterData: true});
+}"""
+
+
 def test_a_correction_is_bound_to_the_answer_shown_and_cleared_with_the_canvas(
         server, playwright, monkeypatch):
     url, app = server
@@ -127,23 +137,36 @@ def test_a_correction_is_bound_to_the_answer_shown_and_cleared_with_the_canvas(
         # What the model saw is shown beside its answer.
         page.locator("#sketch-seen img").wait_for(timeout=TIMEOUT_MS)
 
-        # A newer stroke whose answer is slow to come: the correction clicked
-        # meanwhile is about the drawing whose answer is on screen.
-        real = app.model.classify_seen
-        monkeypatch.setattr(app.model, "classify_seen",
-                            lambda image: (time.sleep(5), real(image))[1])
+        # A newer stroke whose answer is held back until after Clear: the
+        # correction clicked meanwhile is about the drawing whose answer is on
+        # screen, and the held answer, for a drawing that is gone, never shows.
+        started, held, answered = threading.Event(), threading.Event(), threading.Event()
+        real = app.model.classify_shown
+
+        def slow(*args, **kwargs):
+            started.set()
+            held.wait(TIMEOUT_MS / 1000)
+            try:
+                return real(*args, **kwargs)
+            finally:
+                answered.set()
+        monkeypatch.setattr(app.model, "classify_shown", slow)
         right = box["x"] + box["width"] * 0.72
         stroke(page, [(right, y0), (right, y0 + side)])
+        assert started.wait(TIMEOUT_MS / 1000)
+        monkeypatch.undo()
         page.locator("#sketch-correct-new textarea, #sketch-correct-new input").first.fill("house")
         page.locator("#sketch-correct-send").click()
         saved = page.locator("#sketch-correct-saved")
         saved.filter(has_text="Saved").wait_for(timeout=TIMEOUT_MS)
         page.locator("#sketch-correct-send").click()
         saved.filter(has_text="Already saved").wait_for(timeout=TIMEOUT_MS)
-        monkeypatch.undo()
 
         page.locator("#sketchpad button[aria-label='Clear canvas']").click()
         verdict.filter(has_text="Draw something").wait_for(timeout=TIMEOUT_MS)
+        page.evaluate(VERDICTS_JS)
+        held.set()
+        assert answered.wait(TIMEOUT_MS / 1000)
         page.wait_for_function(
             "() => !document.querySelector('#sketch-correct-saved').innerText.trim()"
             " && !document.querySelector('#sketch-seen img')", timeout=TIMEOUT_MS)
@@ -151,6 +174,10 @@ def test_a_correction_is_bound_to_the_answer_shown_and_cleared_with_the_canvas(
         assert typed.input_value() == ""
         page.locator("#sketch-correct-send").click()
         saved.filter(has_text="Nothing to correct").wait_for(timeout=TIMEOUT_MS)
+        # Answers come in order on the page's one event stream: the held one
+        # would have been shown by now, if only for a moment.
+        shown = page.evaluate("window.sketchlabVerdicts")
+        assert not [text for text in shown if ANSWER.search(text)], shown
     finally:
         browser.close()
     [row] = [c for c in app.model.store.corrections() if c["label"] == "house"]
