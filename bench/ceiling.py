@@ -1,8 +1,9 @@
 """python -m bench.ceiling: the framework's ceiling, a trivial Gradio app.
 
 The demo's sketchpad (same settings and elem_id) whose change event answers
-with the same four outputs as the demo's (a gr.Label, a verdict, the state a
-correction refers to, a picture of what the model saw), and /classify_sketch
+with four of the demo's five outputs (a gr.Label, a verdict, the state a
+correction refers to, a picture of what the model saw; not the look-alike
+gallery, which the demo sends when it changes), and /classify_sketch
 and /classify_photo with the demo's input components and a gr.Label answer;
 the same queue size and concurrency, and the same Blocks (demo_guard's: no
 traffic summary after each event); handlers that return fixed values at
