@@ -285,6 +285,59 @@ def test_fake_webcam_follows_a_triangle_in_and_out_of_view_live_and_snapshots_it
         browser.close()
 
 
+def card_count(page, name):
+    """The number of examples the Teach tab's card for `name` shows."""
+    card = page.locator("#class-cards button.thumbnail-item").filter(has_text=name)
+    card.wait_for(timeout=TIMEOUT_MS)
+    return int(card.inner_text().split("·")[1])
+
+
+def test_record_on_the_teach_tab_adds_webcam_frames_to_the_card_until_stopped(
+        server, playwright, tmp_path, monkeypatch):
+    import demo_handlers
+    url, app = server
+    monkeypatch.setattr(demo_handlers.settings, "record_frames", 3)
+    # A different triangle in every frame: the same picture twice is stored once.
+    video = tmp_path / "triangles.y4m"
+    write_y4m(video, *[(draw_shape("triangle", seed=seed, size=360), 1) for seed in range(30)])
+    browser = open_browser(playwright, "--use-fake-device-for-media-stream",
+                           "--use-fake-ui-for-media-stream",
+                           f"--use-file-for-fake-video-capture={video}")
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url)
+        page.get_by_role("tab", name="Teach").click()
+        before = card_count(page, "triangle")
+        page.locator("#class-cards button.thumbnail-item").filter(has_text="triangle").click()
+        page.locator("#card-info").filter(has_text="triangle").wait_for(timeout=TIMEOUT_MS)
+        page.get_by_role("tab", name="Webcam", exact=True).click()
+        page.locator("#teach-photo button", has_text="Click to Access Webcam").click()
+        page.locator("#teach-photo button[aria-label='capture photo']").click(
+            timeout=TIMEOUT_MS)
+        record = page.locator("#record")
+        # One press records until `record_frames` frames are in, then stops.
+        record.click()
+        record.filter(has_text="Stop").wait_for(timeout=TIMEOUT_MS)
+        record.filter(has_text=re.compile("⏺ Record$")).wait_for(timeout=2 * TIMEOUT_MS)
+        page.locator("#class-cards button.thumbnail-item").filter(
+            has_text=re.compile(rf"triangle · {before + 3}\b")).wait_for(timeout=TIMEOUT_MS)
+        page.screenshot(path=str(artifact("demo-browser-record.png")), full_page=True)
+        # A second press starts again, a third stops it.
+        record.click()
+        record.filter(has_text="Stop").wait_for(timeout=TIMEOUT_MS)
+        record.click()
+        page.locator("#teach-result").filter(has_text="Recording stopped").wait_for(
+            timeout=TIMEOUT_MS)
+        record.filter(has_text=re.compile("⏺ Record$")).wait_for(timeout=TIMEOUT_MS)
+    finally:
+        browser.close()
+    recorded = app.model.store.db.execute(
+        "SELECT count(*) FROM images i JOIN labels l ON l.image_id = i.id"
+        " JOIN classes c ON c.id = l.class_id WHERE c.name = 'triangle'"
+        " AND i.source = 'webcam' AND l.labeled_by = 'teach:local'").fetchone()[0]
+    assert 3 <= recorded <= 6
+
+
 def test_a_paper_sketch_held_up_in_a_room_is_read_from_the_sheet_live(
         server, playwright, tmp_path, monkeypatch):
     """The fake camera films a simulated webcam photo: a pen triangle on a tilted
