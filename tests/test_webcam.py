@@ -430,6 +430,14 @@ def test_a_blank_sheet_is_no_sketch_in_view():
     assert refused([webcam_photos.blank_sheet(seed).image for seed in range(20)]) >= 19
 
 
+def test_a_blank_sheet_framed_by_lines_of_the_room_is_no_sketch_in_view():
+    # Looked for by its straight sides, a blank sheet with one side along a
+    # line of the room takes in a strip of the room, whose edge reads as a
+    # stroke: 5 of these 60 were taken for a sketch until the inside had to
+    # be one paper almost throughout.
+    assert refused([webcam_photos.blank_sheet(seed).image for seed in range(40, 100)]) >= 59
+
+
 def test_of_two_sheets_the_one_with_the_sketch_is_read_or_none_is():
     answers = []
     for seed, doodle in enumerate(doodles(20)):
