@@ -771,7 +771,7 @@ def rename_class_ui(label, new_name, taught, request: gr.Request):
 def delete_class_ui(label, taught, request: gr.Request):
     try:
         _teacher(request)
-        name = labeling.delete_class(app.model.store, _class_id(label))
+        name = labeling.delete_class(app.model.store, _class_id(label), forget_deleted=True)
     except SketchError as error:
         return teach_update(f"⚠️ Not deleted: {md(error)}", label, taught)
     return teach_update(f"Class **{md(name)}** deleted.", None, taught)

@@ -343,19 +343,23 @@ def merge_classes(store, source_id, target_id):
     return source["name"], target["name"], moved
 
 
-def delete_class(store, class_id):
-    """Delete a class without images (deleted images count: restoring one must
-    not leave it without its class)."""
+def delete_class(store, class_id, forget_deleted=False):
+    """Delete a class without images. Deleted images count (restoring one
+    must not leave it without its class), unless `forget_deleted`: then they
+    lose their label with the class and a restored one comes back unlabeled
+    (the Teach tab, which cannot restore or relabel, deletes a class whose
+    examples were all taken back)."""
     with store.transaction() as db:
         name = get_class(store, class_id)["name"]
         live, deleted = db.execute(
             "SELECT SUM(i.deleted_at IS NULL), SUM(i.deleted_at IS NOT NULL) FROM labels l"
             " JOIN images i ON i.id = l.image_id WHERE l.class_id = ?", [class_id]).fetchone()
-        if live or deleted:
+        if live or (deleted and not forget_deleted):
             raise ClassConflict(
                 f"The class {name!r} is not empty: it labels {live or 0} image(s)"
                 + (f" and {deleted} deleted image(s)" if deleted else "")
                 + ". Relabel them or merge the class into another one first.")
+        db.execute("DELETE FROM labels WHERE class_id = ?", [class_id])
         store.remove_class(class_id)
     return name
 

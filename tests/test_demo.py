@@ -267,6 +267,23 @@ def test_classes_are_added_renamed_and_deleted_only_when_empty_from_the_cards(te
     assert handlers.delete_class_ui(None, [], request_as(None))[0].startswith("⚠️")
 
 
+def test_a_class_whose_examples_were_all_taken_back_is_deleted_from_the_cards(teach_store):
+    import demo_handlers as handlers
+    handlers.add_class_ui("kite", [], request_as(None))
+    added, _ = handlers.add_example(draw_shape("star", seed=4), "kite", "upload",
+                                    request_as(None))
+    out = handlers.undo_ui([added["id"]], "kite", request_as(None))
+    assert "kite · 0" in card_captions(out)
+    out = handlers.delete_class_ui("kite", [], request_as(None))
+    assert "Class **kite** deleted" in out[0], out[0]
+    assert "kite" not in {c["name"] for c in teach_store.classes()}
+    # The example stays among the deleted images, without a label.
+    row = teach_store.db.execute("SELECT deleted_at, (SELECT COUNT(*) FROM labels"
+                                 " WHERE image_id = ?) FROM images WHERE id = ?",
+                                 [added["id"], added["id"]]).fetchone()
+    assert row[0] is not None and row[1] == 0
+
+
 def test_uploaded_files_are_added_to_the_chosen_class_and_bad_ones_named(teach_store, tmp_path,
                                                                         monkeypatch):
     import demo_handlers as handlers

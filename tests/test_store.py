@@ -559,3 +559,22 @@ def test_a_sender_may_send_corrections_per_day(store, monkeypatch):
     with pytest.raises(RateLimited, match="a day"):
         store.add_correction(image_id, "circle", "sketch", "anonymous@10.0.0.3")
     assert len(store.corrections()) == CORRECTIONS_PER_DAY
+
+
+def test_deleting_a_class_with_forgotten_deleted_images_writes_nothing_when_it_fails(
+        store, monkeypatch):
+    from db import labeling
+    [(image_id, _)] = store.add_images([item(b"kite", label="kite")])
+    labeling.delete_images(store, [image_id])
+    [kite] = [c["id"] for c in store.classes() if c["name"] == "kite"]
+
+    def failing(class_id):
+        raise sqlite3.OperationalError("disk I/O error")
+    monkeypatch.setattr(store, "remove_class", failing)
+    with pytest.raises(SketchError, match="Nothing was saved"):
+        labeling.delete_class(store, kite, forget_deleted=True)
+    # The deleted image's label was put back with the class.
+    assert count(store, "labels") == 1 and count(store, "classes") == 1
+    monkeypatch.undo()
+    assert labeling.delete_class(store, kite, forget_deleted=True) == "kite"
+    assert count(store, "labels") == 0 and count(store, "classes") == 0
