@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from tests.helpers.common import artifact
-from tests.helpers.demo import from_the_margin, inked_from_the_edge, recorded_frames
+from tests.helpers.demo import (draw_shape, from_the_margin, inked_from_the_edge,
+                                recorded_frames)
 from tests.helpers.firefox import css, firefox, in_view, stroke, text_of, wait_for
 from tests.helpers.labeler import (TRAIN_OPTIONS, labeled, png_bytes, seeded_store, served,
                                    tile_ids)
@@ -181,6 +182,37 @@ def test_a_stroke_begun_in_the_grey_margin_is_drawn_in_firefox(server, monkeypat
                  "an answer", timeout=120)
     drawing, _ = frames[-1]
     assert inked_from_the_edge(drawing)
+
+
+def test_a_class_is_added_renamed_taught_an_upload_and_deleted_in_firefox(server, tmp_path):
+    url, app = server
+    upload = tmp_path / "comet.png"
+    draw_shape("star", seed=12, size=256).save(upload)
+    with firefox() as driver:
+        driver.navigate(url)
+        wait_for(driver, lambda d: [t for t in css(d, "button[role=tab]")
+                                    if t.text == "Teach"], "the Teach tab")[0].click()
+        wait_for(driver, card_counts, "class cards")
+        css(driver, "#new-class textarea, #new-class input")[0].send_keys("kite")
+        css(driver, "#add-class")[0].click()
+        wait_for(driver, lambda d: card_counts(d).get("kite") == 0, "the kite card")
+        css(driver, "#rename-to textarea, #rename-to input")[0].send_keys("comet")
+        css(driver, "#rename")[0].click()
+        wait_for(driver, lambda d: "comet" in card_counts(d) and "kite" not in card_counts(d),
+                 "the card renamed")
+        [tab] = [t for t in css(driver, "button[role=tab]") if t.text == "Upload"]
+        tab.click()
+        css(driver, "#teach-files input[type=file]")[0].send_keys(str(upload))
+        wait_for(driver, lambda d: "comet.png" in text_of(d, "#teach-files"), "the file")
+        css(driver, "#add-files")[0].click()
+        wait_for(driver, lambda d: card_counts(d).get("comet") == 1, "the uploaded example",
+                 timeout=120)
+        css(driver, "#undo")[0].click()
+        wait_for(driver, lambda d: card_counts(d).get("comet") == 0, "the example taken back")
+        css(driver, "#delete-class")[0].click()
+        wait_for(driver, lambda d: "comet" not in card_counts(d), "the card deleted")
+        screenshot(driver, "firefox-demo-class-deleted.png")
+    assert "comet" not in {c["name"] for c in app.model.store.classes()}
 
 
 def test_save_and_retrain_works_in_firefox(server):

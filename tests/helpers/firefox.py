@@ -57,7 +57,9 @@ def firefox(width=1280, height=1000):
         try:
             driver = Marionette(host="127.0.0.1", port=free_port(), bin=FIREFOX,
                                 startup_timeout=120, gecko_log=str(artifact("gecko.log")))
-            driver.start_session()
+            # Files go to Gradio's hidden file inputs, as a user's file dialog
+            # would fill them (the WebDriver default; Marionette's is strict).
+            driver.start_session({"strictFileInteractability": False})
         finally:
             if saved is None:
                 os.environ.pop("DISPLAY")
