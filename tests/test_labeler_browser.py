@@ -382,3 +382,54 @@ def test_the_core_flows_work_with_javascript_off(backbone, tmp_path, browser):
             for name in ("export-dataset", "export-labels"):
                 assert httpx.get(url + hrefs[name], timeout=120).status_code == 200
             context.close()
+
+
+# How far the page is wider than the window (a phone must not scroll sideways).
+OVERFLOW_JS = "Math.max(document.documentElement.scrollWidth, window.innerWidth) - screen.width"
+
+
+def test_the_core_flows_work_on_a_phone(backbone, tmp_path, browser):
+    """Label, batch label, review and upload by touch on a 390x844 screen,
+    every page without sideways scrolling."""
+    from labeler.app import create_app
+    with seeded_store(tmp_path / "phone.db") as (path, store, train, _):
+        store.add_correction(train[0], "blob", "sketch", "anonymous@10.0.0.1")
+        upload = tmp_path / "new-star.png"
+        upload.write_bytes(png_bytes("star", seed=78))
+        with served(create_app(path, train_options=TRAIN_OPTIONS)) as url:
+            context = browser.new_context(viewport={"width": 390, "height": 844},
+                                          is_mobile=True, has_touch=True,
+                                          device_scale_factor=2)
+            context.set_default_timeout(TIMEOUT_MS)
+            page = context.new_page()
+            wide = {}
+            for where in ("/", "/images", "/review", "/capture", "/retrain", "/export",
+                          "/classes", f"/images/{train[1]}"):
+                page.goto(url + where)
+                wide[where] = page.evaluate(OVERFLOW_JS)
+            assert not {where: px for where, px in wide.items() if px > 0}, wide
+            page.goto(f"{url}/images?per_page=20")
+            order = tile_ids(page.content())
+            boxes = page.locator(".grid .tile input[type=checkbox]")
+            boxes.nth(2).tap()
+            boxes.nth(4).tap()
+            page.fill("#batch-new-label", "zigzag")
+            page.locator("#do-label").tap()
+            page.wait_for_selector("text=Labeled 2 image(s) as zigzag.")
+            assert labeled(store, [order[2], order[4]]) == {order[2]: "zigzag",
+                                                            order[4]: "zigzag"}
+            page.screenshot(path=artifact("labeler-phone-grid.png"), full_page=True)
+            page.goto(f"{url}/review")
+            accept = page.locator(".accept-one").first
+            box = accept.bounding_box()
+            assert min(box["width"], box["height"]) >= 44, box
+            accept.tap()
+            page.wait_for_selector("text=Accepted 1 correction(s).")
+            assert store.corrections()[0]["status"] == "accepted"
+            page.goto(f"{url}/capture")
+            page.set_input_files("#upload-files", str(upload))
+            page.fill("#upload-form input[name=new_label]", "star")
+            page.locator("#upload-submit").tap()
+            page.wait_for_selector("text=Stored 1 new image(s)")
+            page.screenshot(path=artifact("labeler-phone-capture.png"), full_page=True)
+            context.close()
