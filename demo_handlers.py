@@ -690,9 +690,12 @@ def undo_ui(taught, label, request: gr.Request):
             return teach_update("Nothing to undo: no example was added from this page.",
                                 label, taught)
         *rest, last = taught
-        teach.take_back(app.model.store, last)
+        taken = teach.take_back(app.model.store, last)
     except SketchError as error:
         return teach_update(f"⚠️ {md(error)}", label, taught)
+    if not taken:
+        return teach_update("The last example was already gone (deleted or taken back "
+                            "elsewhere): nothing was changed.", label, rest)
     return teach_update("↩️ The last example was taken back (the labeler can restore it "
                         "from its deleted images).", label, rest)
 

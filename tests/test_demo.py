@@ -239,6 +239,17 @@ def test_class_cards_count_examples_and_undo_takes_back_the_last_one(teach_store
     assert handlers.undo_ui([], "star", request_as(None))[0].startswith("Nothing to undo")
 
 
+def test_undo_says_so_when_the_example_was_already_deleted_elsewhere(teach_store):
+    import demo_handlers as handlers
+    from db import labeling
+    added, _ = handlers.add_example(draw_shape("star", seed=43), "star", "sketch",
+                                    request_as(None))
+    labeling.delete_images(teach_store, [added["id"]])  # in the labeler, meanwhile
+    out = handlers.undo_ui([added["id"]], "star", request_as(None))
+    assert "already gone" in out[0] and "taken back" not in out[0].split("(")[0]
+    assert out[-1] == []
+
+
 def test_a_page_remembers_a_bounded_number_of_examples_to_undo(teach_store, monkeypatch):
     import demo_handlers as handlers
     monkeypatch.setattr(handlers.settings, "undo_depth", 2)
