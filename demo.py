@@ -59,6 +59,46 @@ PICK_BRUSH_JS = """
 
 
 
+# Record is held: pressing starts it, letting go stops it. The button stays
+# a plain toggle for keys (and for a browser without pointer events). The
+# press clicks it at once; letting go clicks it again once the page shows
+# it recording (so the stop reads the state the start wrote), and the click
+# the browser makes of the press and release is not passed on.
+HOLD_TO_RECORD_JS = """
+(() => {
+  let held = false, swallow = false;
+  const button = () => document.querySelector("#record");
+  const recording = () => button() && button().innerText.includes("let go");
+  document.addEventListener("pointerdown", (e) => {
+    if (!e.isTrusted || e.button !== 0 || !e.target.closest("#record") || recording()) return;
+    held = true;
+    swallow = true;
+    button().click();
+  }, true);
+  const release = (e) => {
+    if (!held || !e.isTrusted) return;
+    held = false;
+    // The browser's click of this press comes right after, or not at all.
+    setTimeout(() => { swallow = false; }, 0);
+    let tries = 50;
+    const stop = () => {
+      if (recording()) button().click();
+      else if (tries-- > 0) setTimeout(stop, 100);
+    };
+    stop();
+  };
+  document.addEventListener("pointerup", release, true);
+  document.addEventListener("pointercancel", release, true);
+  document.addEventListener("click", (e) => {
+    if (swallow && e.isTrusted && e.target.closest("#record")) {
+      swallow = false;
+      e.stopImmediatePropagation();
+      e.preventDefault();
+    }
+  }, true);
+})();
+"""
+
 # On a phone the pad fills the width, square, and its answer shows without
 # scrolling: the intro and the page's margins give way, the toolbar's
 # buttons are finger-sized. Gradio scopes `css` to its container; the
@@ -139,6 +179,9 @@ PHONE_CSS = """
      brush is chosen on load, and undo and clear stay in the top bar. */
   #sketchpad .toolbar-wrap, #teach-pad .toolbar-wrap { display: none; }
 }
+/* Held with a finger: no text selection or long-press menu. */
+#record { touch-action: none; user-select: none; -webkit-user-select: none;
+          -webkit-touch-callout: none; }
 """
 
 # Once a drawing is added, the Teach pad is emptied for the next one, as its
@@ -482,7 +525,7 @@ def launch_options(host, port, share=False, auth=None, allowed_hosts=(), proxies
                 auth=owner_login(*auth) if auth else None,
                 auth_message="Sign in as the SketchLab owner." if auth else None,
                 prevent_thread_lock=True, show_error=False, css=PHONE_CSS,
-                head=PHONE_HEAD + f"<script>{MARGIN_STROKES_JS}</script>",
+                head=PHONE_HEAD + f"<script>{MARGIN_STROKES_JS}{HOLD_TO_RECORD_JS}</script>",
                 max_file_size=settings.max_file_size, ssr_mode=False, quiet=True,
                 enable_monitoring=False,  # its summary is not kept (demo_guard.Blocks.queue)
                 app_kwargs={"middleware": [Middleware(demo_guard.Guard, blocks=demo,

@@ -700,7 +700,7 @@ def undo_ui(taught, label, request: gr.Request):
                         "from its deleted images).", label, rest)
 
 
-RECORD, STOP = "⏺ Record", "⏹ Stop recording"
+RECORD, STOP = "⏺ Hold to record", "⏹ Recording: let go to stop"
 
 
 def record_ui(recording, label, request: gr.Request):
@@ -716,7 +716,8 @@ def record_ui(recording, label, request: gr.Request):
     except SketchError as error:
         return None, gr.update(value=RECORD), f"⚠️ {md(error)}"
     return ({"label": label, "left": settings.record_frames}, gr.update(value=STOP),
-            f"Recording **{md(label)}**: hold sketches up to the camera, one after another.")
+            f"Recording **{md(label)}**: hold sketches up to the camera, one after another. "
+            f"Let go of the button (or press it again) to stop.")
 
 
 def teach_frame_ui(frame, recording, taught, request: gr.Request):

@@ -292,7 +292,7 @@ def card_count(page, name):
     return int(card.inner_text().split("·")[1])
 
 
-def test_record_on_the_teach_tab_adds_webcam_frames_to_the_card_until_stopped(
+def test_record_held_on_the_teach_tab_adds_webcam_frames_to_the_card_until_let_go(
         server, playwright, tmp_path, monkeypatch):
     import demo_handlers
     url, app = server
@@ -315,27 +315,38 @@ def test_record_on_the_teach_tab_adds_webcam_frames_to_the_card_until_stopped(
         page.locator("#teach-photo button[aria-label='capture photo']").click(
             timeout=TIMEOUT_MS)
         record = page.locator("#record")
-        # One press records until `record_frames` frames are in, then stops.
-        record.click()
-        record.filter(has_text="Stop").wait_for(timeout=TIMEOUT_MS)
-        record.filter(has_text=re.compile("⏺ Record$")).wait_for(timeout=2 * TIMEOUT_MS)
+        record.wait_for(timeout=TIMEOUT_MS)
+        idle, busy = re.compile("Hold to record$"), re.compile("let go to stop$")
+        # Held, it records until `record_frames` frames are in, then stops
+        # by itself.
+        record.hover()
+        page.mouse.down()
+        record.filter(has_text=busy).wait_for(timeout=TIMEOUT_MS)
+        record.filter(has_text=idle).wait_for(timeout=2 * TIMEOUT_MS)
         page.locator("#class-cards button.thumbnail-item").filter(
             has_text=re.compile(rf"triangle · {before + 3}\b")).wait_for(timeout=TIMEOUT_MS)
+        page.mouse.up()
         page.screenshot(path=str(artifact("demo-browser-record.png")), full_page=True)
-        # A second press starts again, a third stops it.
-        record.click()
-        record.filter(has_text="Stop").wait_for(timeout=TIMEOUT_MS)
-        record.click()
+        # Held again and let go while it records: it stops.
+        page.mouse.down()
+        record.filter(has_text=busy).wait_for(timeout=TIMEOUT_MS)
+        page.mouse.up()
         page.locator("#teach-result").filter(has_text="Recording stopped").wait_for(
             timeout=TIMEOUT_MS)
-        record.filter(has_text=re.compile("⏺ Record$")).wait_for(timeout=TIMEOUT_MS)
+        record.filter(has_text=idle).wait_for(timeout=TIMEOUT_MS)
+        # From the keyboard it is a toggle: Enter starts, Enter stops.
+        record.focus()
+        page.keyboard.press("Enter")
+        record.filter(has_text=busy).wait_for(timeout=TIMEOUT_MS)
+        page.keyboard.press("Enter")
+        record.filter(has_text=idle).wait_for(timeout=TIMEOUT_MS)
     finally:
         browser.close()
     recorded = app.model.store.db.execute(
         "SELECT count(*) FROM images i JOIN labels l ON l.image_id = i.id"
         " JOIN classes c ON c.id = l.class_id WHERE c.name = 'triangle'"
         " AND i.source = 'webcam' AND l.labeled_by = 'teach:local'").fetchone()[0]
-    assert 3 <= recorded <= 6
+    assert 3 <= recorded <= 9
 
 
 def test_a_class_is_added_renamed_taught_an_upload_and_deleted_from_the_cards(
