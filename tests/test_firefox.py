@@ -215,6 +215,61 @@ def test_a_class_is_added_renamed_taught_an_upload_and_deleted_in_firefox(server
     assert "comet" not in {c["name"] for c in app.model.store.classes()}
 
 
+# The page's camera films a canvas on which a circle is drawn again every
+# 100 ms, a little moved each time (the same picture twice is stored once).
+CIRCLE_CAMERA_JS = """
+const canvas = document.createElement("canvas");
+canvas.width = 640; canvas.height = 480;
+const pen = canvas.getContext("2d");
+setInterval(() => {
+  pen.fillStyle = "#fff"; pen.fillRect(0, 0, 640, 480);
+  pen.strokeStyle = "#000"; pen.lineWidth = 8;
+  pen.beginPath();
+  pen.arc(320 + 40 * Math.random(), 240 + 40 * Math.random(), 150, 0, 2 * Math.PI);
+  pen.stroke();
+}, 100);
+const stream = canvas.captureStream(10);
+navigator.mediaDevices.getUserMedia = async () => stream;
+navigator.mediaDevices.enumerateDevices = async () => [
+  {deviceId: "circle", kind: "videoinput", label: "circle camera", groupId: "circle"}];
+"""
+
+
+def test_holding_record_adds_webcam_frames_until_let_go_in_firefox(server):
+    url, app = server
+    with firefox() as driver:
+        driver.navigate(url)
+        driver.execute_script(CIRCLE_CAMERA_JS, sandbox=None)
+        wait_for(driver, lambda d: [t for t in css(d, "button[role=tab]")
+                                    if t.text == "Teach"], "the Teach tab")[0].click()
+        before = wait_for(driver, card_counts, "class cards")["circle"]
+        [card] = [c for c in css(driver, "#class-cards button.thumbnail-item")
+                  if c.text.startswith("circle")]
+        card.click()
+        wait_for(driver, lambda d: "circle" in text_of(d, "#card-info"), "the chosen card")
+        [tab] = [t for t in css(driver, "button[role=tab]") if t.text == "Webcam"]
+        tab.click()
+        wait_for(driver, lambda d: [b for b in css(d, "#teach-photo button")
+                                    if "Access Webcam" in b.text], "the webcam button")[0].click()
+        wait_for(driver, lambda d: css(d, "#teach-photo button[aria-label='capture photo']"),
+                 "the stream button")[0].click()
+        record = css(driver, "#record")[0]
+        in_view(driver, record)
+        press = driver.actions.sequence("pointer", "mouse", {"pointerType": "mouse"})
+        press.pointer_move(0, 0, origin=record).pointer_down().perform()
+        try:
+            wait_for(driver, lambda d: card_counts(d).get("circle", 0) >= before + 2,
+                     "recorded frames", timeout=120)
+        finally:
+            screenshot(driver, "firefox-demo-record.png")
+        release = driver.actions.sequence("pointer", "mouse", {"pointerType": "mouse"})
+        release.pointer_up().perform()
+        wait_for(driver, lambda d: "Recording stopped" in text_of(d, "#teach-result"),
+                 "the recording stopped")
+        driver.actions.release()
+        assert text_of(driver, "#record").endswith("Hold to record")
+
+
 def test_save_and_retrain_works_in_firefox(server):
     """Last in this module: it retrains the shared database's model."""
     url, app = server
