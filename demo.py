@@ -23,8 +23,8 @@ from starlette.middleware import Middleware
 import demo_guard
 
 from db.cli import add_db_option
-from demo_handlers import (RECORD, accept_waiting_ui, add_class_ui, app, card_text, chosen_card,
-                           classify_photo, classify_sketch, cleared_sketch, correct, correct_ui,
+from demo_handlers import (RECORD, Recording, accept_waiting_ui, add_class_ui, app, card_text,
+                           chosen_card, classify_photo, classify_sketch, cleared_sketch, correct, correct_ui,
                            delete_class_ui, fix_and_retrain_ui, keep_frame, on_load,
                            owner_login, page_state, pick_card, record_ui, rename_class_ui,
                            retrain_ui, settings, sketch_live_ui, sketch_ui, teach_files_ui,
@@ -334,7 +334,7 @@ def build():
                             label="Webcam", sources=["webcam"], streaming=True, type="pil",
                             elem_id="teach-photo", webcam_options=gr.WebcamOptions(mirror=False))
                         teach_frame = gr.State(None)
-                        recording = gr.State(None)
+                        recording = gr.State(Recording())
                         with gr.Row():
                             ui.add_photo = gr.Button("Add this frame", elem_id="add-photo")
                             ui.record = gr.Button(RECORD, elem_id="record")
@@ -389,11 +389,10 @@ def build():
                            **_writes())
         ui.add_files.click(teach_files_ui, [teach_files, ui.teach_class, taught],
                            [teach_files] + teach_out, **_writes())
-        ui.record.click(record_ui, [recording, ui.teach_class], [recording, ui.record,
-                                                                 teach_result],
+        ui.record.click(record_ui, [recording, ui.teach_class], [ui.record, teach_result],
                         api_visibility="private", queue=False)
         teach_cam.stream(teach_frame_ui, [teach_cam, recording, taught],
-                         [teach_frame, recording, ui.record] + teach_out,
+                         [teach_frame, ui.record] + teach_out,
                          stream_every=settings.stream_every,
                          time_limit=settings.stream_time_limit,
                          concurrency_limit=settings.webcam_streams, concurrency_id="webcam",

@@ -703,19 +703,46 @@ def undo_ui(taught, label, request: gr.Request):
 RECORD, STOP = "⏺ Hold to record", "⏹ Recording: let go to stop"
 
 
+class Recording:
+    """One page's Record button: the class webcam frames join and how many
+    more may (`label` None: not recording). Changed in place, never sent back
+    as an event's output: a frame answered after Stop must not write back the
+    recording it began with."""
+
+    def __init__(self):
+        self.label, self.left = None, 0
+
+    def start(self, label, frames):
+        self.label, self.left = label, frames
+
+    def stop(self):
+        self.label, self.left = None, 0
+
+    def take(self):
+        """The class the next frame joins (counting it), or None."""
+        label = self.label
+        if label is not None:
+            self.left -= 1
+            if self.left <= 0:
+                self.stop()
+        return label
+
+
 def record_ui(recording, label, request: gr.Request):
-    """⏺ Record / ⏹ Stop: while recording, webcam frames join the chosen
-    class, at most `record_frames` of them. Returns (recording, button,
-    message)."""
-    if recording:
-        return None, gr.update(value=RECORD), "Recording stopped."
+    """Record pressed (held, on the page) / let go: while recording, webcam
+    frames join the chosen class, at most `record_frames` of them. Returns
+    (button, message)."""
+    if recording.label is not None:
+        recording.stop()
+        return gr.update(value=RECORD), "Recording stopped."
     try:
         _teacher(request)
         if not label:
             raise NotFound("Pick a class card (or type a class name) first.")
     except SketchError as error:
-        return None, gr.update(value=RECORD), f"⚠️ {md(error)}"
-    return ({"label": label, "left": settings.record_frames}, gr.update(value=STOP),
+        return gr.update(value=RECORD), f"⚠️ {md(error)}"
+    recording.start(label, settings.record_frames)
+    return (gr.update(value=STOP),
             f"Recording **{md(label)}**: hold sketches up to the camera, one after another. "
             f"Let go of the button (or press it again) to stop.")
 
@@ -723,19 +750,17 @@ def record_ui(recording, label, request: gr.Request):
 def teach_frame_ui(frame, recording, taught, request: gr.Request):
     """Each webcam frame of the Teach tab: kept for "Add this frame", and,
     while recording, added to the class recording was started for. Returns
-    (frame, recording, button) + the Teach update."""
-    if not recording or frame is None:
-        return (frame, recording, gr.skip()) + (gr.skip(),) * 6 + (taught,)
-    label, left = recording["label"], recording["left"] - 1
-    recording = {"label": label, "left": left} if left > 0 else None
-    button = gr.update(value=RECORD) if recording is None else gr.skip()
+    (frame, button) + the Teach update."""
+    label = recording.take() if frame is not None else None
+    if label is None:
+        return (frame, gr.skip()) + (gr.skip(),) * 6 + (taught,)
+    button = gr.update(value=RECORD) if recording.label is None else gr.skip()
     try:
         added, message = add_example(frame, label, "webcam", request)
     except gr.Error as error:
-        return (frame, recording, button, f"⚠️ Frame not added: {error.message}") + (
+        return (frame, button, f"⚠️ Frame not added: {error.message}") + (
             gr.skip(),) * 5 + (taught,)
-    return (frame, recording, button) + teach_update(message, added["label"],
-                                                     _remember(taught, added))
+    return (frame, button) + teach_update(message, added["label"], _remember(taught, added))
 
 
 def pick_card(names, evt: gr.SelectData):

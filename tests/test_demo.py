@@ -318,23 +318,34 @@ def test_uploaded_files_are_added_to_the_chosen_class_and_bad_ones_named(teach_s
 def test_record_adds_webcam_frames_to_its_class_until_its_limit(teach_store, monkeypatch):
     import demo_handlers as handlers
     monkeypatch.setattr(handlers.settings, "record_frames", 2)
-    recording, _, message = handlers.record_ui(None, None, request_as(None))
-    assert recording is None and "Pick a class" in message
-    recording, button, message = handlers.record_ui(None, "star", request_as(None))
-    assert recording == {"label": "star", "left": 2} and button["value"] == handlers.STOP
+    recording = handlers.Recording()
+    _, message = handlers.record_ui(recording, None, request_as(None))
+    assert recording.label is None and "Pick a class" in message
+    button, message = handlers.record_ui(recording, "star", request_as(None))
+    assert (recording.label, recording.left) == ("star", 2) and button["value"] == handlers.STOP
     frame = draw_shape("star", seed=70).convert("RGB")
     # Not recording: the frame is only kept for "Add this frame".
-    out = handlers.teach_frame_ui(frame, None, [], request_as(None))
-    assert out[0] is frame and out[1] is None and teach_store.count_images() == 6
+    out = handlers.teach_frame_ui(frame, handlers.Recording(), [], request_as(None))
+    assert out[0] is frame and teach_store.count_images() == 6
     out = handlers.teach_frame_ui(frame, recording, [], request_as(None))
-    assert out[1] == {"label": "star", "left": 1} and "Added to **star**" in out[3]
+    assert recording.left == 1 and "Added to **star**" in out[2]
     # A frame with no sketch is said, not added; the last frame ends the recording.
     blank = Image.new("RGB", (320, 240), "white")
-    out = handlers.teach_frame_ui(blank, out[1], out[-1], request_as(None))
-    assert out[1] is None and out[2]["value"] == handlers.RECORD
-    assert out[3].startswith("⚠️ Frame not added") and teach_store.count_images() == 7
-    stopped = handlers.record_ui({"label": "star", "left": 5}, "star", request_as(None))
-    assert stopped[0] is None and stopped[1]["value"] == handlers.RECORD
+    out = handlers.teach_frame_ui(blank, recording, out[-1], request_as(None))
+    assert recording.label is None and out[1]["value"] == handlers.RECORD
+    assert out[2].startswith("⚠️ Frame not added") and teach_store.count_images() == 7
+
+
+def test_a_frame_answered_after_stop_neither_joins_nor_restarts_the_recording(teach_store):
+    import demo_handlers as handlers
+    recording = handlers.Recording()
+    handlers.record_ui(recording, "star", request_as(None))
+    button, message = handlers.record_ui(recording, "star", request_as(None))
+    assert button["value"] == handlers.RECORD and message == "Recording stopped."
+    # A frame sent while recording, answered after Stop.
+    out = handlers.teach_frame_ui(draw_shape("star", seed=71).convert("RGB"), recording, [],
+                                  request_as(None))
+    assert recording.label is None and teach_store.count_images() == 6 and out[-1] == []
 
 
 def test_waiting_corrections_are_accepted_from_the_teach_tab_by_who_may_teach(teach_store,
