@@ -53,7 +53,7 @@ def nginx_binary():
 def nginx_config(listen, ports, folder, max_body):
     """deploy/nginx.conf filled in: nginx on `listen` (host:port) in front of
     the processes on loopback `ports`, writing only under `folder`."""
-    servers = "\n".join(f"        server {LOOPBACK}:{port};" for port in ports)
+    servers = "\n".join(f"        server {LOOPBACK}:{port} max_fails=0;" for port in ports)
     fields = {"@USER@": "user root;" if os.geteuid() == 0 else "", "@RUN@": str(folder),
               "@MAX_BODY@": str(max_body), "@SERVERS@": servers, "@LISTEN@": listen}
     text = TEMPLATE.read_text()

@@ -131,3 +131,21 @@ def test_after_a_retrain_elsewhere_every_process_serves_the_new_version_without_
     for url in two.worker_urls:
         assert classify(url, draw_cross(rng))[0] == NEW_CLASS
     assert two.alive() and two.pids == pids
+
+
+@pytest.mark.slow
+def test_a_browser_pinned_to_a_stopped_process_is_not_moved_to_another(two):
+    """Last in this module: it stops one of the two processes. A browser
+    moved to the other process would find its session unknown there and
+    wait on an event stream that never answers; its requests fail instead."""
+    import signal
+    os.kill(two.pids[0], signal.SIGKILL)
+    cookies = [f"browser-{n}" for n in range(16)]
+    rounds = []
+    with httpx.Client(timeout=60) as http:
+        for _ in range(3):
+            rounds.append([http.get(two.url + "gradio_api/info",
+                                    cookies={"sketchlab_worker": cookie}).status_code
+                           for cookie in cookies])
+    assert set(rounds[0]) == {200, 502}, rounds[0]
+    assert rounds[1] == rounds[0] and rounds[2] == rounds[0], rounds
