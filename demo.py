@@ -12,6 +12,7 @@ Who may do what (teaching and retraining need --auth once the app is shared)
 is service.access's rule.
 """
 import argparse
+import json
 import logging
 import os
 import sys
@@ -23,7 +24,7 @@ from starlette.middleware import Middleware
 import demo_guard
 
 from db.cli import add_db_option
-from demo_handlers import (RECORD, Recording, accept_waiting_ui, add_class_ui, app, card_text,
+from demo_handlers import (RECORD, STOP, Recording, accept_waiting_ui, add_class_ui, app, card_text,
                            chosen_card, classify_photo, classify_sketch, cleared_sketch, correct, correct_ui,
                            delete_class_ui, fix_and_retrain_ui, keep_frame, on_load,
                            owner_login, page_state, pick_card, record_ui, rename_class_ui,
@@ -61,14 +62,15 @@ PICK_BRUSH_JS = """
 
 # Record is held: pressing starts it, letting go stops it. The button stays
 # a plain toggle for keys (and for a browser without pointer events). The
-# press clicks it at once; letting go clicks it again once the page shows
-# it recording (so the stop reads the state the start wrote), and the click
-# the browser makes of the press and release is not passed on.
+# press clicks it at once; letting go clicks it again once the button shows
+# the handlers' STOP label (so the stop reads the state the start wrote),
+# and the click the browser makes of the press and release is not passed on.
 HOLD_TO_RECORD_JS = """
 (() => {
+  const STOP = STOP_LABEL;
   let held = false, swallow = false;
   const button = () => document.querySelector("#record");
-  const recording = () => button() && button().innerText.includes("let go");
+  const recording = () => button() && button().innerText.trim() === STOP;
   document.addEventListener("pointerdown", (e) => {
     if (!e.isTrusted || e.button !== 0 || !e.target.closest("#record") || recording()) return;
     held = true;
@@ -97,7 +99,7 @@ HOLD_TO_RECORD_JS = """
     }
   }, true);
 })();
-"""
+""".replace("STOP_LABEL", json.dumps(STOP))
 
 # On a phone the pad fills the width, square, and its answer shows without
 # scrolling: the intro and the page's margins give way, the toolbar's
