@@ -11,7 +11,9 @@ before Gradio sees it, and what Gradio answers is made the product's.
   * `Blocks`, `Sketchpad` and `Image`: Gradio's, with their input bounded
     (a sketch's layers are counted and never decoded; pixels are checked from
     the header before decoding) and their input errors made the product's;
-    `Gallery`, Gradio's without its thread pool for pictures that are files.
+    `Gallery`, Gradio's without its thread pool for pictures that are files;
+    `Session`, Gradio's session state, whose blocks' configurations are made
+    when first needed rather than for every plain-HTTP call.
 
 The limits are demo settings (demo_handlers.settings), each with help text.
 """
@@ -21,12 +23,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import gradio as gr
 from gradio.components.base import server
 from gradio.components.gallery import GalleryData, GalleryImage
 from gradio.data_classes import ImageData
+from gradio.state_holder import SessionState, StateHolder
 from starlette.requests import Request
 
 from db.errors import SketchError
@@ -426,6 +430,17 @@ class Blocks(gr.Blocks):
         self._queue.ANALYTICS_MAX_EVENTS = 1
         return blocks
 
+    @property
+    def state_holder(self):
+        return self._state_holder
+
+    @state_holder.setter
+    def state_holder(self, holder):
+        # Gradio's app makes a StateHolder and hands it over here; the same
+        # object stays the app's, so its class is changed in place.
+        holder.__class__ = SessionHolder
+        self._state_holder = holder
+
     async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):
         try:
             return await super().preprocess_data(block_fn, inputs, state, explicit_call)
@@ -438,6 +453,36 @@ class Blocks(gr.Blocks):
             else:
                 message = "The request's input is not in the form this app expects."
             raise gr.Error(message, title="Bad request") from None
+
+
+class SessionHolder(StateHolder):
+    """Gradio's holder of sessions, whose new sessions are `Session`s."""
+
+    def __getitem__(self, session_id):
+        if session_id not in self.session_data:
+            self.session_data[session_id] = Session(self.blocks)
+        return super().__getitem__(session_id)
+
+
+class Session(SessionState):
+    """Gradio's session state, whose blocks' configurations (each with its API
+    schema) are made when one is first needed. Gradio makes all of them when a
+    session starts: for the demo's ~110 blocks, 10-19 ms of CPU paid by every
+    plain-HTTP `/call/...` (a session each, the webcams' frames among them),
+    where an event needs those of its own inputs and outputs; a deep link
+    reads them all and gets them all."""
+
+    def __init__(self, blocks):
+        super().__init__(SimpleNamespace(default_config=blocks.default_config, blocks={}))
+        self._rendered = blocks.blocks
+
+    @property
+    def components(self):
+        made = self.config_values
+        self.config_values = {
+            key: made[key] if key in made else self.blocks_config.config_for_block(key, [], block)
+            for key, block in self.blocks_config.blocks.items() if key in self._rendered}
+        return super().components
 
 
 class Sketchpad(gr.Sketchpad):

@@ -175,6 +175,41 @@ def test_an_api_call_leaves_no_session_behind_once_its_answer_is_read(base):
     assert set(sessions) <= before
 
 
+def test_an_api_call_describes_only_the_blocks_its_event_uses(base, monkeypatch):
+    """Gradio describes every block of the page (its configuration and API
+    schema) for each new session, and every plain-HTTP call is a session:
+    10-19 ms of CPU a webcam frame for the demo's ~110 blocks."""
+    import demo
+    from gradio.blocks import BlocksConfig
+    described = []
+    describe = BlocksConfig.config_for_block
+
+    def counted(key, *args, **kwargs):
+        described.append(key)
+        return describe(key, *args, **kwargs)
+    monkeypatch.setattr(BlocksConfig, "config_for_block", staticmethod(counted))
+    sketch = {"background": None, "layers": [],
+              "composite": file_data(upload(base, png_bytes(draw_shape("circle", seed=5))))}
+    event, payload = call(base, "classify_sketch", [sketch])
+    assert event == "complete" and payload[0]["label"] == "circle", payload
+    fn = next(fn for fn in demo.demo.fns.values() if fn.api_name == "classify_sketch")
+    used = {block._id for block in fn.inputs + fn.outputs}
+    assert len(demo.demo.blocks) > 100
+    assert described and set(described) <= used, (len(described), used)
+
+
+def test_a_session_describes_the_page_as_gradios_own_would(server):
+    import demo
+    from gradio.state_holder import SessionState
+    import demo_guard
+    ours, gradios = demo_guard.Session(demo.demo), SessionState(demo.demo)
+    key = next(iter(ours.blocks_config.blocks))
+    for session in (ours, gradios):
+        session._update_value_in_config(key, "changed")
+    assert list(ours.components) == list(gradios.components)
+    assert len(list(ours.components)) > 100
+
+
 def test_every_answer_forbids_framing(base):
     for answer in (httpx.get(base + "/", timeout=30),
                    httpx.get(f"{base}/gradio_api/info", timeout=30),
