@@ -11,7 +11,11 @@ input-to-ink latency, by one frame. Prints p50/p95/max per browser and
 screen, the machine's load, and, as its last line, one JSON object.
 
 Headless Chromium and Firefox on a virtual display render WebGL in software
-here (no GPU): a phone or a desk with a GPU draws faster.
+here (no GPU): a phone or a desk with a GPU draws faster. With --breakdown,
+Chromium's strokes are traced (which adds its own cost) and, per pointer
+event, the page's main thread's busy time is split into the time it waited
+for the GPU process to run the editor's WebGL (SwiftShader without a GPU)
+and the rest (the editor's script, layout, input handling).
 """
 import argparse
 import json
@@ -56,8 +60,31 @@ def stroke_points(x, y, width, height, turns):
             for i in range(turns + 1)]
 
 
-def chromium(url, phone, strokes, turns):
-    """Latencies (ms) of `strokes` strokes in Chromium, desk or phone."""
+# Chromium trace events: a task on a thread, and the page's main thread
+# blocked until the GPU process has run the commands sent to it.
+TASK, GPU_WAIT = "ThreadControllerImpl::RunTask", "CommandBufferProxyImpl::WaitForGetOffset"
+TRACE_CATEGORIES = ["toplevel", "gpu", "cc", "devtools.timeline"]
+
+
+def main_thread_split(trace, events):
+    """{"main_thread_ms", "gpu_wait_ms"} per pointer event, from a Chromium
+    trace (JSON bytes) of the page's renderer."""
+    records = json.loads(trace)
+    records = records["traceEvents"] if isinstance(records, dict) else records
+    main = {(r["pid"], r["tid"]) for r in records if r.get("ph") == "M"
+            and r.get("name") == "thread_name" and r["args"].get("name") == "CrRendererMain"}
+    busy = {TASK: 0, GPU_WAIT: 0}
+    for r in records:
+        if r.get("ph") == "X" and r.get("name") in busy and (r["pid"], r["tid"]) in main:
+            busy[r["name"]] += r.get("dur", 0)
+    per = max(1, events) * 1000
+    return {"main_thread_ms": round(busy[TASK] / per, 1),
+            "gpu_wait_ms": round(busy[GPU_WAIT] / per, 1)}
+
+
+def chromium(url, phone, strokes, turns, breakdown=False):
+    """Latencies (ms) of `strokes` strokes in Chromium, desk or phone; with
+    `breakdown`, (latencies, `main_thread_split`)."""
     from playwright.sync_api import sync_playwright
     from tests.helpers.browser import open_browser
     with sync_playwright() as playwright:
@@ -72,6 +99,8 @@ def chromium(url, phone, strokes, turns):
             page.locator("#sketchpad button[aria-label='Brush'].highlight").wait_for(
                 state="attached", timeout=60_000)
             page.evaluate(RECORD_JS)
+            if breakdown:
+                browser.start_tracing(page=page, categories=TRACE_CATEGORIES)
             box = page.locator("#sketchpad canvas").first.bounding_box()
             points = stroke_points(box["x"], box["y"], box["width"], box["height"], turns)
             if phone:
@@ -84,7 +113,10 @@ def chromium(url, phone, strokes, turns):
                         page.mouse.move(*point, steps=2)
                     page.mouse.up()
             page.wait_for_timeout(1000)
-            return page.evaluate("window.sketchlabInk")
+            latencies = page.evaluate("window.sketchlabInk")
+            if breakdown:
+                return latencies, main_thread_split(browser.stop_tracing(), len(latencies))
+            return latencies
         finally:
             browser.close()
 
@@ -131,6 +163,9 @@ def parser():
     p.add_argument("--turns", type=int, default=8, help="corners per stroke (default: 8)")
     p.add_argument("--browsers", nargs="+", default=["chromium", "firefox"],
                    choices=["chromium", "firefox"], help="browsers to measure (default: both)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="trace Chromium's strokes and split its main thread's time per "
+                   "pointer event: waiting for WebGL in the GPU process, and the rest")
     return p
 
 
@@ -139,9 +174,15 @@ def main(argv=None):
     results = {"machine": machine(), "load_before": os.getloadavg()}
     with running_demo("sketchlab-ink-") as demo:
         for name in args.browsers:
-            run = chromium if name == "chromium" else firefox
             for screen in ("desk", "phone"):
-                figures = summary(run(demo.url, screen == "phone", args.strokes, args.turns))
+                phone = screen == "phone"
+                if name == "chromium" and args.breakdown:
+                    latencies, split = chromium(demo.url, phone, args.strokes, args.turns, True)
+                    figures = {**summary(latencies), **split}
+                elif name == "chromium":
+                    figures = summary(chromium(demo.url, phone, args.strokes, args.turns))
+                else:
+                    figures = summary(firefox(demo.url, phone, args.strokes, args.turns))
                 results[f"{name} {screen}"] = figures
                 print(f"{name:8} {screen:5} " + ", ".join(f"{k} {v}" for k, v in
                                                        figures.items()), flush=True)

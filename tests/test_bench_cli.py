@@ -17,7 +17,7 @@ OPTIONS = {
     "features": ("--images", "--seconds"),
     "foundation": ("--views",),
     "growth": ("--sizes", "--plot"),
-    "ink_latency": ("--strokes", "--turns", "--browsers"),
+    "ink_latency": ("--strokes", "--turns", "--browsers", "--breakdown"),
     "labeler_grid": ("--images", "--db"),
     "latency": ("--calls",),
     "load": ("--clients", "--webcams", "--seconds", "--stroke-every", "--workers",
@@ -114,3 +114,19 @@ def test_accuracy_bench_judges_the_head_against_the_better_baseline_at_few_shot_
     assert compare(0.85, baselines, 300)["met"] is None and 300 not in FEW_SHOT_SIZES
     table = comparison_table({30: behind, 300: compare(0.95, baselines, 300)})
     assert "NOT met" in table and "-0.0180" in table and "(not judged) ahead" in table
+
+
+def test_ink_bench_splits_the_pages_main_thread_time_per_pointer_event():
+    import json
+    from bench.ink_latency import GPU_WAIT, TASK, main_thread_split
+    page, gpu = (1, 10), (2, 20)
+    trace = [{"ph": "M", "name": "thread_name", "pid": 1, "tid": 10,
+              "args": {"name": "CrRendererMain"}},
+             {"ph": "M", "name": "thread_name", "pid": 2, "tid": 20,
+              "args": {"name": "CrGpuMain"}}]
+    for (pid, tid), name, dur in [(page, TASK, 400_000), (page, GPU_WAIT, 300_000),
+                                  (page, TASK, 200_000), (gpu, TASK, 900_000),
+                                  (gpu, GPU_WAIT, 50_000)]:
+        trace.append({"ph": "X", "name": name, "pid": pid, "tid": tid, "dur": dur})
+    split = main_thread_split(json.dumps({"traceEvents": trace}).encode(), events=3)
+    assert split == {"main_thread_ms": 200.0, "gpu_wait_ms": 100.0}
