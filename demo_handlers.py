@@ -563,7 +563,9 @@ def class_changes_line(changes):
 
 def retrain_ui(request: gr.Request, progress=gr.Progress()):
     message = retrain_now(request, progress)[0]
-    return message, model_info(), *([class_choices()] * 3), *teach_view()
+    listing = class_listing()
+    return message, model_info(), *([class_choices(listing=listing)] * 3), *teach_view(
+        listing=listing)
 
 
 def fix_and_retrain_ui(kept, choice, new_name, request: gr.Request, progress=gr.Progress()):
@@ -595,13 +597,22 @@ def fix_and_retrain_ui(kept, choice, new_name, request: gr.Request, progress=gr.
 # why in the message; raised, the error would put a badge over the class box
 # that blocks it until closed.
 
-def teach_view(selected=None):
+def class_listing():
+    """(every class's card (service.teach.cards), None), or ([], the message
+    of the error that kept them from being read). One answer's class lists,
+    cards and training plan are made from one listing, so they agree."""
+    try:
+        return teach.cards(app.model.store), None
+    except SketchError as error:
+        return [], f"⚠️ {md(error)}"
+
+
+def teach_view(selected=None, listing=None):
     """(cards gallery, their class names, the chosen card's text); the
     chosen class's card is highlighted."""
-    try:
-        found = teach.cards(app.model.store)
-    except SketchError as error:
-        return [], [], f"⚠️ {md(error)}"
+    found, error = listing or class_listing()
+    if error:
+        return [], [], error
     gallery = [(app.pictures.card(c["recent"]), f"{c['name']} · {c['images']}")
                for c in found]
     names = [c["name"] for c in found]
@@ -620,8 +631,9 @@ def card_text(found, selected):
 
 
 def teach_update(message, label, taught):
-    return (message, class_choices(label) if label else class_choices(), train_plan(),
-            *teach_view(label), taught)
+    listing = class_listing()
+    return (message, class_choices(label or _KEEP, listing), train_plan(listing),
+            *teach_view(label, listing), taught)
 
 
 def _remember(taught, added):
@@ -835,14 +847,17 @@ def accept_button():
         return gr.update(visible=False)
 
 
-def train_plan():
+def train_plan(listing=None):
     """What "Retrain now" will learn from: the labeled images per class, and
     the corrections that wait for review and are not used until accepted."""
+    found, error = listing or class_listing()
+    if error:
+        return ""
     try:
-        classes = [c for c in app.model.store.classes() if c["images"]]
         pending = labeling.pending_count(app.model.store)
     except SketchError:
         return ""
+    classes = [c for c in found if c["images"]]
     total = sum(c["images"] for c in classes)
     text = (f"**Retrain now** learns from {total} labeled image{'s' if total != 1 else ''}: "
             + ", ".join(f"{md(c['name'])} {c['images']}" for c in classes) + ".")
@@ -859,23 +874,21 @@ def train_plan():
 _KEEP = object()
 
 
-def class_choices(value=_KEEP):
+def class_choices(value=_KEEP, listing=None):
     """A Dropdown update listing the known classes (keeping the selection unless given)."""
-    try:
-        names = [c["name"] for c in app.model.store.classes()]
-    except SketchError:
-        names = []
+    names = [c["name"] for c in (listing or class_listing())[0]]
     return gr.update(choices=names) if value is _KEEP else gr.update(choices=names, value=value)
 
 
 def page_state(ui):
     """What the banner, model line, timer, class lists and cards show now."""
-    choices = class_choices()
-    cards, names, _ = teach_view()
+    listing = class_listing()
+    choices = class_choices(listing=listing)
+    cards, names, _ = teach_view(listing=listing)
     return {ui.banner: status(), ui.info: model_info(),
             ui.timer: gr.Timer(active=app.model.phase is Phase.PREPARING),
             ui.sketch_choice: choices, ui.photo_choice: choices, ui.teach_class: choices,
-            ui.train_plan: train_plan(), ui.cards: cards, ui.card_names: names,
+            ui.train_plan: train_plan(listing), ui.cards: cards, ui.card_names: names,
             ui.accept: accept_button()}
 
 

@@ -260,6 +260,13 @@ class Store(Connection):
             " LEFT JOIN images i ON i.id = l.image_id AND i.deleted_at IS NULL"
             " GROUP BY c.id ORDER BY c.name"))
 
+    def class_image_count(self, name):
+        """Live labeled images of the class `name` (0 for a class that does not exist)."""
+        return self.db.execute(
+            "SELECT COUNT(i.id) FROM classes c JOIN labels l ON l.class_id = c.id"
+            " JOIN images i ON i.id = l.image_id AND i.deleted_at IS NULL"
+            " WHERE c.name = ?", [name]).fetchone()[0]
+
     def labeled_images(self, split):
         """[(image_id, class name)] of live labeled images in a split, by id."""
         return [(r[0], r[1]) for r in self.db.execute(

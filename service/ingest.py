@@ -259,14 +259,10 @@ def add_example(store, image, label, source, labeled_by):
     "created", "total": images of the class now}."""
     label = clean_label(label or "")
     require_ink(image)
-    before = _class_size(store, label)
+    before = store.class_image_count(label)
     split = "test" if (before + 1) % TEST_EVERY == 0 else "train"
     image_id, created = store.add_image(**_item(image, split, label, source, labeled_by))
     if not created:
         store.set_label([image_id], label, labeled_by)
     return {"id": image_id, "label": label, "split": split, "created": created,
-            "total": _class_size(store, label)}
-
-
-def _class_size(store, label):
-    return {c["name"]: c["images"] for c in store.classes()}.get(label, 0)
+            "total": store.class_image_count(label)}

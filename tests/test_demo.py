@@ -250,6 +250,24 @@ def test_undo_says_so_when_the_example_was_already_deleted_elsewhere(teach_store
     assert out[-1] == []
 
 
+def test_a_teach_answer_lists_the_classes_once_for_its_choices_cards_and_plan(
+        teach_store, monkeypatch):
+    import demo_handlers as handlers
+    from db import Store, labeling
+    read = []
+    for owner, name in ((labeling, "class_summary"), (Store, "classes")):
+        listing = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda *a, listing=listing, name=name: (
+            read.append(name), listing(*a))[1])
+    out = handlers.teach_sketch_ui({"composite": draw_shape("star", seed=44)}, "star", [],
+                                   request_as(None))
+    assert len(read) == 1, read
+    # So the class list, the cards and the plan agree on one state of the classes.
+    assert out[1]["choices"] == ["circle", "star"]
+    assert card_captions(out) == ["circle · 3", "star · 4"]
+    assert "circle 3, star 4" in out[2]
+
+
 def test_a_page_remembers_a_bounded_number_of_examples_to_undo(teach_store, monkeypatch):
     import demo_handlers as handlers
     monkeypatch.setattr(handlers.settings, "undo_depth", 2)
