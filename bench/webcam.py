@@ -22,8 +22,20 @@ Heads: the product's NumPy head (`model.head.train_head`, default config),
 trained on one plain view per image, and again with each training image's
 paper view as well (`model.images.on_paper`: the sketch as the webcam path
 reads it from paper, the product's feature view 1); the product's further
-augmented views are left out. Prints a table and, as its last line, one JSON
-object."""
+augmented views are left out.
+
+--breakdown: where photos -> photos loses to the clean drawings. Each photo is
+also read with the sheet's TRUE corners (`model.sheet.upright_sheet`, then
+`clean_sheet`: the reading alone), and the pen's exact ink is read twice with
+no camera at all: drawn on a flat white sheet and read by `clean_sheet` (the
+pen and the reading), and cropped as a drawing (the pen alone). Photos ->
+photos is reported for each of these readings, over all test photos and by
+each condition the generator drew (`webcam_photos.photo`'s `conditions`:
+the sheet's size in the frame, the pen's width, pencil, paper, a pale room,
+a finger, light, blur, noise, JPEG, tilt), beside the clean drawings'
+accuracy on the same doodles and the share of photos where no sketch was read.
+
+Prints a table and, as its last line, one JSON object."""
 import argparse
 import json
 import os
@@ -47,6 +59,10 @@ def main(argv=None):
                              "tracking the sheet (default 50; 0 skips them)")
     parser.add_argument("--alpha", type=float, default=0.25, choices=(0.25, 1.0),
                         help="MobileNet width (1.0 runs a stand-in for the genuine weights)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also read each photo with the sheet's true corners and the pen's "
+                             "ink with no camera, and break photos -> photos down by the "
+                             "generator's conditions")
     args = parser.parse_args(argv)
     if not 1 <= args.per_class <= 500:
         parser.error("--per-class takes 1..500")
@@ -66,6 +82,7 @@ def main(argv=None):
     features = {}  # (path, kind, split) -> list of feature rows or None (refused)
     labels = {"train": [], "test": []}
     timings = {"new": [], "old": []}
+    conditions = []
     pending = {}
 
     def flush(key):
@@ -95,8 +112,14 @@ def main(argv=None):
         labels[split].append(classes.index(label))
         clean = prepared(pixels, sheets=True)
         add(("new", "drawing", split), clean)
-        photo = webcam_photos.photo(pixels, seed=args.seed * 1_000_000 + index).image
+        shot = webcam_photos.photo(pixels, seed=args.seed * 1_000_000 + index)
+        photo = shot.image
         read = prepared(photo, True, timings["new"])
+        if args.breakdown:
+            for reading, array in _readings(shot).items():
+                add((reading, "photo", split), array)
+            if split == "test":
+                conditions.append(shot.conditions)
         add(("new", "photo", split), read)
         if split == "train":
             for kind, array in (("drawing", clean), ("photo", read)):
@@ -131,8 +154,10 @@ def main(argv=None):
     missed = {path: float(np.mean([f is None for split in ("train", "test")
                                    for f in features[(path, "photo", split)]]))
               for path in ("new", "old")}
+    breakdown = _breakdown(features, labels, len(classes), conditions) if args.breakdown else None
     result = {
         "accuracy": {k: round(v, 4) for k, v in accuracy.items()},
+        "breakdown": breakdown,
         "no_sketch_found": {k: round(v, 4) for k, v in missed.items()},
         "ms_per_frame": {f"{path} {clock}": {
             f"p{q}": round(1000 * float(np.percentile([t[column] for t in times], q)), 1)
@@ -151,7 +176,96 @@ def main(argv=None):
     for key in ("no_sketch_found", "ms_per_frame", "streams", "per_class", "alpha", "seconds",
                 "load_average"):
         print(f"{key:>28}: {result[key]}")
+    if breakdown:
+        _print_breakdown(breakdown)
     print(json.dumps(result))
+
+
+# The readings --breakdown compares, from the clean drawing to the product.
+READINGS = {"clean": "clean drawings", "pen": "the pen's ink, cropped as a drawing",
+            "pen read": "the pen's ink on flat paper, read by clean_sheet",
+            "true corners": "the photo read with the sheet's true corners",
+            "new": "the product (the sheet found in the photo)"}
+# Conditions the breakdown groups the test photos by: (name, bucket edges),
+# or None for a condition of a few values.
+CONDITIONS = (("sheet_side", (0, 300, 360, 420, 1e9)), ("drawing_in_frame", (0, 100, 140, 180, 1e9)),
+              ("pen_in_frame", (0, 2, 3, 4, 1e9)), ("pencil", None), ("lined", None),
+              ("paper", None), ("pale_room", None), ("finger", None), ("shadow", None),
+              ("light", (0, 0.85, 1.0, 9)), ("blur", (0, 0.3, 0.8, 9)),
+              ("noise", (0, 3.5, 5.5, 99)), ("jpeg", (0, 65, 80, 999)), ("tilt", (0, 10, 20, 99)))
+
+
+def _readings(shot):
+    """The arrays --breakdown adds for a Photo: read with its true corners, and
+    its pen's exact ink read from flat paper and cropped as a drawing; None
+    where no sketch is read."""
+    import cv2
+    from PIL import Image
+
+    from model.errors import BlankSketch
+    from model.images import preprocess
+    from model.sheet import clean_sheet, upright_sheet
+
+    def cropped(clean):
+        try:
+            return None if clean is None else preprocess(Image.fromarray(clean).convert("RGB"),
+                                                         INPUT_SIZE, sheets=False)
+        except BlankSketch:
+            return None
+
+    grey = cv2.cvtColor(shot.image, cv2.COLOR_RGB2GRAY)
+    ink = (255 * (1 - np.clip(shot.sheet_ink, 0, 1))).astype(np.uint8)
+    height, width = ink.shape
+    flat = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    return {"true corners": cropped(clean_sheet(upright_sheet(grey, shot.corners)[0])),
+            "pen read": cropped(clean_sheet(upright_sheet(ink, flat)[0])),
+            "pen": cropped(ink)}
+
+
+def _breakdown(features, labels, n_classes, conditions):
+    """Photos -> photos of each reading (READINGS), over all test photos and
+    by condition: {"all" or "condition value": {"n", reading: accuracy,
+    reading + " no sketch": share}}."""
+    right, missed = {}, {}
+    for reading in READINGS:
+        kind = "drawing" if reading == "clean" else "photo"
+        path = "new" if reading == "clean" else reading
+        test = features[(path, kind, "test")]
+        right[reading] = _right(features[(path, kind, "train")], labels["train"], test,
+                                labels["test"], n_classes)
+        missed[reading] = np.array([f is None for f in test])
+    groups = {"all": np.ones(len(conditions), bool)}
+    for name, edges in CONDITIONS:
+        values = [c[name] for c in conditions]
+        if edges is None:
+            for value in sorted(set(values), key=str):
+                groups[f"{name} {value}"] = np.array([v == value for v in values])
+        else:
+            values = np.array(values, float)
+            for low, high in zip(edges[:-1], edges[1:]):
+                groups[f"{name} {low:g}-{high:g}"] = (values >= low) & (values < high)
+    table = {}
+    for group, chosen in groups.items():
+        if not chosen.any():
+            continue
+        row = {"n": int(chosen.sum())}
+        for reading in READINGS:
+            row[reading] = round(float(right[reading][chosen].mean()), 4)
+            if reading != "clean":
+                row[f"{reading} no sketch"] = round(float(missed[reading][chosen].mean()), 4)
+        table[group] = row
+    return table
+
+
+def _print_breakdown(breakdown):
+    print("\nphotos -> photos by reading and condition (accuracy / share with no sketch read):")
+    for reading, meaning in READINGS.items():
+        print(f"  {reading}: {meaning}")
+    print(f"{'condition':<26}{'n':>6}" + "".join(f"{r:>16}" for r in READINGS))
+    for group, row in breakdown.items():
+        cells = [f"{row[r]:.3f}" + ("" if r == "clean" else f" / {row[r + ' no sketch']:.3f}")
+                 for r in READINGS]
+        print(f"{group:<26}{row['n']:>6}" + "".join(f"{c:>16}" for c in cells))
 
 
 def _streams(webcam_photos, doodles, seed, preprocess, Track, BlankSketch):
@@ -190,6 +304,12 @@ def _streams(webcam_photos, doodles, seed, preprocess, Track, BlankSketch):
 def _accuracy(train, train_labels, test, test_labels, n_classes):
     """Test accuracy of a head trained on the images that gave features; an
     image refused as having no sketch counts as a wrong answer."""
+    return float(_right(train, train_labels, test, test_labels, n_classes).mean())
+
+
+def _right(train, train_labels, test, test_labels, n_classes):
+    """Whether each test image is answered right by a head trained on the
+    images that gave features; an image refused as having no sketch is wrong."""
     from model.config import make_config
     from model.head import forward, train_head
     kept = [i for i, f in enumerate(train) if f is not None]
@@ -197,9 +317,11 @@ def _accuracy(train, train_labels, test, test_labels, n_classes):
     y = np.asarray([train_labels[i] for i in kept])
     params, _ = train_head(x, y, n_classes, make_config())
     scored = [i for i, f in enumerate(test) if f is not None]
-    predicted = forward(params, np.stack([test[i] for i in scored]).astype(np.float32))[0]
-    right = (predicted.argmax(1) == np.asarray([test_labels[i] for i in scored])).sum()
-    return float(right) / len(test)
+    right = np.zeros(len(test), bool)
+    if scored:
+        predicted = forward(params, np.stack([test[i] for i in scored]).astype(np.float32))[0]
+        right[scored] = predicted.argmax(1) == np.asarray([test_labels[i] for i in scored])
+    return right
 
 
 if __name__ == "__main__":

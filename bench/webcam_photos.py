@@ -26,28 +26,44 @@ PAPERS = {"white": (248, 248, 246), "off-white": (240, 234, 220), "yellow": (250
 INKS = ((20, 20, 24), (25, 35, 110), (40, 40, 40), (70, 30, 30))
 SKIN = ((224, 172, 140), (198, 140, 100), (150, 100, 70), (240, 200, 170))
 
-Photo = collections.namedtuple("Photo", "image corners homography sheet_ink")
+Photo = collections.namedtuple("Photo", "image corners homography sheet_ink conditions")
 Photo.__doc__ = """image: 480x640x3 uint8 RGB. corners: the sheet's corners in the frame
 (top-left, top-right, bottom-right, bottom-left of the sheet), None without a sheet.
-homography: sheet pixels -> frame pixels. sheet_ink: the doodle's ink (0..1) on the sheet."""
+homography: sheet pixels -> frame pixels. sheet_ink: the doodle's ink (0..1) on the sheet.
+conditions: what was drawn for this photo (a dict, see `photo`)."""
 
 
 def photo(doodle, seed, sheets=1, ink=True, out_of_frame=False):
-    """A webcam frame showing `doodle` on a sheet (or a blank one with ink=False)."""
+    """A webcam frame showing `doodle` on a sheet (or a blank one with ink=False).
+
+    Its `conditions` name what was drawn for the first sheet and the camera:
+    paper, lined, pencil, darkness, pen (the pen's width in the sheet's
+    pixels), drawing (the doodle's size there), sheet_side (the sheet's
+    longest side in the frame), tilt and turn (degrees), finger, pale_room,
+    light (the light's gain at the frame's centre), shadow, blur (sigma,
+    pixels), noise (sigma, grey levels) and jpeg (quality). `pen_in_frame`
+    and `drawing_in_frame` are the pen's width and the doodle's size in the
+    frame's pixels."""
     rng = np.random.default_rng(seed)
-    frame = room(rng)
+    conditions = {}
+    frame = room(rng, conditions)
     placed = []
     for index in range(sheets):
-        sheet, alpha = _sheet(doodle if ink and index == 0 else None, rng)
-        corners, homography = _pose(sheet.shape, rng, sheets, index)
+        sheet, alpha = _sheet(doodle if ink and index == 0 else None, rng,
+                              conditions if index == 0 else {})
+        corners, homography = _pose(sheet.shape, rng, sheets, index,
+                                    conditions if index == 0 else {})
         if out_of_frame:
             corners, homography = _push_out(sheet.shape, alpha, corners, rng)
         frame = _paste(frame, sheet, homography)
         placed.append((corners, homography, alpha))
-    if rng.random() < 0.3:
+    conditions["finger"] = bool(rng.random() < 0.3)
+    if conditions["finger"]:
         _finger(frame, placed[0][0], rng)
     corners, homography, alpha = placed[0]
-    return Photo(_camera(frame, rng), corners, homography, alpha)
+    image = _camera(frame, rng, conditions)
+    _in_frame(conditions, corners)
+    return Photo(image, corners, homography, alpha, conditions)
 
 
 def stream(doodle, seed, frames=8, step=6.0, turn=1.5):
@@ -56,15 +72,18 @@ def stream(doodle, seed, frames=8, step=6.0, turn=1.5):
     the sheet moves up to `step` pixels and turns up to `turn` degrees.
     Returns a list of Photo."""
     rng = np.random.default_rng(seed)
-    background = room(rng)
-    sheet, alpha = _sheet(doodle, rng)
-    corners, homography = _pose(sheet.shape, rng, 1, 0)
+    conditions = {}
+    background = room(rng, conditions)
+    sheet, alpha = _sheet(doodle, rng, conditions)
+    corners, homography = _pose(sheet.shape, rng, 1, 0, conditions)
     camera = int(rng.integers(1 << 31))
     out = []
     for _ in range(frames):
         frame = _paste(background, sheet, homography)
-        out.append(Photo(_camera(frame, np.random.default_rng(camera)), corners, homography,
-                         alpha))
+        shown = dict(conditions, finger=False)
+        image = _camera(frame, np.random.default_rng(camera), shown)
+        _in_frame(shown, corners)
+        out.append(Photo(image, corners, homography, alpha, shown))
         angle = math.radians(rng.uniform(-turn, turn))
         shift = rng.uniform(-step, step, 2)
         center = corners.mean(axis=0)
@@ -84,7 +103,7 @@ def stream(doodle, seed, frames=8, step=6.0, turn=1.5):
 def empty_room(seed):
     """A frame of the room alone: no sheet, no sketch."""
     rng = np.random.default_rng(seed)
-    return _camera(room(rng), rng)
+    return _camera(room(rng), rng, {})
 
 
 def face(seed):
@@ -103,7 +122,7 @@ def face(seed):
                 (150, 60, 60), 5)
     cv2.ellipse(frame, (center[0], center[1] - axes[1]), (axes[0], axes[1] // 2), 0, 180, 360,
                 (50, 35, 25), -1)
-    return _camera(frame, rng)
+    return _camera(frame, rng, {})
 
 
 def blank_sheet(seed):
@@ -120,10 +139,13 @@ def out_of_frame(doodle, seed):
     return photo(doodle, seed, out_of_frame=True)
 
 
-def room(rng):
+def room(rng, conditions=None):
     """A cluttered background: a gradient, then boxes, blobs, lines and texture,
     sometimes as pale as paper."""
-    base = rng.uniform(20, 235, 3) if rng.random() > 0.2 else rng.uniform(200, 250, 3)
+    pale = rng.random() <= 0.2
+    if conditions is not None:
+        conditions["pale_room"] = bool(pale)
+    base = rng.uniform(200, 250, 3) if pale else rng.uniform(20, 235, 3)
     other = np.clip(base + rng.uniform(-90, 90, 3), 0, 255)
     ramp = np.linspace(0, 1, WIDTH)[None, :] if rng.random() < 0.5 \
         else np.linspace(0, 1, HEIGHT)[:, None]
@@ -154,7 +176,7 @@ def room(rng):
     return np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def _strokes(doodle, side, rng):
+def _strokes(doodle, side, rng, conditions):
     """A black-on-white bitmap -> ink coverage (0..1) `side` pixels wide, drawn
     as a pen would: the bitmap's smooth upscale thinned to its skeleton, then
     traced with a pen a few pixels wide and antialiased."""
@@ -164,21 +186,24 @@ def _strokes(doodle, side, rng):
     big = cv2.GaussianBlur(big, (0, 0), side / ink.shape[1] * 0.5)
     skeleton = centre_lines(big > rng.uniform(0.3, 0.5))
     pen = max(2, round(side * rng.uniform(0.012, 0.035)))
+    conditions["pen"] = pen
     stroke = cv2.dilate(skeleton, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (pen, pen)))
     return cv2.GaussianBlur(stroke.astype(np.float32), (0, 0), rng.uniform(0.5, 1.0))
 
 
-def _sheet(doodle, rng):
+def _sheet(doodle, rng, conditions):
     """(RGB sheet, ink coverage) of a portrait or landscape sheet."""
     ratio = 1.414 if rng.random() < 0.6 else 1.294
     long_side, short_side = SHEET_LONG, int(SHEET_LONG / ratio)
     height, width = (long_side, short_side) if rng.random() < 0.5 else (short_side, long_side)
     names = list(PAPERS)
     name = names[0] if rng.random() < 0.45 else names[rng.integers(len(names))]
+    conditions["paper"] = name
     paper = np.clip(np.array(PAPERS[name], np.float32) + rng.uniform(-8, 4), 0, 255)
     sheet = np.empty((height, width, 3), np.float32)
     sheet[:] = paper
-    if rng.random() < 0.2:
+    conditions["lined"] = bool(rng.random() < 0.2)
+    if conditions["lined"]:
         spacing = int(rng.integers(18, 30))
         line = np.array([150, 190, 235], np.float32)
         for y in range(int(rng.integers(20, 50)), height, spacing):
@@ -186,11 +211,12 @@ def _sheet(doodle, rng):
     alpha = np.zeros((height, width), np.float32)
     if doodle is not None:
         side = int(rng.uniform(0.45, 0.8) * min(height, width))
-        strokes = _strokes(doodle, side, rng)
+        strokes = _strokes(doodle, side, rng, conditions)
         y = int(rng.integers(int(0.08 * height), height - strokes.shape[0] - int(0.08 * height)))
         x = int(rng.integers(int(0.08 * width), width - strokes.shape[1] - int(0.08 * width)))
         pencil = rng.random() < 0.35
         darkness = rng.uniform(0.45, 0.75) if pencil else rng.uniform(0.75, 0.98)
+        conditions.update(drawing=side, pencil=bool(pencil), darkness=float(darkness))
         if pencil:
             grain = rng.uniform(0.6, 1.0, strokes.shape).astype(np.float32)
             strokes = strokes * cv2.GaussianBlur(grain, (0, 0), 0.7)
@@ -201,12 +227,14 @@ def _sheet(doodle, rng):
     return sheet.astype(np.uint8), alpha
 
 
-def _pose(shape, rng, sheets, index):
+def _pose(shape, rng, sheets, index, conditions):
     """Corners in the frame and the homography of a sheet tilted in 3D (up to
     ~30 degrees), turned in the image plane, and placed in the frame."""
     height, width = shape[:2]
     tilt_x, tilt_y = np.radians(rng.uniform(-30, 30, 2))
     turn = np.radians(rng.uniform(-30, 30))
+    conditions.update(tilt=float(np.degrees(max(abs(tilt_x), abs(tilt_y)))),
+                      turn=float(abs(np.degrees(turn))))
     long_in_frame = rng.uniform(260, 470) if sheets == 1 else rng.uniform(220, 300)
     scale = long_in_frame / max(height, width)
     flat = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
@@ -274,7 +302,17 @@ def _finger(frame, corners, rng):
     cv2.ellipse(frame, position, (axes[0] - 4, axes[1] - 5), angle, 0, 360, skin.tolist(), -1)
 
 
-def _light(frame, rng):
+def _in_frame(conditions, corners):
+    """The sheet's longest side in the frame, and the pen and the doodle at that scale."""
+    sides = np.linalg.norm(corners - np.roll(corners, -1, axis=0), axis=1)
+    conditions["sheet_side"] = float(sides.max())
+    if "pen" in conditions:
+        scale = conditions["sheet_side"] / SHEET_LONG
+        conditions["pen_in_frame"] = conditions["pen"] * scale
+        conditions["drawing_in_frame"] = conditions["drawing"] * scale
+
+
+def _light(frame, rng, conditions):
     """Uneven light: a tilted gradient, a bright spot and sometimes a shadow."""
     ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
     direction = rng.normal(size=2)
@@ -284,7 +322,9 @@ def _light(frame, rng):
     spot = rng.uniform([0, 0], [WIDTH, HEIGHT])
     gain += rng.uniform(0, 0.15) * np.exp(-((xs - spot[0]) ** 2 + (ys - spot[1]) ** 2)
                                           / (2 * rng.uniform(100, 300) ** 2))
-    if rng.random() < 0.35:
+    conditions["light"] = float(gain[HEIGHT // 2, WIDTH // 2])
+    conditions["shadow"] = bool(rng.random() < 0.35)
+    if conditions["shadow"]:
         shadow = np.ones((HEIGHT, WIDTH), np.float32)
         points = rng.uniform([0, 0], [WIDTH, HEIGHT], (3, 2)).astype(np.int32)
         cv2.fillConvexPoly(shadow, cv2.convexHull(points), float(rng.uniform(0.6, 0.85)))
@@ -292,15 +332,18 @@ def _light(frame, rng):
     return np.clip(frame * gain[..., None], 0, 255).astype(np.uint8)
 
 
-def _camera(frame, rng):
+def _camera(frame, rng, conditions):
     """Light, lens blur, sensor noise and JPEG compression, as a webcam delivers."""
-    frame = _light(frame, rng).astype(np.float32)
+    frame = _light(frame, rng, conditions).astype(np.float32)
     sigma = rng.uniform(0, 1.4)
     if sigma > 0.3:
         frame = cv2.GaussianBlur(frame, (0, 0), sigma)
-    frame += rng.normal(0, rng.uniform(1.5, 7), frame.shape).astype(np.float32)
+    noise = rng.uniform(1.5, 7)
+    frame += rng.normal(0, noise, frame.shape).astype(np.float32)
     frame = np.clip(frame, 0, 255).astype(np.uint8)
     quality = int(rng.integers(50, 92))
+    conditions.update(blur=float(sigma) if sigma > 0.3 else 0.0, noise=float(noise),
+                      jpeg=quality)
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
                             [cv2.IMWRITE_JPEG_QUALITY, quality])
     return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)

@@ -24,7 +24,7 @@ OPTIONS = {
              "--retrain"),
     "openset": ("--per-class", "--non-sketches", "--seed"),
     "retrain": ("--skip-reference",),
-    "webcam": ("--per-class", "--seed", "--streams", "--alpha"),
+    "webcam": ("--per-class", "--seed", "--streams", "--alpha", "--breakdown"),
     "webcam_oracle": ("--per-class", "--seed", "--pairs", "--fresh", "--plot"),
 }
 

@@ -83,6 +83,26 @@ def test_every_simulated_photo_is_a_photo():
     assert all(is_photo(Image.fromarray(p.image)) for p in photos())
 
 
+def test_a_photos_conditions_say_what_was_drawn_in_it():
+    # bench.webcam --breakdown groups photos by these: they must match the photo.
+    for photo in photos():
+        conditions = photo.conditions
+        sides = np.linalg.norm(photo.corners - np.roll(photo.corners, -1, axis=0), axis=1)
+        assert conditions["sheet_side"] == pytest.approx(sides.max())
+        ink = photo.sheet_ink > 0.5
+        rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+        assert max(rows[-1] - rows[0], cols[-1] - cols[0]) <= conditions["drawing"]
+        assert conditions["pen_in_frame"] == pytest.approx(
+            conditions["pen"] * sides.max() / webcam_photos.SHEET_LONG)
+        assert 50 <= conditions["jpeg"] <= 91 and 0 <= conditions["blur"] <= 1.4
+    pencil = [p.conditions["pencil"] for p in photos()]
+    assert 0 < sum(pencil) < len(pencil)
+    # The pale rooms are the ones as bright as paper along the frame's edge.
+    for photo in photos():
+        edge = np.concatenate([photo.image[0], photo.image[-1]]).mean()
+        assert (edge > 120) or not photo.conditions["pale_room"]
+
+
 def test_the_sheet_is_found_where_it_is_and_the_sketch_on_it_is_read():
     found = close = read = 0
     for photo in photos():
