@@ -45,18 +45,36 @@ def virtual_display(width, height):
         server.wait(10)
 
 
+# Firefox's window is at least 500 px wide. A narrower viewport (a phone's
+# 390 px) is had by zooming every page by 4/3 (its default zoom: a page
+# zoomed by itself would lose it on the next navigation) in a wider window.
+NARROW_ZOOM = 4 / 3
+MIN_WINDOW_WIDTH = 500
+SET_DEFAULT_ZOOM_JS = """
+const [zoom, done] = arguments;
+Cc["@mozilla.org/content-pref/service;1"].getService(Ci.nsIContentPrefService2)
+  .setGlobal("browser.content.full-zoom", zoom, null,
+             {handleCompletion: () => done(true), handleError: (error) => done(String(error))});
+"""
+VIEWPORT_JS = "return [window.innerWidth, window.innerHeight]"
+
+
 @contextlib.contextmanager
 def firefox(width=1280, height=1000):
-    """A Firefox session on a virtual display, its window about `width` x `height`."""
+    """A Firefox session on a virtual display whose pages are `width` x
+    `height` CSS pixels, as `window.innerWidth` and `innerHeight` say."""
     require_firefox()
     from marionette_driver.marionette import Marionette
-    with virtual_display(width + 100, height + 200) as display:
+    zoom = NARROW_ZOOM if width < MIN_WINDOW_WIDTH else 1
+    with virtual_display(round(width * zoom) + 100, round(height * zoom) + 200) as display:
         # Marionette starts Firefox with this process's environment.
         saved = os.environ.get("DISPLAY")
         os.environ["DISPLAY"] = display
         try:
+            # With touch events on, as on a phone or a touch screen.
             driver = Marionette(host="127.0.0.1", port=free_port(), bin=FIREFOX,
-                                startup_timeout=120, gecko_log=str(artifact("gecko.log")))
+                                startup_timeout=120, gecko_log=str(artifact("gecko.log")),
+                                prefs={"dom.w3c_touch_events.enabled": 1})
             # Files go to Gradio's hidden file inputs, as a user's file dialog
             # would fill them (the WebDriver default; Marionette's is strict).
             driver.start_session({"strictFileInteractability": False})
@@ -68,7 +86,18 @@ def firefox(width=1280, height=1000):
         profile = driver.instance.profile
         try:
             driver.timeout.implicit = 0
-            driver.set_window_rect(width=width, height=height)
+            # The window's frame and toolbars come on top of the page.
+            inner = driver.execute_script(VIEWPORT_JS)
+            outer = driver.window_rect
+            driver.set_window_rect(
+                width=round(width * zoom) + outer["width"] - inner[0],
+                height=round(height * zoom) + outer["height"] - inner[1])
+            if zoom != 1:
+                with driver.using_context("chrome"):
+                    assert driver.execute_async_script(SET_DEFAULT_ZOOM_JS,
+                                                       script_args=[zoom]) is True
+            viewport = driver.execute_script(VIEWPORT_JS)
+            assert viewport == [width, height], f"Firefox's viewport is {viewport}"
             yield driver
         finally:
             driver.cleanup()
