@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,7 +31,9 @@ import gradio as gr
 from gradio.components.base import server
 from gradio.components.gallery import GalleryData, GalleryImage
 from gradio.data_classes import ImageData
+from gradio.processing_utils import encode_pil_to_bytes, hash_bytes
 from gradio.state_holder import SessionState, StateHolder
+from PIL import Image as PILImage
 from starlette.requests import Request
 
 from db.errors import SketchError
@@ -524,7 +527,8 @@ class Sketchpad(gr.Sketchpad):
 
 class Image(gr.Image):
     """gr.Image whose input has at most `image_pixels` pixels, read from the
-    header before Gradio decodes it."""
+    header before Gradio decodes it, and whose pictures are written to
+    Gradio's cache once each (`postprocess`)."""
 
     def preprocess(self, payload):
         if payload is not None and payload.path:
@@ -533,6 +537,23 @@ class Image(gr.Image):
             except BadRequest as error:
                 raise gr.Error(str(error), title="Bad request") from None
         return super().preprocess(payload)
+
+    def postprocess(self, value):
+        """A picture in Gradio's cache under the hash of its encoded bytes, as
+        Gradio keeps it, but written once and atomically: Gradio writes the
+        file again for every answer that shows the same picture, and a page
+        fetching it meanwhile gets a truncated file (a broken picture)."""
+        if not isinstance(value, PILImage.Image) or self.format != "png" or \
+                self.watermark.watermark is not None:
+            return super().postprocess(value)
+        data = encode_pil_to_bytes(value, self.format)
+        path = Path(self.GRADIO_CACHE).resolve() / hash_bytes(data) / f"image.{self.format}"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part = path.with_name(f"{path.name}.{threading.get_ident()}.part")
+            part.write_bytes(data)
+            os.replace(part, path)
+        return ImageData(path=str(path), orig_name=path.name)
 
 
 class Gallery(gr.Gallery):

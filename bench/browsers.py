@@ -5,7 +5,9 @@ the page's protocol as the browser does:
   * a stroke: the sketchpad's drawing sent to the Sketchpad's `accept_blobs`
     (POST /gradio_api/component_server), then the pad's change event queued
     (POST /gradio_api/queue/join) and its answer read from the session's
-    event stream (GET /gradio_api/queue/data);
+    event stream (GET /gradio_api/queue/data); then the pictures the answer
+    shows are fetched, each once (GET /gradio_api/file=...), as the page's
+    <img> elements do with a browser cache;
   * a correction: the "Save correction" button's event on the same session
     (the server keeps what the last answer was about);
   * a webcam frame: /classify_photo over the API (upload, call, event
@@ -57,6 +59,7 @@ class Browser:
         self.page = page
         self.http = httpx.Client(timeout=60)
         self.session = secrets.token_hex(6)
+        self.cached = set()
         # The page itself: the guard's browser cookie comes with it.
         self.http.get(page.url).raise_for_status()
 
@@ -113,7 +116,21 @@ class Browser:
         if output is None:
             raise Refused("the event stream closed without an answer")
         times["stream"] = time.perf_counter() - started - times["join"]
+        self._show(output)
         return output
+
+    def _show(self, value):
+        """GET the files an answer refers to that this browser has not fetched yet."""
+        if isinstance(value, dict):
+            url = value.get("url")
+            if isinstance(url, str) and "/file=" in url and url not in self.cached:
+                self.cached.add(url)
+                _check(self.http.get(httpx.URL(self.page.url).join(url)))
+            for item in value.values():
+                self._show(item)
+        elif isinstance(value, list):
+            for item in value:
+                self._show(item)
 
     def classify_photo(self, name, data):
         """/classify_photo over the API: upload, call, read the answer."""

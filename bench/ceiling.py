@@ -7,29 +7,41 @@ gallery, which the demo sends when it changes), and /classify_sketch
 and /classify_photo with the demo's input components and a gr.Label answer;
 the same queue size and concurrency, and the same Blocks (demo_guard's: no
 traffic summary after each event); handlers that return fixed values at
-once. What Gradio alone costs per call on this machine: the load benches
+once, except that each stroke's picture is a new one (a white square with
+one black pixel that moves), as the demo's picture of each drawing is: the
+framework saves each to its cache and the page fetches each. What Gradio alone costs per call on this machine: the load benches
 start it beside the demo and measure both in the same run.
 """
 import argparse
+import itertools
 import sys
 
 import gradio as gr
 from PIL import Image
 
-from demo_guard import Blocks
+from demo_guard import Blocks, Image as Picture
 from demo_handlers import settings
 from model.classifier import TOP_K
 
 ANSWER = {"circle": 0.7, "square": 0.2, "star": 0.1}
-SEEN = Image.new("RGB", (224, 224), "white")
+SIDE = 224
+_answers = itertools.count()
 
 
 def answer(_value):
     return ANSWER
 
 
+def seen():
+    """A new picture at each call, of the demo's size and mode."""
+    n = next(_answers) % (SIDE * SIDE)
+    picture = Image.new("L", (SIDE, SIDE), 255)
+    picture.putpixel((n % SIDE, n // SIDE), 0)
+    return picture
+
+
 def stroke_answer(value):
-    return ANSWER, "### It's a **circle** (70%)", value, SEEN
+    return ANSWER, "### It's a **circle** (70%)", value, seen()
 
 
 def build():
@@ -41,7 +53,7 @@ def build():
         label = gr.Label(num_top_classes=TOP_K)
         same = dict(concurrency_id="classify", concurrency_limit=settings.classify_concurrency)
         outputs = [label, gr.Markdown(), gr.State(None),
-                   gr.Image(type="pil", image_mode=None, interactive=False, format="png")]
+                   Picture(type="pil", image_mode=None, interactive=False, format="png")]
         pad.change(stroke_answer, [pad], outputs, trigger_mode="always_last",
                    api_visibility="private", show_progress="hidden", **same)
         gr.Button().click(answer, [pad], [label], api_name="classify_sketch", **same)

@@ -4,6 +4,7 @@ floods, frame headers and Gradio's error answers."""
 import io
 import json
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -272,6 +273,22 @@ def test_uploads_are_limited_per_browser_and_by_the_folders_quota(base, monkeypa
                          headers={"content-type": "multipart/form-data; boundary=zz"})
     assert big.status_code == 413
     assert growth["mb"] < MEMORY_BOUND_MB, growth
+
+
+def test_a_picture_shown_again_is_not_rewritten_while_a_page_may_be_fetching_it():
+    import gradio as gr
+    import demo_guard
+    picture = Image.new("L", (224, 224), 255)
+    ImageDraw.Draw(picture).ellipse((40, 40, 180, 180), outline=0, width=5)
+    gradios = gr.Image(type="pil", format="png", interactive=False).postprocess(picture)
+    view = demo_guard.Image(type="pil", format="png", interactive=False)
+    first = view.postprocess(picture)
+    assert first.model_dump() == gradios.model_dump()
+    # A page reading the file while the same picture is answered again.
+    Path(first.path).write_bytes(b"being read")
+    assert view.postprocess(picture).path == first.path
+    assert Path(first.path).read_bytes() == b"being read"
+    assert not list(Path(first.path).parent.glob("*.part"))
 
 
 def test_a_gallery_of_picture_files_answers_as_gradios_without_starting_threads(
