@@ -227,18 +227,18 @@ def test_a_shadow_across_the_sheet_does_not_cut_it_in_two():
     assert sketch is not None and corner_error(sketch.corners, corners) < 8
 
 
-def joined_to_a_pale_bar(top, bottom):
-    """The scene's white sheet in front of a bar as pale as the paper (a
-    window, a shelf) running from its right side out of frame: the bar and
-    the sheet are one bright region, and no edge parts them along a stretch
-    of the sheet's side."""
+def joined_to_a_pale_bar(top, bottom, wall=(120, 120, 125), paper=(248, 248, 246)):
+    """The scene's sheet in front of a bar of its paper's colour (a window, a
+    shelf) running from its right side out of frame: the bar and the sheet
+    are one bright region, and no edge parts them along a stretch of the
+    sheet's side."""
     import cv2
-    photo, corners = scene((120, 120, 125), (248, 248, 246))
+    photo, corners = scene(wall, paper)
     bar = np.zeros(photo.shape[:2], np.uint8)
     cv2.rectangle(bar, (400, top), (639, bottom), 1, -1)
     cv2.fillConvexPoly(bar, corners.astype(np.int32), 0)
     noise = np.random.default_rng(1).normal(0, 3, (int(bar.sum()), 3))
-    photo[bar > 0] = np.clip(np.array((248, 248, 246)) + noise, 0, 255).astype(np.uint8)
+    photo[bar > 0] = np.clip(np.array(paper) + noise, 0, 255).astype(np.uint8)
     return photo, corners
 
 
@@ -249,6 +249,24 @@ def test_a_sheet_joined_to_a_pale_patch_is_found_by_its_straight_sides(top, bott
     # Measured: within 2.1-4.2 pixels; none of the three was found before
     # sheets were looked for as four straight lines.
     assert sketch is not None and corner_error(sketch.corners, corners) < 8
+
+
+@pytest.mark.parametrize("wall, paper, top, bottom", [
+    ((238, 238, 236), (246, 246, 245), 80, 200),
+    ((230, 226, 230), (240, 236, 238), 0, 250),
+    ((230, 226, 230), (240, 236, 238), 80, 200),
+    ((230, 226, 230), (240, 236, 238), 100, 250),
+])
+def test_a_pale_sheet_joined_to_a_patch_of_its_paper_is_found_by_faint_straight_sides(
+        wall, paper, top, bottom):
+    # No region outlines the sheet, and its sides step 8-10 levels where they
+    # show, too faint for the straight-sides search.
+    photo, corners = joined_to_a_pale_bar(top, bottom, wall, paper)
+    sketch = find_sketch(photo)
+    # Measured: within 6.8-7.3 pixels. Of nine such scenes (three walls,
+    # three patches) these four are found, none before faint straight sides
+    # were looked for.
+    assert sketch is not None and corner_error(sketch.corners, corners) < 10
 
 
 def test_an_outline_with_a_side_across_the_wall_is_not_a_sheets():
@@ -320,15 +338,18 @@ def streams():
 
 def test_a_sheet_held_in_a_stream_is_followed_instead_of_searched_for(monkeypatch):
     from model import sheet
-    searches = []
+    searches, shown = [], []
     search = sheet._regions
-    monkeypatch.setattr(sheet, "_regions", lambda *args: searches.append(1) or search(*args))
+    # The frames the whole frame was searched in (a search may look for
+    # regions twice: plain, then faint outlines).
+    monkeypatch.setattr(sheet, "_regions", lambda *args: searches.append(len(shown)) or search(*args))
     followed = off = 0
     for frames in streams():
         track = Track()
         searches.clear()
         read = 0
         for frame in frames:
+            shown.append(frame)
             try:
                 preprocess(frame.image, SIZE, track=track)
             except BlankSketch:
@@ -337,11 +358,12 @@ def test_a_sheet_held_in_a_stream_is_followed_instead_of_searched_for(monkeypatc
             off += corner_error(track.corners, frame.corners) >= 16
         # Once found, the sheet is followed: the whole frame is searched only
         # while it has not been found.
-        assert len(searches) == 1 or read == 0
+        assert len(set(searches)) == 1 or read == 0
         followed += read
-    # Measured: 42 of 48 frames read (one stream's sheet is never found, with
-    # or without a track), all within 16 pixels of the sheet's corners, most
-    # within 4 (a side can slide on to a stronger edge just past the sheet).
+    # Measured: 48 of 48 frames read (42 before faint straight sides were
+    # looked for: one stream's pale sheet was never found), all within 16
+    # pixels of the sheet's corners, 41 within 4 (a side can slide on to a
+    # stronger edge just past the sheet).
     assert followed >= 0.8 * 6 * len(streams()) and off == 0
 
 
