@@ -91,6 +91,11 @@ HOLD_TO_RECORD_JS = """
   };
   document.addEventListener("pointerup", release, true);
   document.addEventListener("pointercancel", release, true);
+  // A phone's browser opens its menu on a long press, over the held button,
+  // and may take the pointer away (which stops the recording).
+  document.addEventListener("contextmenu", (e) => {
+    if (e.target.closest && e.target.closest("#record")) e.preventDefault();
+  }, true);
   document.addEventListener("click", (e) => {
     if (swallow && e.isTrusted && e.target.closest("#record")) {
       swallow = false;
@@ -180,6 +185,11 @@ PHONE_CSS = """
   /* The side tools (brush, eraser, colour) would cover the drawing: the
      brush is chosen on load, and undo and clear stay in the top bar. */
   #sketchpad .toolbar-wrap, #teach-pad .toolbar-wrap { display: none; }
+  /* Finger-sized: Record, and the "Wrong? It is a …" boxes, list and buttons. */
+  :is(#record, #sketch-correct-send, #sketch-correct-retrain, #photo-correct-send,
+      #photo-correct-retrain) { min-height: 44px; }
+  :is(#sketch-correct-choice, #sketch-correct-new, #photo-correct-choice,
+      #photo-correct-new) :is(input, textarea, li[role=option]) { min-height: 44px; }
 }
 /* Held with a finger: no text selection or long-press menu. */
 #record { touch-action: none; user-select: none; -webkit-user-select: none;

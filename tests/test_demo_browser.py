@@ -17,8 +17,9 @@ from PIL import Image
 from bench import ink_latency
 from tests.helpers.browser import open_browser
 from tests.helpers.common import artifact
-from tests.helpers.demo import (draw_shape, from_the_margin, inked_from_the_edge,
-                                offline_downloads, recorded_frames)
+from tests.helpers.demo import (PRESS_CLEAN, PRESS_RESULT_JS, WATCH_PRESS_JS, draw_shape,
+                                from_the_margin, inked_from_the_edge, offline_downloads,
+                                recorded_frames)
 
 pytestmark = pytest.mark.browser
 
@@ -66,6 +67,13 @@ def open_sketchpad(browser, url):
     return page, canvas
 
 
+def top_class(page):
+    """The first row of the Draw tab's top 3."""
+    lines = [line.strip() for line in page.locator("#sketch-label").inner_text().split("\n")
+             if line.strip()]
+    return lines[lines.index("Top 3") + 1]
+
+
 def test_drawing_a_circle_shows_circle_and_a_correction_is_saved(server, playwright):
     url, app = server
     browser = open_browser(playwright)
@@ -86,13 +94,14 @@ def test_drawing_a_circle_shows_circle_and_a_correction_is_saved(server, playwri
         verdict = page.locator("#sketch-verdict")
         verdict.filter(has_text="circle").wait_for(timeout=TIMEOUT_MS)
         assert "It's a circle" in verdict.inner_text()
-        lines = [line.strip() for line in page.locator("#sketch-label").inner_text().split("\n")
-                 if line.strip()]
-        assert lines[lines.index("Top 3") + 1] == "circle", lines  # first row of the top 3
+        assert top_class(page) == "circle"
         # Beside it, the training examples it looks like.
-        like = page.locator("#sketch-like button.thumbnail-item")
+        like = page.locator("#sketch-like figure")
         like.nth(2).wait_for(timeout=TIMEOUT_MS)
         assert like.count() == 3 and "circle" in like.first.inner_text()
+        page.wait_for_function("[...document.querySelectorAll('#sketch-like img')].every("
+                               "(img) => img.complete && img.naturalWidth > 0)",
+                               timeout=TIMEOUT_MS)  # fetched through the guard, not broken
         page.screenshot(path=str(artifact("demo-browser-drawn-circle.png")), full_page=True)
 
         # "Wrong? It is a ...": type a new class and save.
@@ -345,6 +354,131 @@ def test_record_held_on_the_teach_tab_adds_webcam_frames_to_the_card_until_let_g
         " JOIN classes c ON c.id = l.class_id WHERE c.name = 'triangle'"
         " AND i.source = 'webcam' AND l.labeled_by = 'teach:local'").fetchone()[0]
     assert 3 <= recorded <= 9
+
+
+def finger(page):
+    """A finger on a touch screen page, through the DevTools protocol (the
+    browser's own touch -> pointer path; Playwright's touchscreen only taps):
+    touch(kind, x, y), kind "touchStart", "touchMove" or "touchEnd"."""
+    session = page.context.new_cdp_session(page)
+
+    def touch(kind, x, y):
+        session.send("Input.dispatchTouchEvent", {
+            "type": kind, "touchPoints": [] if kind == "touchEnd" else [{"x": x, "y": y}]})
+    return touch
+
+
+def count_reaches(page, name, count):
+    """Wait until the Teach tab's card for `name` shows at least `count` examples
+    (the card may skip numbers: frames come faster than the page redraws)."""
+    for _ in range(2 * TIMEOUT_MS // 250):
+        if card_count(page, name) >= count:
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError(f"{name}: {card_count(page, name)} examples, not {count}")
+
+
+def hit_areas(page, selector):
+    """Width and height of each visible control `selector` matches."""
+    boxes = [b.bounding_box() for b in page.locator(selector).all() if b.is_visible()]
+    assert boxes, selector
+    return [(round(b["width"]), round(b["height"])) for b in boxes]
+
+
+def test_on_a_phone_record_held_with_a_finger_records_until_it_is_lifted(
+        server, playwright, tmp_path, monkeypatch):
+    import demo_handlers
+    url, app = server
+    # Far off: only lifting the finger can stop it within the test.
+    monkeypatch.setattr(demo_handlers.settings, "record_frames", 10_000)
+    video = tmp_path / "triangles.y4m"
+    write_y4m(video, *[(draw_shape("triangle", seed=seed, size=360), 1)
+                       for seed in range(100, 130)])
+    browser = open_browser(playwright, "--use-fake-device-for-media-stream",
+                           "--use-fake-ui-for-media-stream",
+                           f"--use-file-for-fake-video-capture={video}")
+    try:
+        page = phone_page(browser, url)
+        page.get_by_role("tab", name="Teach").tap()
+        before = card_count(page, "triangle")
+        page.locator("#class-cards button.thumbnail-item").filter(has_text="triangle").tap()
+        page.locator("#card-info").filter(has_text="triangle").wait_for(timeout=TIMEOUT_MS)
+        page.get_by_role("tab", name="Webcam", exact=True).tap()
+        page.locator("#teach-photo button", has_text="Click to Access Webcam").tap()
+        page.locator("#teach-photo button[aria-label='capture photo']").tap(timeout=TIMEOUT_MS)
+        record = page.locator("#record")
+        record.scroll_into_view_if_needed()
+        sizes = hit_areas(page, "#record")
+        assert min(sizes[0]) >= 44, sizes
+        page.evaluate(f"() => {{ {WATCH_PRESS_JS} }}")
+        box = record.bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        touch = finger(page)
+        touch("touchStart", x, y)
+        # Held: it records, and a finger's wobble (more than a tap's slop)
+        # neither scrolls the page nor stops it.
+        record.filter(has_text=re.compile("let go to stop$")).wait_for(timeout=TIMEOUT_MS)
+        count_reaches(page, "triangle", before + 2)
+        touch("touchMove", x + 12, y + 20)
+        count_reaches(page, "triangle", card_count(page, "triangle") + 2)
+        assert record.inner_text().endswith("let go to stop")
+        touch("touchEnd", x + 12, y + 20)
+        record.filter(has_text=re.compile("Hold to record$")).wait_for(timeout=TIMEOUT_MS)
+        stopped = card_count(page, "triangle")
+        press = page.evaluate(f"() => {{ {PRESS_RESULT_JS} }}")
+        page.screenshot(path=str(artifact("demo-browser-phone-record.png")))
+        # The camera keeps streaming; no more frames join the class.
+        page.wait_for_timeout(3000)
+        assert card_count(page, "triangle") <= stopped + 1
+    finally:
+        browser.close()
+    assert press == PRESS_CLEAN
+
+
+# The "Wrong? It is a …" controls a finger uses, on the Draw tab.
+CORRECT_CONTROLS = ("#sketch-correct-choice input, #sketch-correct-new input,"
+                    " #sketch-correct-new textarea, #sketch-correct-send, #sketch-correct-retrain")
+
+
+def test_on_a_phone_a_wrong_answer_is_corrected_with_a_tap_and_stored(server, playwright):
+    import sqlite3
+    url, app = server
+    browser = open_browser(playwright)
+    try:
+        page, canvas = open_phone_sketchpad(browser, url)
+        pad = canvas.bounding_box()
+        cx, cy, r = pad["x"] + pad["width"] / 2, pad["y"] + pad["height"] / 2, pad["width"] * 0.3
+        ink_latency.touch_strokes(page, [(cx + r * math.cos(math.pi * i / 6),
+                                          cy + r * math.sin(math.pi * i / 6))
+                                         for i in range(13)], strokes=1)
+        page.locator("#sketch-verdict").filter(has_text=ANSWER).wait_for(timeout=TIMEOUT_MS)
+        answer = top_class(page)
+        sizes = hit_areas(page, CORRECT_CONTROLS)
+        assert len(sizes) == 4 and all(min(size) >= 44 for size in sizes), sizes
+        # Whatever it answered is taken as wrong: the right class is another
+        # known one, picked from the list by touch, and sent with one tap.
+        page.locator("#sketch-correct-choice input").tap()
+        options = page.locator("#sketch-correct-choice li[role=option]")
+        options.first.wait_for(timeout=TIMEOUT_MS)
+        sizes = hit_areas(page, "#sketch-correct-choice li[role=option]")
+        assert all(min(size) >= 44 for size in sizes), sizes
+        right = [o for o in options.all() if o.get_attribute("aria-label") != answer][0]
+        label = right.get_attribute("aria-label")
+        right.tap()
+        assert page.locator("#sketch-correct-choice input").input_value() == label
+        page.locator("#sketch-correct-send").tap()
+        saved = page.locator("#sketch-correct-saved")
+        saved.filter(has_text="Saved").wait_for(timeout=TIMEOUT_MS)
+        text = saved.inner_text()
+        page.screenshot(path=str(artifact("demo-browser-phone-correction.png")))
+    finally:
+        browser.close()
+    assert label in text
+    # The newest correction in the database file, read by a connection of its own.
+    with sqlite3.connect(app.model.db_path) as db:
+        newest = db.execute("SELECT label, predicted_label, source, status FROM corrections"
+                            " ORDER BY id DESC LIMIT 1").fetchone()
+    assert newest == (label, answer, "sketch", "pending")
 
 
 def test_a_class_is_added_renamed_taught_an_upload_and_deleted_from_the_cards(

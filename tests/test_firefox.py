@@ -3,16 +3,17 @@ Marionette: the labeler's label, batch label, review, upload, retrain and
 export, and the demo's draw-and-correct. Real HTTP, real SQLite, the real
 alpha 0.25 backbone where a model is involved."""
 import math
+import time
 
 import httpx
 import pytest
 
 from tests.helpers.common import artifact
-from tests.helpers.demo import (draw_shape, from_the_margin, inked_from_the_edge,
-                                recorded_frames)
-from tests.helpers.firefox import css, firefox, in_view, stroke, text_of, wait_for
-from tests.helpers.labeler import (TRAIN_OPTIONS, labeled, png_bytes, seeded_store, served,
-                                   tile_ids)
+from tests.helpers.demo import (PRESS_CLEAN, PRESS_RESULT_JS, WATCH_PRESS_JS, draw_shape,
+                                from_the_margin, inked_from_the_edge, recorded_frames)
+from tests.helpers.firefox import css, firefox, in_view, stroke, tap, text_of, wait_for
+from tests.helpers.labeler import (TRAIN_OPTIONS, every_page, labeled, png_bytes,
+                                   seeded_store, served, tile_ids)
 
 pytestmark = pytest.mark.browser
 
@@ -22,29 +23,47 @@ def screenshot(driver, name):
         f.write(driver.screenshot(format="binary", full=True))
 
 
-def test_the_labelers_core_flows_work_in_firefox(backbone, tmp_path):
+# How far a page is wider than the window: a phone must not scroll sideways.
+# (Against the window, not the screen: Firefox's screen is the virtual display.)
+OVERFLOW_JS = "return document.documentElement.scrollWidth - window.innerWidth"
+
+
+@pytest.mark.parametrize("width, height, pointer", [(1280, 1000, "mouse"),
+                                                     (390, 844, "touch")])
+def test_the_labelers_core_flows_work_in_firefox(backbone, tmp_path, width, height, pointer):
     from labeler.app import create_app
+    shots = "firefox-labeler-phone" if pointer == "touch" else "firefox-labeler"
     with seeded_store(tmp_path / "firefox.db") as (path, store, train, _):
         store.add_correction(train[0], "blob", "sketch", "anonymous@10.0.0.1")
         upload = tmp_path / "new-star.png"
         upload.write_bytes(png_bytes("star", seed=77))
-        with served(create_app(path, train_options=TRAIN_OPTIONS)) as url, firefox() as driver:
+        with served(create_app(path, train_options=TRAIN_OPTIONS)) as url, \
+                firefox(width=width, height=height) as driver:
+            wide = {}
+            for where in every_page(train[1]):
+                driver.navigate(url + where)
+                wide[where] = driver.execute_script(OVERFLOW_JS)
+            assert not {where: px for where, px in wide.items() if px > 0}, wide
             # Batch label: tick two tiles, type a class, apply.
             driver.navigate(f"{url}/images?per_page=20")
             order = tile_ids(driver.page_source)
             boxes = css(driver, ".grid .tile input[type=checkbox]")
-            boxes[2].click()
-            boxes[4].click()
+            tap(driver, boxes[2], pointer)
+            tap(driver, boxes[4], pointer)
             css(driver, "#batch-new-label")[0].send_keys("zigzag")
-            css(driver, "#do-label")[0].click()
+            tap(driver, css(driver, "#do-label")[0], pointer)
             wait_for(driver, lambda d: "Labeled 2 image(s) as zigzag." in d.page_source,
                      "batch-label message")
             assert labeled(store, [order[2], order[4]]) == {order[2]: "zigzag",
                                                             order[4]: "zigzag"}
+            screenshot(driver, f"{shots}-labeled.png")
             # Review: accept the pending correction.
             driver.navigate(f"{url}/review")
-            screenshot(driver, "firefox-labeler-review.png")
-            css(driver, ".accept-one")[0].click()
+            screenshot(driver, f"{shots}-review.png")
+            accept = css(driver, ".accept-one")[0]
+            if pointer == "touch":
+                assert min(in_view(driver, accept)[2:]) >= 44, accept.rect
+            tap(driver, accept, pointer)
             wait_for(driver, lambda d: "Accepted 1 correction(s)." in d.page_source,
                      "review message")
             assert store.corrections()[0]["status"] == "accepted"
@@ -52,17 +71,17 @@ def test_the_labelers_core_flows_work_in_firefox(backbone, tmp_path):
             driver.navigate(f"{url}/capture")
             css(driver, "#upload-files")[0].send_keys(str(upload))
             css(driver, "#upload-form input[name=new_label]")[0].send_keys("star")
-            css(driver, "#upload-submit")[0].click()
+            tap(driver, css(driver, "#upload-submit")[0], pointer)
             wait_for(driver, lambda d: "Stored 1 new image(s)" in d.page_source,
                      "upload message")
             # Retrain, and follow its progress until the version is shown.
             before = store.live_version_id()
             driver.navigate(f"{url}/retrain")
-            css(driver, "#retrain-button")[0].click()
+            tap(driver, css(driver, "#retrain-button")[0], pointer)
             wait_for(driver, lambda d: text_of(d, "#job-result").startswith("Version"),
                      "retrain result", timeout=300)
             assert store.live_version_id() not in (None, before)
-            screenshot(driver, "firefox-labeler-retrained.png")
+            screenshot(driver, f"{shots}-retrained.png")
             # Export: the page links each export, and each answers.
             driver.navigate(f"{url}/export")
             links = {a.get_attribute("id"): url + a.get_attribute("href")
@@ -241,36 +260,57 @@ navigator.mediaDevices.enumerateDevices = async () => [
 """
 
 
-def test_holding_record_adds_webcam_frames_until_let_go_in_firefox(server):
-    from demo_handlers import settings
+@pytest.mark.parametrize("width, height, pointer", [(1280, 1000, "mouse"),
+                                                     (390, 844, "touch")])
+def test_holding_record_adds_webcam_frames_until_let_go_in_firefox(server, monkeypatch, width,
+                                                                   height, pointer):
+    import demo_handlers
     url, app = server
-    with firefox() as driver:
+    # Far off: only letting go can stop it within the test.
+    monkeypatch.setattr(demo_handlers.settings, "record_frames", 10_000)
+    with firefox(width=width, height=height) as driver:
         driver.navigate(url)
         driver.execute_script(CIRCLE_CAMERA_JS, sandbox=None)
         before = pick_card(driver, "circle")
         [tab] = [t for t in css(driver, "button[role=tab]") if t.text == "Webcam"]
-        tab.click()
-        wait_for(driver, lambda d: [b for b in css(d, "#teach-photo button")
-                                    if "Access Webcam" in b.text], "the webcam button")[0].click()
-        wait_for(driver, lambda d: css(d, "#teach-photo button[aria-label='capture photo']"),
-                 "the stream button")[0].click()
-        record = css(driver, "#record")[0]
-        in_view(driver, record)
-        press = driver.actions.sequence("pointer", "mouse", {"pointerType": "mouse"})
-        press.pointer_move(0, 0, origin=record).pointer_down().perform()
+        tap(driver, tab, pointer)
+        tap(driver, wait_for(driver, lambda d: [b for b in css(d, "#teach-photo button")
+                                                if "Access Webcam" in b.text],
+                             "the webcam button")[0], pointer)
+        tap(driver, wait_for(driver, lambda d: css(d, "#teach-photo button[aria-label="
+                                                   "'capture photo']"), "the stream button")[0],
+            pointer)
+        x, y, w, h = in_view(driver, css(driver, "#record")[0])
+        if pointer == "touch":
+            assert min(w, h) >= 44, (w, h)
+        driver.execute_script(WATCH_PRESS_JS, sandbox=None)
+        held = driver.actions.sequence("pointer", "held", {"pointerType": pointer})
+        held.pointer_move(int(x + w / 2), int(y + h / 2)).pointer_down().perform()
         try:
             wait_for(driver, lambda d: card_counts(d).get("circle", 0) >= before + 2,
                      "recorded frames", timeout=120)
+            # A hand's wobble, off the button's text: no selection, no stop.
+            wobble = driver.actions.sequence("pointer", "held", {"pointerType": pointer})
+            wobble.pointer_move(int(x + w / 2) + 12, int(y + h / 2) + 20, duration=100)
+            wobble.perform()
+            more = card_counts(driver)["circle"] + 2
+            wait_for(driver, lambda d: card_counts(d).get("circle", 0) >= more,
+                     "frames recorded after the wobble", timeout=120)
+            assert text_of(driver, "#record").endswith("let go to stop")
         finally:
-            screenshot(driver, "firefox-demo-record.png")
-        release = driver.actions.sequence("pointer", "mouse", {"pointerType": "mouse"})
-        release.pointer_up().perform()
+            screenshot(driver, f"firefox-demo-record-{pointer}.png")
+        driver.actions.sequence("pointer", "held", {"pointerType": pointer}).pointer_up() \
+            .perform()
         # (The message may already say a frame taken just before was added.)
         wait_for(driver, lambda d: text_of(d, "#record").endswith("Hold to record"),
                  "the recording stopped")
+        stopped = card_counts(driver)["circle"]
+        press = driver.execute_script(PRESS_RESULT_JS, sandbox=None)
         driver.actions.release()
-        # Stopped by letting go, not by reaching its limit.
-        assert card_counts(driver)["circle"] < before + settings.record_frames
+        # The camera keeps streaming; no more frames join the class.
+        time.sleep(3)
+        assert card_counts(driver)["circle"] <= stopped + 1
+    assert press == PRESS_CLEAN
 
 
 def test_save_and_retrain_works_in_firefox(server):

@@ -12,8 +12,8 @@ from playwright.sync_api import Error as PlaywrightError
 from db import Store, labeling
 from tests.helpers.browser import open_browser
 from tests.helpers.common import add_sketches, artifact, copy_db
-from tests.helpers.labeler import (TRAIN_OPTIONS, labeled, png_bytes, seeded, seeded_store,
-                                   served, tile_ids, trained_template)
+from tests.helpers.labeler import (TRAIN_OPTIONS, every_page, labeled, png_bytes, seeded,
+                                   seeded_store, served, tile_ids, trained_template)
 
 pytestmark = pytest.mark.browser
 
@@ -403,8 +403,7 @@ def test_the_core_flows_work_on_a_phone(backbone, tmp_path, browser):
             context.set_default_timeout(TIMEOUT_MS)
             page = context.new_page()
             wide = {}
-            for where in ("/", "/images", "/review", "/capture", "/retrain", "/export",
-                          "/classes", f"/images/{train[1]}"):
+            for where in every_page(train[1]):
                 page.goto(url + where)
                 wide[where] = page.evaluate(OVERFLOW_JS)
             assert not {where: px for where, px in wide.items() if px > 0}, wide

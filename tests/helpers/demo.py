@@ -202,3 +202,27 @@ def inked_from_the_edge(image):
     ink = np.asarray(image.convert("L")) < 128
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     return bool(rows.size) and min(rows[0] / ink.shape[0], cols[0] / ink.shape[1]) < 0.03
+
+
+# Watches a press of the Teach tab's Record button from now on: whether the
+# browser took the pointer away (a scroll or a gesture started), and whether a
+# long-press menu would have opened. Statements, for execute_script or
+# wrapped as a function for Playwright.
+WATCH_PRESS_JS = """
+const press = window.sketchlabPress = {cancels: 0, menus: 0};
+window.addEventListener("pointercancel", () => { press.cancels += 1; }, true);
+// Bubbling on window: after the page's own handlers have had their say.
+window.addEventListener("contextmenu", (e) => { if (!e.defaultPrevented) press.menus += 1; });
+return true;
+"""
+# What a long press on Record brought: a phone's browser asks for its menu
+# as the finger stays down (headless browsers do not), so that is asked too.
+PRESS_RESULT_JS = """
+const button = document.querySelector("#record");
+const box = button.getBoundingClientRect();
+button.dispatchEvent(new MouseEvent("contextmenu", {bubbles: true, cancelable: true,
+  clientX: box.x + box.width / 2, clientY: box.y + box.height / 2}));
+return {cancels: window.sketchlabPress.cancels, menus: window.sketchlabPress.menus,
+        selected: String(window.getSelection())};
+"""
+PRESS_CLEAN = {"cancels": 0, "menus": 0, "selected": ""}

@@ -154,3 +154,15 @@ def in_view(driver, element):
     box = element.rect
     scroll_y = driver.execute_script("return window.scrollY")
     return box["x"], box["y"] - scroll_y, box["width"], box["height"]
+
+
+def tap(driver, element, pointer="mouse"):
+    """Click `element`, or (`pointer="touch"`) tap its middle with a finger."""
+    if pointer == "mouse":
+        element.click()
+        return
+    x, y, width, height = in_view(driver, element)
+    finger = driver.actions.sequence("pointer", "finger", {"pointerType": "touch"})
+    finger.pointer_move(int(x + width / 2), int(y + height / 2)).pointer_down().pointer_up()
+    finger.perform()
+    driver.actions.release()

@@ -16,6 +16,12 @@ TRAIN_OPTIONS = {"alpha": 0.25, "views": 1, "epochs": 10}
 XSS = "<img src=x onerror=alert(1)>"
 
 
+def every_page(image_id):
+    """A path of each of the labeler's pages (`image_id`: one for its own page)."""
+    return ("/", "/images", "/review", "/capture", "/retrain", "/export", "/classes",
+            f"/images/{image_id}")
+
+
 def client_for(path, **kwargs):
     from fastapi.testclient import TestClient
     from labeler.app import create_app
