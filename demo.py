@@ -224,12 +224,20 @@ def seen_view(label, elem_id):
                             type="pil", image_mode=None, elem_id=elem_id, format="png")
 
 
+LOOKS_LIKE_CSS = """
+.looks-like { display: flex; flex-wrap: wrap; gap: 8px; }
+.looks-like figure { margin: 0; text-align: center; }
+.looks-like img { display: block; border: 1px solid var(--border-color-primary);
+                  border-radius: var(--radius-sm); }
+"""
+
+
 def like_view(elem_id):
-    """The training examples nearest to the input: the evidence for an answer."""
-    return demo_guard.Gallery(label="Looks like these (nearest training examples)",
-                              columns=3, height=settings.like_side + 64, allow_preview=False,
-                              object_fit="contain", buttons=[],
-                              interactive=False, format="png", elem_id=elem_id)
+    """The training examples nearest to the input: the evidence for an answer
+    (demo_handlers.PictureFiles.like_html)."""
+    return gr.HTML(label="Looks like these (nearest training examples)", show_label=True,
+                   container=True, elem_id=elem_id, js_on_load=None,
+                   min_height=settings.like_side + 48, css_template=LOOKS_LIKE_CSS)
 
 
 def correction_box(prefix, kept, info):
@@ -324,10 +332,11 @@ def build():
             ui.card_names = card_names = gr.State([])
             with gr.Row():
                 with gr.Column(scale=2, min_width=260):
-                    ui.cards = gr.Gallery(label="Classes: pick a card to teach it", columns=3,
-                                          allow_preview=False, object_fit="contain",
-                                          height="auto", interactive=False, buttons=[],
-                                          elem_id="class-cards")
+                    ui.cards = demo_guard.Gallery(label="Classes: pick a card to teach it",
+                                                  columns=3, allow_preview=False,
+                                                  object_fit="contain", height="auto",
+                                                  interactive=False, buttons=[],
+                                                  elem_id="class-cards")
                     with gr.Row():
                         new_class = gr.Textbox(label="new class", placeholder="e.g. house",
                                                max_lines=1, elem_id="new-class", scale=3)

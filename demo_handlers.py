@@ -11,7 +11,9 @@ import logging
 import os
 import tempfile
 import threading
+from html import escape
 from pathlib import Path
+from urllib.parse import quote
 
 import gradio as gr
 
@@ -120,15 +122,24 @@ class PictureFiles:
             os.replace(part, path)
         return str(path)
 
-    def like_gallery(self, like):
-        """Gallery value: a thumbnail and its label for each (image id, label)."""
+    def like_html(self, like):
+        """The look-alikes as HTML: for each (image id, label), its thumbnail
+        file, which the page fetches once, and its label. A gallery component
+        would cost Gradio ~3 ms of CPU an answer to check and describe three
+        files that never change. The address is relative to the page, which
+        may be served under a path."""
         side = settings.like_side
 
         def thumbnail(image_id):
             [(_, data)] = app.model.store.image_data([image_id])
             return teach.thumbnail(data, side)
-        return [(self.path(f"like-{i}-{side}", lambda i=i: thumbnail(i)), label)
-                for i, label in like]
+
+        def figure(image_id, label):
+            path = self.path(f"like-{image_id}-{side}", lambda: thumbnail(image_id))
+            return (f'<figure><img src="gradio_api/file={quote(path)}" width="{side}" '
+                    f'height="{side}" alt="{escape(label)}">'
+                    f"<figcaption>{escape(label)}</figcaption></figure>")
+        return '<div class="looks-like">' + "".join(figure(*one) for one in like) + "</div>"
 
     def card(self, image_ids):
         """A class card's face (service.teach.card_picture) as a file."""
@@ -384,7 +395,7 @@ def read_sketch(value, kept=None):
         return BLANK_LABEL, verdict(None), None, None, None
     same = kept is not None and kept.get("like") == like
     return (label_value(result), verdict(result), shown(image, "sketch", result, seen, like),
-            seen, gr.skip() if same else app.pictures.like_gallery(like))
+            seen, gr.skip() if same else app.pictures.like_html(like))
 
 
 def cleared_sketch():
@@ -442,7 +453,7 @@ def _looks_like(kept):
     """The gallery of a kept webcam frame or upload, from the examples found
     when it was classified (live frames show none: three pictures a frame
     would cost more than the frame)."""
-    return app.pictures.like_gallery(kept["like"]) if kept and kept.get("like") else None
+    return app.pictures.like_html(kept["like"]) if kept and kept.get("like") else None
 
 
 # -- corrections, teaching and retraining -------------------------------------------------

@@ -6,8 +6,8 @@ the page's protocol as the browser does:
     (POST /gradio_api/component_server), then the pad's change event queued
     (POST /gradio_api/queue/join) and its answer read from the session's
     event stream (GET /gradio_api/queue/data); then the pictures the answer
-    shows are fetched, each once (GET /gradio_api/file=...), as the page's
-    <img> elements do with a browser cache;
+    shows (file data, and <img> in HTML) are fetched, each once (GET
+    /gradio_api/file=...), as the page does with a browser cache;
   * a correction: the "Save correction" button's event on the same session
     (the server keeps what the last answer was about);
   * a webcam frame: /classify_photo over the API (upload, call, event
@@ -17,7 +17,9 @@ The events are found by the components' elem_ids in the page's /config, so
 bench.ceiling's trivial app, which uses the same elem_ids, is driven the
 same way.
 """
+import html
 import json
+import re
 import secrets
 import time
 
@@ -26,6 +28,7 @@ import httpx
 PAD = "sketchpad"
 CORRECTION_SEND = "sketch-correct-send"
 BLANK = "draw something"
+IMG_SRC = re.compile(r'<img [^>]*src="([^"]+)"')
 
 
 class Refused(Exception):
@@ -120,17 +123,26 @@ class Browser:
         return output
 
     def _show(self, value):
-        """GET the files an answer refers to that this browser has not fetched yet."""
+        """GET the files an answer refers to, as file data or as <img> in
+        HTML, that this browser has not fetched yet."""
         if isinstance(value, dict):
             url = value.get("url")
-            if isinstance(url, str) and "/file=" in url and url not in self.cached:
-                self.cached.add(url)
-                _check(self.http.get(httpx.URL(self.page.url).join(url)))
+            if isinstance(url, str) and "/file=" in url:
+                self._fetch(url)
             for item in value.values():
                 self._show(item)
         elif isinstance(value, list):
             for item in value:
                 self._show(item)
+        elif isinstance(value, str):
+            for url in IMG_SRC.findall(value):
+                self._fetch(html.unescape(url))
+
+    def _fetch(self, url):
+        url = httpx.URL(self.page.url).join(url)
+        if url not in self.cached:
+            self.cached.add(url)
+            _check(self.http.get(url))
 
     def classify_photo(self, name, data):
         """/classify_photo over the API: upload, call, read the answer."""

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import gradio as gr
 import numpy as np
@@ -458,10 +459,11 @@ def test_the_first_model_reads_the_ways_people_draw_these_shapes(served):
 def test_sketch_ui_keeps_the_prediction_shown_for_a_later_correction(served):
     import demo_handlers as handlers
     label, text, shown, _, like = handlers.sketch_ui(sketch_value(draw_shape("circle", seed=3)))
-    # Beside the answer, the 3 training examples it looks like, as files.
-    assert [caption for _, caption in like] == ["circle"] * 3
-    assert all(Image.open(path).size == (handlers.settings.like_side,) * 2 for path, _ in like)
-    assert shown["like"] == tuple((int(Path(p).name.split("-")[1]), c) for p, c in like)
+    # Beside the answer, the 3 training examples it looks like: files the page fetches.
+    paths = [unquote(p) for p in re.findall(r'<img src="gradio_api/file=([^"]+)"', like)]
+    assert re.findall(r"<figcaption>([^<]*)</figcaption>", like) == ["circle"] * 3
+    assert all(Image.open(path).size == (handlers.settings.like_side,) * 2 for path in paths)
+    assert shown["like"] == tuple((int(Path(p).name.split("-")[1]), "circle") for p in paths)
     # The same examples for the next stroke are not sent again.
     again = handlers.sketch_live_ui(sketch_value(draw_shape("circle", seed=3)), shown)
     assert isinstance(again[4], type(gr.skip())) and again[2]["like"] == shown["like"]
@@ -573,9 +575,10 @@ def test_the_webcam_and_upload_views_show_what_the_model_sees(served, tmp_path):
     path = tmp_path / "photo.png"
     photo.save(path)
     view, _, _, kept, seen, like = handlers.uploaded_ui(str(path))
-    assert len(like) == 3
+    assert like.count("<figure>") == 3
     assert seen is kept["seen"] and seen.size == (224, 224)
-    assert handlers.keep_frame(kept)[4] is seen and len(handlers.keep_frame(kept)[5]) == 3
+    snapshot = handlers.keep_frame(kept)
+    assert snapshot[4] is seen and snapshot[5].count("<figure>") == 3
 
 
 def test_teaching_a_new_class_and_retraining_switches_the_live_model_without_restart(served):
@@ -650,6 +653,17 @@ def test_an_answer_comes_with_the_training_examples_it_looks_like(served):
     _, _, again = served.model.classify_shown(image)
     assert again[0][:2] == (star, "circle") and like[1][0] not in [i for i, *_ in again]
     assert len(again) == 3
+
+
+def test_the_look_alikes_name_their_classes_as_text(served):
+    import demo_handlers as handlers
+    store = served.model.store
+    train = dict(store.labeled_images("train"))
+    ids = [i for i, label in train.items() if label == "star"][:2]
+    html = handlers.app.pictures.like_html([(ids[0], '<img src=x onerror="alert(1)">'),
+                                            (ids[1], "a & b")])
+    assert "<img src=x" not in html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+    assert "<figcaption>a &amp; b</figcaption>" in html and html.count("<figure>") == 2
 
 
 def test_teaching_and_retraining_are_refused_when_shared_without_a_password(served):
