@@ -17,8 +17,9 @@ from PIL import Image
 from bench import ink_latency
 from tests.helpers.browser import open_browser
 from tests.helpers.common import artifact
-from tests.helpers.demo import (PRESS_CLEAN, PRESS_RESULT_JS, WATCH_PRESS_JS, draw_shape,
-                                from_the_margin, inked_from_the_edge, offline_downloads,
+from tests.helpers.demo import (CORRECT_CONTROLS, CORRECT_OPTIONS, PRESS_CLEAN, PRESS_RESULT_JS,
+                                WATCH_PRESS_JS, draw_shape, first_of_top3, from_the_margin,
+                                inked_from_the_edge, newest_correction, offline_downloads,
                                 recorded_frames)
 
 pytestmark = pytest.mark.browser
@@ -67,13 +68,6 @@ def open_sketchpad(browser, url):
     return page, canvas
 
 
-def top_class(page):
-    """The first row of the Draw tab's top 3."""
-    lines = [line.strip() for line in page.locator("#sketch-label").inner_text().split("\n")
-             if line.strip()]
-    return lines[lines.index("Top 3") + 1]
-
-
 def test_drawing_a_circle_shows_circle_and_a_correction_is_saved(server, playwright):
     url, app = server
     browser = open_browser(playwright)
@@ -94,7 +88,7 @@ def test_drawing_a_circle_shows_circle_and_a_correction_is_saved(server, playwri
         verdict = page.locator("#sketch-verdict")
         verdict.filter(has_text="circle").wait_for(timeout=TIMEOUT_MS)
         assert "It's a circle" in verdict.inner_text()
-        assert top_class(page) == "circle"
+        assert first_of_top3(page.locator("#sketch-label").inner_text()) == "circle"
         # Beside it, the training examples it looks like.
         like = page.locator("#sketch-like figure")
         like.nth(2).wait_for(timeout=TIMEOUT_MS)
@@ -435,13 +429,7 @@ def test_on_a_phone_record_held_with_a_finger_records_until_it_is_lifted(
     assert press == PRESS_CLEAN
 
 
-# The "Wrong? It is a …" controls a finger uses, on the Draw tab.
-CORRECT_CONTROLS = ("#sketch-correct-choice input, #sketch-correct-new input,"
-                    " #sketch-correct-new textarea, #sketch-correct-send, #sketch-correct-retrain")
-
-
 def test_on_a_phone_a_wrong_answer_is_corrected_with_a_tap_and_stored(server, playwright):
-    import sqlite3
     url, app = server
     browser = open_browser(playwright)
     try:
@@ -452,15 +440,15 @@ def test_on_a_phone_a_wrong_answer_is_corrected_with_a_tap_and_stored(server, pl
                                           cy + r * math.sin(math.pi * i / 6))
                                          for i in range(13)], strokes=1)
         page.locator("#sketch-verdict").filter(has_text=ANSWER).wait_for(timeout=TIMEOUT_MS)
-        answer = top_class(page)
+        answer = first_of_top3(page.locator("#sketch-label").inner_text())
         sizes = hit_areas(page, CORRECT_CONTROLS)
         assert len(sizes) == 4 and all(min(size) >= 44 for size in sizes), sizes
         # Whatever it answered is taken as wrong: the right class is another
         # known one, picked from the list by touch, and sent with one tap.
         page.locator("#sketch-correct-choice input").tap()
-        options = page.locator("#sketch-correct-choice li[role=option]")
+        options = page.locator(CORRECT_OPTIONS)
         options.first.wait_for(timeout=TIMEOUT_MS)
-        sizes = hit_areas(page, "#sketch-correct-choice li[role=option]")
+        sizes = hit_areas(page, CORRECT_OPTIONS)
         assert all(min(size) >= 44 for size in sizes), sizes
         right = [o for o in options.all() if o.get_attribute("aria-label") != answer][0]
         label = right.get_attribute("aria-label")
@@ -474,11 +462,7 @@ def test_on_a_phone_a_wrong_answer_is_corrected_with_a_tap_and_stored(server, pl
     finally:
         browser.close()
     assert label in text
-    # The newest correction in the database file, read by a connection of its own.
-    with sqlite3.connect(app.model.db_path) as db:
-        newest = db.execute("SELECT label, predicted_label, source, status FROM corrections"
-                            " ORDER BY id DESC LIMIT 1").fetchone()
-    assert newest == (label, answer, "sketch", "pending")
+    assert newest_correction(app.model.db_path) == (label, answer, "sketch", "pending")
 
 
 def test_a_class_is_added_renamed_taught_an_upload_and_deleted_from_the_cards(

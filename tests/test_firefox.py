@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from tests.helpers.common import artifact
-from tests.helpers.demo import (PRESS_CLEAN, PRESS_RESULT_JS, WATCH_PRESS_JS, draw_shape,
-                                from_the_margin, inked_from_the_edge, recorded_frames)
+from tests.helpers.demo import (CORRECT_CONTROLS, CORRECT_OPTIONS, PRESS_CLEAN, PRESS_RESULT_JS,
+                                WATCH_PRESS_JS, draw_shape, first_of_top3, from_the_margin,
+                                inked_from_the_edge, newest_correction, recorded_frames)
 from tests.helpers.firefox import css, firefox, in_view, stroke, tap, text_of, wait_for
 from tests.helpers.labeler import (TRAIN_OPTIONS, every_page, labeled, png_bytes,
                                    seeded_store, served, tile_ids)
@@ -311,6 +312,45 @@ def test_holding_record_adds_webcam_frames_until_let_go_in_firefox(server, monke
         time.sleep(3)
         assert card_counts(driver)["circle"] <= stopped + 1
     assert press == PRESS_CLEAN
+
+
+def sizes_of(driver, selector):
+    """Width and height of each shown element `selector` matches, scrolled into view."""
+    return [tuple(round(side) for side in in_view(driver, e)[2:])
+            for e in css(driver, selector) if e.is_displayed()]
+
+
+def test_a_wrong_answer_is_corrected_by_touch_on_a_phone_in_firefox(server):
+    url, app = server
+    with firefox(width=390, height=844) as driver:
+        driver.navigate(url)
+        wait_for(driver, lambda d: css(d, "#sketchpad button[aria-label='Brush'].highlight"),
+                 "the brush")
+        canvas = [c for c in css(driver, "#sketchpad canvas") if c.is_displayed()][0]
+        stroke(driver, star_points(*in_view(driver, canvas)), pointer="touch")
+        wait_for(driver, lambda d: any(word in text_of(d, "#sketch-verdict") for word
+                                       in ("It's a", "Not sure", "I don't know")),
+                 "an answer", timeout=120)
+        answer = first_of_top3(text_of(driver, "#sketch-label"))
+        sizes = sizes_of(driver, CORRECT_CONTROLS)
+        assert len(sizes) == 4 and all(min(size) >= 44 for size in sizes), sizes
+        # Whatever it answered is taken as wrong: the right class is another
+        # known one, picked from the list by touch, and sent with one tap.
+        choice = css(driver, "#sketch-correct-choice input")[0]
+        tap(driver, choice, "touch")
+        options = wait_for(driver, lambda d: css(d, CORRECT_OPTIONS), "the known classes")
+        sizes = sizes_of(driver, CORRECT_OPTIONS)
+        assert all(min(size) >= 44 for size in sizes), sizes
+        right = [o for o in options if o.get_attribute("aria-label") != answer][0]
+        label = right.get_attribute("aria-label")
+        tap(driver, right, "touch")
+        wait_for(driver, lambda d: choice.get_property("value") == label, "the class picked")
+        tap(driver, css(driver, "#sketch-correct-send")[0], "touch")
+        saved = wait_for(driver, lambda d: "Saved" in text_of(d, "#sketch-correct-saved")
+                         and text_of(d, "#sketch-correct-saved"), "the saved message")
+        screenshot(driver, "firefox-demo-phone-correction.png")
+    assert label in saved
+    assert newest_correction(app.model.db_path) == (label, answer, "sketch", "pending")
 
 
 def test_save_and_retrain_works_in_firefox(server):

@@ -226,3 +226,24 @@ return {cancels: window.sketchlabPress.cancels, menus: window.sketchlabPress.men
         selected: String(window.getSelection())};
 """
 PRESS_CLEAN = {"cancels": 0, "menus": 0, "selected": ""}
+
+
+# The "Wrong? It is a …" controls a finger uses, on the Draw tab.
+CORRECT_CONTROLS = ("#sketch-correct-choice input, #sketch-correct-new input,"
+                    " #sketch-correct-new textarea, #sketch-correct-send, #sketch-correct-retrain")
+CORRECT_OPTIONS = "#sketch-correct-choice li[role=option]"
+
+
+def first_of_top3(text):
+    """The first class of a top-3 list, from its text as a browser shows it."""
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    return lines[lines.index("Top 3") + 1]
+
+
+def newest_correction(db_path):
+    """(label, predicted label, source, status) of the newest correction, read
+    from the database file by a connection of its own."""
+    import sqlite3
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        return db.execute("SELECT label, predicted_label, source, status FROM corrections"
+                          " ORDER BY id DESC LIMIT 1").fetchone()
