@@ -173,20 +173,31 @@ def test_teaching_from_a_class_card_and_undoing_work_in_firefox(server):
     assert taken
 
 
+def sketchpad_box(driver):
+    """The Draw tab's pad once its brush is chosen, scrolled into view: its
+    canvas's box in viewport CSS pixels (x, y, width, height)."""
+    wait_for(driver, lambda d: css(d, "#sketchpad button[aria-label='Brush'].highlight"),
+             "the brush")
+    canvas = [c for c in css(driver, "#sketchpad canvas") if c.is_displayed()][0]
+    return in_view(driver, canvas)
+
+
+def answered(driver):
+    """The Draw tab's verdict, once it answers."""
+    return wait_for(driver, lambda d: any(word in text_of(d, "#sketch-verdict") for word
+                                          in ("It's a", "Not sure", "I don't know"))
+                    and text_of(d, "#sketch-verdict"), "an answer", timeout=120)
+
+
 def test_drawing_with_a_finger_on_a_phone_sized_window_works_in_firefox(server):
     url, _ = server
     with firefox(width=390, height=844) as driver:
         driver.navigate(url)
-        wait_for(driver, lambda d: css(d, "#sketchpad button[aria-label='Brush'].highlight"),
-                 "the brush")
-        canvas = [c for c in css(driver, "#sketchpad canvas") if c.is_displayed()][0]
-        x, y, width, height = in_view(driver, canvas)
+        x, y, width, height = sketchpad_box(driver)
         inner = driver.execute_script("return window.innerWidth")
         assert width >= 0.95 * inner, (width, inner)
         stroke(driver, star_points(x, y, width, height), pointer="touch")
-        verdict = wait_for(driver, lambda d: any(word in text_of(d, "#sketch-verdict") for word
-                                                 in ("It's a", "Not sure", "I don't know"))
-                           and text_of(d, "#sketch-verdict"), "an answer", timeout=120)
+        verdict = answered(driver)
         screenshot(driver, "firefox-demo-phone.png")
     assert "Draw something" not in verdict
 
@@ -199,13 +210,8 @@ def test_a_stroke_begun_in_the_grey_margin_is_drawn_in_firefox(server, monkeypat
     frames = recorded_frames(app.model, monkeypatch)
     with firefox(width=width, height=height) as driver:
         driver.navigate(url)
-        wait_for(driver, lambda d: css(d, "#sketchpad button[aria-label='Brush'].highlight"),
-                 "the brush")
-        canvas = [c for c in css(driver, "#sketchpad canvas") if c.is_displayed()][0]
-        stroke(driver, from_the_margin(*in_view(driver, canvas)), pointer=pointer)
-        wait_for(driver, lambda d: any(word in text_of(d, "#sketch-verdict") for word
-                                       in ("It's a", "Not sure", "I don't know")),
-                 "an answer", timeout=120)
+        stroke(driver, from_the_margin(*sketchpad_box(driver)), pointer=pointer)
+        answered(driver)
     drawing, _ = frames[-1]
     assert inked_from_the_edge(drawing)
 
@@ -324,13 +330,8 @@ def test_a_wrong_answer_is_corrected_by_touch_on_a_phone_in_firefox(server):
     url, app = server
     with firefox(width=390, height=844) as driver:
         driver.navigate(url)
-        wait_for(driver, lambda d: css(d, "#sketchpad button[aria-label='Brush'].highlight"),
-                 "the brush")
-        canvas = [c for c in css(driver, "#sketchpad canvas") if c.is_displayed()][0]
-        stroke(driver, star_points(*in_view(driver, canvas)), pointer="touch")
-        wait_for(driver, lambda d: any(word in text_of(d, "#sketch-verdict") for word
-                                       in ("It's a", "Not sure", "I don't know")),
-                 "an answer", timeout=120)
+        stroke(driver, star_points(*sketchpad_box(driver)), pointer="touch")
+        answered(driver)
         answer = first_of_top3(text_of(driver, "#sketch-label"))
         sizes = sizes_of(driver, CORRECT_CONTROLS)
         assert len(sizes) == 4 and all(min(size) >= 44 for size in sizes), sizes
@@ -359,13 +360,8 @@ def test_save_and_retrain_works_in_firefox(server):
     before = app.model.store.live_version_id()
     with firefox() as driver:
         driver.navigate(url)
-        wait_for(driver, lambda d: css(d, "#sketchpad button[aria-label='Brush'].highlight"),
-                 "the brush")
-        canvas = [c for c in css(driver, "#sketchpad canvas") if c.is_displayed()][0]
-        stroke(driver, star_points(*in_view(driver, canvas)))
-        wait_for(driver, lambda d: "It's a" in text_of(d, "#sketch-verdict")
-                 or "Not sure" in text_of(d, "#sketch-verdict")
-                 or "know" in text_of(d, "#sketch-verdict"), "an answer", timeout=120)
+        stroke(driver, star_points(*sketchpad_box(driver)))
+        answered(driver)
         css(driver, "#sketch-correct-new textarea, #sketch-correct-new input")[0].send_keys("star")
         css(driver, "#sketch-correct-retrain")[0].click()
         text = wait_for(driver, lambda d: "The same drawing now" in text_of(
