@@ -64,6 +64,16 @@ def test_the_proxy_configuration_is_valid_nginx(tmp_path):
     assert "hash $sketchlab_sticky consistent" in (tmp_path / "nginx.conf").read_text()
 
 
+def test_the_proxy_lets_go_of_an_idle_connection_before_the_demo_does(tmp_path):
+    import re
+    import uvicorn
+    config = nginx_config("127.0.0.1:8999", [7001], tmp_path, 22_000_000)
+    upstream = config[config.index("upstream sketchlab"):]
+    upstream = upstream[:upstream.index("}")]
+    proxy_s = int(re.search(r"keepalive_timeout (\d+)s;", upstream).group(1))
+    assert proxy_s < uvicorn.Config(app=None).timeout_keep_alive
+
+
 def test_a_demo_behind_a_proxy_is_not_held_to_the_host_names_of_this_computer():
     import demo
     alone = demo.launch_options("127.0.0.1", 7000)["app_kwargs"]["middleware"][0]
