@@ -13,8 +13,8 @@ from tests.helpers.demo import (CORRECT_CONTROLS, CORRECT_OPTIONS, PRESS_CLEAN, 
                                 WATCH_PRESS_JS, draw_shape, first_of_top3, from_the_margin,
                                 inked_from_the_edge, newest_correction, recorded_frames)
 from tests.helpers.firefox import css, firefox, in_view, stroke, tap, text_of, wait_for
-from tests.helpers.labeler import (TRAIN_OPTIONS, every_page, labeled, png_bytes,
-                                   seeded_store, served, tile_ids)
+from tests.helpers.labeler import (SMALL_CONTROLS_JS, TRAIN_OPTIONS, every_page, labeled,
+                                   png_bytes, seeded_store, served, tile_ids)
 
 pytestmark = pytest.mark.browser
 
@@ -40,11 +40,14 @@ def test_the_labelers_core_flows_work_in_firefox(backbone, tmp_path, width, heig
         upload.write_bytes(png_bytes("star", seed=77))
         with served(create_app(path, train_options=TRAIN_OPTIONS)) as url, \
                 firefox(width=width, height=height) as driver:
-            wide = {}
+            wide, small = {}, {}
             for where in every_page(train[1]):
                 driver.navigate(url + where)
                 wide[where] = driver.execute_script(OVERFLOW_JS)
+                small[where] = driver.execute_script(SMALL_CONTROLS_JS)
             assert not {where: px for where, px in wide.items() if px > 0}, wide
+            if pointer == "touch":
+                assert not {where: c for where, c in small.items() if c}, small
             # Batch label: tick two tiles, type a class, apply.
             driver.navigate(f"{url}/images?per_page=20")
             order = tile_ids(driver.page_source)
@@ -58,6 +61,13 @@ def test_the_labelers_core_flows_work_in_firefox(backbone, tmp_path, width, heig
             assert labeled(store, [order[2], order[4]]) == {order[2]: "zigzag",
                                                             order[4]: "zigzag"}
             screenshot(driver, f"{shots}-labeled.png")
+            # One image, from its own page.
+            driver.navigate(f"{url}/images/{order[6]}")
+            css(driver, "input[name=new_label]")[0].send_keys("wave")
+            tap(driver, css(driver, "button[name=action][value=label]")[0], pointer)
+            wait_for(driver, lambda d: text_of(d, "#image-label").startswith("wave"),
+                     "the image's new label")
+            assert labeled(store, [order[6]]) == {order[6]: "wave"}
             # Review: accept the pending correction.
             driver.navigate(f"{url}/review")
             screenshot(driver, f"{shots}-review.png")

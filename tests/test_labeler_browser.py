@@ -12,8 +12,9 @@ from playwright.sync_api import Error as PlaywrightError
 from db import Store, labeling
 from tests.helpers.browser import open_browser
 from tests.helpers.common import add_sketches, artifact, copy_db
-from tests.helpers.labeler import (TRAIN_OPTIONS, every_page, labeled, png_bytes, seeded,
-                                   seeded_store, served, tile_ids, trained_template)
+from tests.helpers.labeler import (SMALL_CONTROLS_JS, TRAIN_OPTIONS, every_page, labeled,
+                                   png_bytes, seeded, seeded_store, served, tile_ids,
+                                   trained_template)
 
 pytestmark = pytest.mark.browser
 
@@ -327,10 +328,28 @@ def test_a_page_says_when_another_process_makes_a_new_version_live(seeded_db, pa
     assert page.errors == []
 
 
+def retrain_and_export(page, url, store, shot, press=lambda button: button.click()):
+    """Retrain from its page until the result shows (`shot`: its screenshot),
+    then fetch the exports the export page links. `press` clicks or taps."""
+    import httpx
+    before = store.live_version_id()
+    page.goto(f"{url}/retrain")
+    press(page.locator("#retrain-button"))
+    page.wait_for_selector("#job-result", timeout=300_000)
+    assert store.live_version_id() not in (None, before)
+    page.screenshot(path=artifact(shot), full_page=True)
+    page.goto(f"{url}/export")
+    links = page.locator("a[id^=export-]")
+    hrefs = {links.nth(i).get_attribute("id"): links.nth(i).get_attribute("href")
+             for i in range(links.count())}
+    assert set(hrefs) >= {"export-dataset", "export-keras", "export-labels"}
+    for name in ("export-dataset", "export-labels"):
+        assert httpx.get(url + hrefs[name], timeout=120).status_code == 200
+
+
 def test_the_core_flows_work_with_javascript_off(backbone, tmp_path, browser):
     """Label, batch label, review, upload, retrain and export as plain HTML
     forms: what a browser without scripts (or with them blocked) gets."""
-    import httpx
     from labeler.app import create_app
     with seeded_store(tmp_path / "noscript.db") as (path, store, train, _):
         store.add_correction(train[0], "blob", "sketch", "anonymous@10.0.0.1")
@@ -368,19 +387,7 @@ def test_the_core_flows_work_with_javascript_off(backbone, tmp_path, browser):
             page.click("#upload-submit")
             page.wait_for_selector("text=Stored 1 new image(s)")
             # The running job's page refreshes itself (a <noscript> refresh).
-            before = store.live_version_id()
-            page.goto(f"{url}/retrain")
-            page.click("#retrain-button")
-            page.wait_for_selector("#job-result", timeout=300_000)
-            assert store.live_version_id() not in (None, before)
-            page.screenshot(path=artifact("labeler-noscript-retrained.png"), full_page=True)
-            page.goto(f"{url}/export")
-            links = page.locator("a[id^=export-]")
-            hrefs = {links.nth(i).get_attribute("id"): links.nth(i).get_attribute("href")
-                     for i in range(links.count())}
-            assert set(hrefs) >= {"export-dataset", "export-keras", "export-labels"}
-            for name in ("export-dataset", "export-labels"):
-                assert httpx.get(url + hrefs[name], timeout=120).status_code == 200
+            retrain_and_export(page, url, store, "labeler-noscript-retrained.png")
             context.close()
 
 
@@ -389,8 +396,9 @@ OVERFLOW_JS = "Math.max(document.documentElement.scrollWidth, window.innerWidth)
 
 
 def test_the_core_flows_work_on_a_phone(backbone, tmp_path, browser):
-    """Label, batch label, review and upload by touch on a 390x844 screen,
-    every page without sideways scrolling."""
+    """Label, batch label, review, upload, retrain and export by touch on a
+    390x844 screen, every page without sideways scrolling and every control
+    finger-sized."""
     from labeler.app import create_app
     with seeded_store(tmp_path / "phone.db") as (path, store, train, _):
         store.add_correction(train[0], "blob", "sketch", "anonymous@10.0.0.1")
@@ -402,11 +410,13 @@ def test_the_core_flows_work_on_a_phone(backbone, tmp_path, browser):
                                           device_scale_factor=2)
             context.set_default_timeout(TIMEOUT_MS)
             page = context.new_page()
-            wide = {}
+            wide, small = {}, {}
             for where in every_page(train[1]):
                 page.goto(url + where)
                 wide[where] = page.evaluate(OVERFLOW_JS)
+                small[where] = page.evaluate(f"() => {{ {SMALL_CONTROLS_JS} }}")
             assert not {where: px for where, px in wide.items() if px > 0}, wide
+            assert not {where: c for where, c in small.items() if c}, small
             page.goto(f"{url}/images?per_page=20")
             order = tile_ids(page.content())
             boxes = page.locator(".grid .tile input[type=checkbox]")
@@ -418,6 +428,12 @@ def test_the_core_flows_work_on_a_phone(backbone, tmp_path, browser):
             assert labeled(store, [order[2], order[4]]) == {order[2]: "zigzag",
                                                             order[4]: "zigzag"}
             page.screenshot(path=artifact("labeler-phone-grid.png"), full_page=True)
+            # One image, from its own page.
+            page.goto(f"{url}/images/{order[6]}")
+            page.fill("input[name=new_label]", "wave")
+            page.locator("button[name=action][value=label]").tap()
+            page.locator("#image-label").filter(has_text="wave").wait_for()
+            assert labeled(store, [order[6]]) == {order[6]: "wave"}
             page.goto(f"{url}/review")
             accept = page.locator(".accept-one").first
             box = accept.bounding_box()
@@ -431,4 +447,6 @@ def test_the_core_flows_work_on_a_phone(backbone, tmp_path, browser):
             page.locator("#upload-submit").tap()
             page.wait_for_selector("text=Stored 1 new image(s)")
             page.screenshot(path=artifact("labeler-phone-capture.png"), full_page=True)
+            retrain_and_export(page, url, store, "labeler-phone-retrained.png",
+                               press=lambda button: button.tap())
             context.close()

@@ -16,6 +16,22 @@ TRAIN_OPTIONS = {"alpha": 0.25, "views": 1, "epochs": 10}
 XSS = "<img src=x onerror=alert(1)>"
 
 
+# The buttons and fields on a page a finger would miss: under 44 px, and
+# not in a label that is bigger (a tap on the label works the control).
+# Statements: wrap them in a function for Playwright.
+SMALL_CONTROLS_JS = """
+const hit = (control) => [control, control.closest("label") || control]
+  .map((element) => element.getBoundingClientRect())
+  .reduce((a, b) => ({width: Math.max(a.width, b.width), height: Math.max(a.height, b.height)}));
+return [...document.querySelectorAll("button, input:not([type=hidden]), select, textarea")]
+  .filter((control) => control.getBoundingClientRect().width)
+  .map((control) => [control, hit(control)])
+  .filter(([, box]) => Math.min(box.width, box.height) < 44)
+  .map(([control, box]) => `${control.id || control.name || control.textContent.trim()}: `
+                           + `${Math.round(box.width)}x${Math.round(box.height)}`);
+"""
+
+
 def every_page(image_id):
     """A path of each of the labeler's pages (`image_id`: one for its own page)."""
     return ("/", "/images", "/review", "/capture", "/retrain", "/export", "/classes",
