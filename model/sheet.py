@@ -644,20 +644,11 @@ def _edge_support(image, quad, min_step=EDGE_MIN_STEP):
 def _brightness(darkest, quad):
     """The mean of the darkest channel inside the quadrilateral and in a band
     just outside it (where it is in view, for a sheet partly out of frame)."""
-    # Only the quadrilateral's box and a band around it (in the frame) can
-    # hold either: far less to fill and dilate than the whole copy.
-    corners = np.rint(quad).astype(np.int32)
-    height, width = darkest.shape
-    left, top = np.maximum(corners.min(axis=0) - BAND, 0)
-    right, bottom = np.minimum(corners.max(axis=0) + BAND + 1, [width, height])
-    if right <= left or bottom <= top:
-        return 0.0, 0.0
-    inside = np.zeros((bottom - top, right - left), np.uint8)
-    cv2.fillConvexPoly(inside, corners - [left, top], 1)
+    inside = np.zeros(darkest.shape, np.uint8)
+    cv2.fillConvexPoly(inside, np.rint(quad).astype(np.int32), 1)
     band = cv2.dilate(inside, np.ones((BAND, BAND), np.uint8)) - inside
     if not inside.any() or not band.any():
         return 0.0, 0.0
-    darkest = darkest[top:bottom, left:right]
     return cv2.mean(darkest, inside)[0], cv2.mean(darkest, band)[0]
 
 
