@@ -459,6 +459,11 @@ def test_on_a_phone_a_wrong_answer_is_corrected_with_a_tap_and_stored(server, pl
         saved.filter(has_text="Saved").wait_for(timeout=TIMEOUT_MS)
         text = saved.inner_text()
         page.screenshot(path=str(artifact("demo-browser-phone-correction.png")))
+        # The webcam's correction box has the same finger-sized controls.
+        page.get_by_role("tab", name="Webcam / upload").tap()
+        page.locator("#photo-correct-send").wait_for(timeout=TIMEOUT_MS)
+        sizes = hit_areas(page, CORRECT_CONTROLS.replace("#sketch-", "#photo-"))
+        assert len(sizes) == 4 and all(min(size) >= 44 for size in sizes), sizes
     finally:
         browser.close()
     assert label in text
