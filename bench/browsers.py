@@ -35,6 +35,19 @@ class Refused(Exception):
     """An answer that is not the page's: an HTTP error or a failed event."""
 
 
+class BrowserTransport(httpx.HTTPTransport):
+    """HTTP as a browser sends it: a request that went out on a kept-alive
+    connection the server closed before answering (the server's idle
+    timeout, 5 s for uvicorn, meeting the request) is sent again once, as
+    Chromium and Firefox do; httpx alone reports it as an error."""
+
+    def handle_request(self, request):
+        try:
+            return super().handle_request(request)
+        except httpx.RemoteProtocolError:
+            return super().handle_request(request)
+
+
 class Page:
     """What a browser learns from /config: the ids it sends with events."""
 
@@ -60,7 +73,7 @@ class Browser:
 
     def __init__(self, page):
         self.page = page
-        self.http = httpx.Client(timeout=60)
+        self.http = httpx.Client(timeout=60, transport=BrowserTransport())
         self.session = secrets.token_hex(6)
         self.cached = set()
         # The page itself: the guard's browser cookie comes with it.

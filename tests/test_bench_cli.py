@@ -130,3 +130,30 @@ def test_ink_bench_splits_the_pages_main_thread_time_per_pointer_event():
         trace.append({"ph": "X", "name": name, "pid": pid, "tid": tid, "dur": dur})
     split = main_thread_split(json.dumps({"traceEvents": trace}).encode(), events=3)
     assert split == {"main_thread_ms": 200.0, "gpu_wait_ms": 100.0}
+
+
+def test_simulated_browsers_send_again_a_request_the_server_closed_unanswered():
+    """As Chromium and Firefox do when a kept-alive connection was closed
+    by the server as the request went out; anything else stays an error."""
+    import socket
+    import threading
+    import httpx
+    from bench.browsers import BrowserTransport
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve():
+        for answer in (None, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", None, None):
+            connection, _ = listener.accept()
+            connection.recv(65536)
+            if answer:
+                connection.sendall(answer)
+            connection.close()
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{port}/"
+    with httpx.Client(transport=BrowserTransport(), timeout=10) as browser:
+        assert browser.get(url).text == "ok"
+        # Closed unanswered twice in a row: the server's fault, reported.
+        with pytest.raises(httpx.RemoteProtocolError):
+            browser.get(url)
+    listener.close()
