@@ -185,11 +185,15 @@ PHONE_CSS = """
   /* The side tools (brush, eraser, colour) would cover the drawing: the
      brush is chosen on load, and undo and clear stay in the top bar. */
   #sketchpad .toolbar-wrap, #teach-pad .toolbar-wrap { display: none; }
-  /* Finger-sized: Record, and the "Wrong? It is a …" boxes, list and buttons. */
-  :is(#record, #sketch-correct-send, #sketch-correct-retrain, #photo-correct-send,
+  /* Finger-sized: the tabs, the page's buttons, and its boxes and lists. */
+  button[role=tab], :is(#classify, #snapshot, #record, #add-drawing, #add-photo, #add-files,
+      #add-class, #rename, #undo, #delete-class, #retrain, #accept-waiting,
+      #sketch-correct-send, #sketch-correct-retrain, #photo-correct-send,
       #photo-correct-retrain) { min-height: 44px; }
-  :is(#sketch-correct-choice, #sketch-correct-new, #photo-correct-choice,
-      #photo-correct-new) :is(input, textarea, li[role=option]) { min-height: 44px; }
+  #upload button.icon { min-width: 44px; min-height: 44px; }
+  :is(#sketch-correct-choice, #sketch-correct-new, #photo-correct-choice, #photo-correct-new,
+      #teach-class, #new-class, #rename-to) :is(input, textarea, li[role=option]) {
+    min-height: 44px; }
 }
 /* Held with a finger: no text selection or long-press menu. */
 #record { touch-action: none; user-select: none; -webkit-user-select: none;

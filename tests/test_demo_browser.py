@@ -470,6 +470,32 @@ def test_on_a_phone_a_wrong_answer_is_corrected_with_a_tap_and_stored(server, pl
     assert newest_correction(app.model.db_path) == (label, answer, "sketch", "pending")
 
 
+# The page's shown buttons and fields under 44 px. (Gradio keeps a 1-px copy of
+# each tab's button to measure the tab row: not a target.)
+SMALL_ON_PAGE_JS = """() => [...document.querySelectorAll(
+    "main button, main input:not([type=hidden]), main select, main textarea")]
+  .filter((control) => control.checkVisibility() && control.getBoundingClientRect().height > 1)
+  .map((control) => [control.getAttribute("aria-label") || control.innerText.trim()
+                     || (control.closest("[id]") || {}).id, control.getBoundingClientRect()])
+  .filter(([, box]) => Math.min(box.width, box.height) < 44)
+  .map(([name, box]) => `${name}: ${Math.round(box.width)}x${Math.round(box.height)}`)"""
+
+
+def test_on_a_phone_every_tab_s_buttons_and_fields_are_finger_sized(server, playwright):
+    url, _ = server
+    browser = open_browser(playwright)
+    try:
+        page, _ = open_phone_sketchpad(browser, url)
+        small = {}
+        for tab in ("Draw", "Webcam / upload", "Teach"):
+            page.get_by_role("tab", name=tab, exact=True).first.tap()
+            page.wait_for_timeout(1000)
+            small[tab] = page.evaluate(SMALL_ON_PAGE_JS)
+    finally:
+        browser.close()
+    assert not {tab: controls for tab, controls in small.items() if controls}, small
+
+
 def test_a_class_is_added_renamed_taught_an_upload_and_deleted_from_the_cards(
         server, playwright, tmp_path):
     url, app = server
