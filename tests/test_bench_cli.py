@@ -17,7 +17,7 @@ OPTIONS = {
     "features": ("--images", "--seconds"),
     "foundation": ("--views",),
     "growth": ("--sizes", "--plot"),
-    "ink_latency": ("--strokes", "--turns", "--browsers", "--breakdown"),
+    "ink_latency": ("--strokes", "--turns", "--browsers", "--breakdown", "--plain-canvas"),
     "labeler_grid": ("--images", "--db"),
     "latency": ("--calls",),
     "load": ("--clients", "--webcams", "--seconds", "--stroke-every", "--workers",
@@ -143,7 +143,8 @@ def test_simulated_browsers_send_again_a_request_the_server_closed_unanswered():
     port = listener.getsockname()[1]
 
     def serve():
-        for answer in (None, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", None, None):
+        ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        for answer in (None, ok, None, None):
             connection, _ = listener.accept()
             connection.recv(65536)
             if answer:
