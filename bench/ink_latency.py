@@ -15,12 +15,16 @@ here (no GPU): a phone or a desk with a GPU draws faster. With --breakdown,
 Chromium's strokes are traced (which adds its own cost) and, per pointer
 event, the page's main thread's busy time is split into the time it waited
 for the GPU process to run the editor's WebGL (SwiftShader without a GPU)
-and the rest (the editor's script, layout, input handling).
+and the rest (the editor's script, layout, input handling). With
+--plain-canvas, the same strokes are also measured on a page with a plain
+2D canvas of the pad's size that draws each pointer move: what the same
+browsers draw without WebGL.
 """
 import argparse
 import json
 import os
 import statistics
+from urllib.parse import quote
 
 from bench.common import machine
 from bench.demo_latency import percentile, running_demo
@@ -45,6 +49,26 @@ RECORD_JS = """
 }
 """
 READ_JS = "return window.sketchlabInk || []"
+# What each browser waits for before drawing: the editor's chosen brush.
+EDITOR_READY = "#sketchpad button[aria-label='Brush'].highlight"
+# A plain 2D canvas under the same id, drawing a line at each pointer move.
+PLAIN_CANVAS = "data:text/html," + quote("""<!doctype html>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<div id="sketchpad"><canvas width="480" height="480"
+  style="width: min(480px, 96vw); touch-action: none; border: 1px solid #ccc"></canvas></div>
+<script>
+const canvas = document.querySelector("canvas"), pen = canvas.getContext("2d");
+pen.fillStyle = "#fff"; pen.fillRect(0, 0, 480, 480);
+pen.lineWidth = 6; pen.lineCap = pen.lineJoin = "round";
+let last = null;
+const at = (e) => { const box = canvas.getBoundingClientRect();
+  return [(e.clientX - box.left) * 480 / box.width, (e.clientY - box.top) * 480 / box.height]; };
+canvas.addEventListener("pointerdown", (e) => { last = at(e); });
+canvas.addEventListener("pointermove", (e) => { if (!last) return;
+  const next = at(e); pen.beginPath(); pen.moveTo(...last); pen.lineTo(...next); pen.stroke();
+  last = next; });
+canvas.addEventListener("pointerup", () => { last = null; });
+</script>""")
 
 
 def summary(latencies):
@@ -82,7 +106,7 @@ def main_thread_split(trace, events):
             "gpu_wait_ms": round(busy[GPU_WAIT] / per, 1)}
 
 
-def chromium(url, phone, strokes, turns, breakdown=False):
+def chromium(url, phone, strokes, turns, breakdown=False, ready=EDITOR_READY):
     """Latencies (ms) of `strokes` strokes in Chromium, desk or phone; with
     `breakdown`, (latencies, `main_thread_split`)."""
     from playwright.sync_api import sync_playwright
@@ -96,8 +120,7 @@ def chromium(url, phone, strokes, turns, breakdown=False):
             page = browser.new_context(**options).new_page()
             page.goto(url)
             # The chosen brush (hidden on a phone, where its toolbar gives way).
-            page.locator("#sketchpad button[aria-label='Brush'].highlight").wait_for(
-                state="attached", timeout=60_000)
+            page.locator(ready).first.wait_for(state="attached", timeout=60_000)
             page.evaluate(RECORD_JS)
             if breakdown:
                 browser.start_tracing(page=page, categories=TRACE_CATEGORIES)
@@ -136,14 +159,13 @@ def touch_strokes(page, points, strokes):
         touch("touchEnd", *points[-1])
 
 
-def firefox(url, phone, strokes, turns):
+def firefox(url, phone, strokes, turns, ready=EDITOR_READY):
     """Latencies (ms) of `strokes` strokes in Firefox, desk or phone."""
     from tests.helpers.firefox import css, firefox as open_firefox, in_view, stroke, wait_for
     width, height = (390, 844) if phone else (1280, 1000)
     with open_firefox(width=width, height=height) as driver:
         driver.navigate(url)
-        wait_for(driver, lambda d: css(d, "#sketchpad button[aria-label='Brush'].highlight"),
-                 "the brush", timeout=120)
+        wait_for(driver, lambda d: css(d, ready), "the pad", timeout=120)
         # In the page's own scope (sandbox=None), where the recorded list lives.
         driver.execute_script("return (" + RECORD_JS + ")()", sandbox=None)
         canvas = [c for c in css(driver, "#sketchpad canvas") if c.is_displayed()][0]
@@ -166,6 +188,8 @@ def parser():
     p.add_argument("--breakdown", action="store_true",
                    help="trace Chromium's strokes and split its main thread's time per "
                    "pointer event: waiting for WebGL in the GPU process, and the rest")
+    p.add_argument("--plain-canvas", action="store_true",
+                   help="also measure a plain 2D canvas that draws each pointer move")
     return p
 
 
@@ -173,19 +197,25 @@ def main(argv=None):
     args = parser().parse_args(argv)
     results = {"machine": machine(), "load_before": os.getloadavg()}
     with running_demo("sketchlab-ink-") as demo:
+        pads = [("", demo.url, EDITOR_READY)]
+        if args.plain_canvas:
+            pads.append((" plain canvas", PLAIN_CANVAS, "#sketchpad canvas"))
         for name in args.browsers:
             for screen in ("desk", "phone"):
                 phone = screen == "phone"
-                if name == "chromium" and args.breakdown:
-                    latencies, split = chromium(demo.url, phone, args.strokes, args.turns, True)
-                    figures = {**summary(latencies), **split}
-                elif name == "chromium":
-                    figures = summary(chromium(demo.url, phone, args.strokes, args.turns))
-                else:
-                    figures = summary(firefox(demo.url, phone, args.strokes, args.turns))
-                results[f"{name} {screen}"] = figures
-                print(f"{name:8} {screen:5} " + ", ".join(f"{k} {v}" for k, v in
-                                                       figures.items()), flush=True)
+                for pad, url, ready in pads:
+                    if name == "chromium" and args.breakdown:
+                        latencies, split = chromium(url, phone, args.strokes, args.turns, True,
+                                                    ready)
+                        figures = {**summary(latencies), **split}
+                    elif name == "chromium":
+                        figures = summary(chromium(url, phone, args.strokes, args.turns,
+                                                   ready=ready))
+                    else:
+                        figures = summary(firefox(url, phone, args.strokes, args.turns, ready))
+                    results[f"{name} {screen}{pad}"] = figures
+                    print(f"{name:8} {screen:5}{pad} " + ", ".join(
+                        f"{k} {v}" for k, v in figures.items()), flush=True)
     results["load_after"] = os.getloadavg()
     print(f"load average before {results['load_before'][0]:.1f}, after "
           f"{results['load_after'][0]:.1f} (2 cores)")
