@@ -115,6 +115,8 @@ def test_answered_calls_are_not_summarised_for_a_monitoring_dashboard(client, se
 
 def test_a_strokes_look_alikes_are_served_from_their_folder_not_copied_per_answer(server):
     import io
+    import re
+    from urllib.parse import unquote
     import httpx
     from bench.browsers import Browser, Page
     from demo_handlers import settings
@@ -123,14 +125,15 @@ def test_a_strokes_look_alikes_are_served_from_their_folder_not_copied_per_answe
     draw_shape("star", seed=410, size=480).save(drawing, format="PNG")
     browser = Browser(Page(url))
     try:
-        gallery = browser.stroke(drawing.getvalue())[4]
+        like = browser.stroke(drawing.getvalue())[4]
     finally:
         browser.close()
-    assert len(gallery) == 3
+    sources = re.findall(r'<img src="(gradio_api/file=[^"]+)"', like)
+    assert len(sources) == 3
     folder = Path(app.pictures.path("probe", lambda: Image.new("L", (1, 1)))).parent
-    for shown in gallery:
-        assert Path(shown["image"]["path"]).parent == folder
-        served = httpx.get(shown["image"]["url"])
+    for source in sources:
+        assert Path(unquote(source.split("=", 1)[1])).parent == folder
+        served = httpx.get(httpx.URL(url).join(source))
         assert served.status_code == 200 and Image.open(io.BytesIO(served.content)).size == \
             (settings.like_side,) * 2
 
