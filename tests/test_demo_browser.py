@@ -295,6 +295,22 @@ def card_count(page, name):
     return int(card.inner_text().split("·")[1])
 
 
+def teach_camera_on_triangle(page, press):
+    """The Teach tab's webcam started with the triangle card chosen, each
+    control pressed by `press` ("click" with a mouse, "tap" with a finger);
+    returns the triangle card's count before."""
+    def act(locator, **options):
+        getattr(locator, press)(**options)
+    act(page.get_by_role("tab", name="Teach"))
+    before = card_count(page, "triangle")
+    act(page.locator("#class-cards button.thumbnail-item").filter(has_text="triangle"))
+    page.locator("#card-info").filter(has_text="triangle").wait_for(timeout=TIMEOUT_MS)
+    act(page.get_by_role("tab", name="Webcam", exact=True))
+    act(page.locator("#teach-photo button", has_text="Click to Access Webcam"))
+    act(page.locator("#teach-photo button[aria-label='capture photo']"), timeout=TIMEOUT_MS)
+    return before
+
+
 def test_record_held_on_the_teach_tab_adds_webcam_frames_to_the_card_until_let_go(
         server, playwright, tmp_path, monkeypatch):
     import demo_handlers
@@ -309,14 +325,7 @@ def test_record_held_on_the_teach_tab_adds_webcam_frames_to_the_card_until_let_g
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(url)
-        page.get_by_role("tab", name="Teach").click()
-        before = card_count(page, "triangle")
-        page.locator("#class-cards button.thumbnail-item").filter(has_text="triangle").click()
-        page.locator("#card-info").filter(has_text="triangle").wait_for(timeout=TIMEOUT_MS)
-        page.get_by_role("tab", name="Webcam", exact=True).click()
-        page.locator("#teach-photo button", has_text="Click to Access Webcam").click()
-        page.locator("#teach-photo button[aria-label='capture photo']").click(
-            timeout=TIMEOUT_MS)
+        before = teach_camera_on_triangle(page, "click")
         record = page.locator("#record")
         record.wait_for(timeout=TIMEOUT_MS)
         idle, busy = re.compile("Hold to record$"), re.compile("let go to stop$")
@@ -393,13 +402,7 @@ def test_on_a_phone_record_held_with_a_finger_records_until_it_is_lifted(
                            f"--use-file-for-fake-video-capture={video}")
     try:
         page = phone_page(browser, url)
-        page.get_by_role("tab", name="Teach").tap()
-        before = card_count(page, "triangle")
-        page.locator("#class-cards button.thumbnail-item").filter(has_text="triangle").tap()
-        page.locator("#card-info").filter(has_text="triangle").wait_for(timeout=TIMEOUT_MS)
-        page.get_by_role("tab", name="Webcam", exact=True).tap()
-        page.locator("#teach-photo button", has_text="Click to Access Webcam").tap()
-        page.locator("#teach-photo button[aria-label='capture photo']").tap(timeout=TIMEOUT_MS)
+        before = teach_camera_on_triangle(page, "tap")
         record = page.locator("#record")
         record.scroll_into_view_if_needed()
         sizes = hit_areas(page, "#record")
