@@ -14,6 +14,9 @@ $(STAMP): requirements.txt
 	# A venv left without pip (python3-venv was missing) is made again, not reused.
 	$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	# opencv-contrib-python-headless replaced opencv-python-headless; both
+	# install cv2, so a venv made before drops the old one first.
+	$(BIN)/python -m pip uninstall --quiet --yes opencv-python-headless
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 

@@ -178,8 +178,9 @@ def room(rng, conditions=None):
 
 def _strokes(doodle, side, rng, conditions):
     """A black-on-white bitmap -> ink coverage (0..1) `side` pixels wide, drawn
-    as a pen would: the bitmap's smooth upscale thinned to its skeleton, then
-    traced with a pen a few pixels wide and antialiased."""
+    as a pen would: the bitmap's smooth upscale thinned to its centre lines
+    (joined where strokes meet, as a pen draws them), then traced with a pen a
+    few pixels wide and antialiased."""
     ink = 1 - np.asarray(doodle, np.float32) / 255
     height = max(1, round(side * ink.shape[0] / ink.shape[1]))
     big = cv2.resize(ink, (side, height), interpolation=cv2.INTER_CUBIC)

@@ -32,7 +32,7 @@ DEFAULT_MARGIN = 0.1
 # Part of the feature cache's key: bump it whenever preprocess(), augment() or
 # on_paper() change what they produce, so that stale cached features are
 # recomputed.
-PREPROCESSING_VERSION = 10
+PREPROCESSING_VERSION = 11
 # is_photo: a drawing's edge is paper, within this many grey levels of it, for
 # at least this share of its pixels. Measured: every Quick, Draw! dev drawing
 # has at least 0.77 (strokes touch its edge), simulated webcam photos at most
@@ -423,16 +423,14 @@ def on_paper(array, seed):
 
 
 def centre_lines(mask):
-    """The morphological skeleton of a boolean mask (uint8, 0 or 1): each
-    stroke's centre line, about a pixel wide."""
-    mask = mask.astype(np.uint8)
-    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-    skeleton = np.zeros_like(mask)
-    while mask.any():
-        eroded = cv2.erode(mask, cross)
-        skeleton |= mask & ~cv2.dilate(eroded, cross) & 1
-        mask = eroded
-    return skeleton
+    """Each stroke's centre line in a boolean mask (uint8, 0 or 1), a pixel
+    wide. A connected thinning (Zhang-Suen), not a morphological skeleton:
+    strokes stay joined where they meet and loops stay closed, as a pen on
+    paper draws them. Measured on simulated webcam photos' pen alone
+    (bench.webcam's "pen" reading, 4,800 doodles): 0.903 against 0.895 for
+    the skeleton, and 0.894 for Guo-Hall's thinning."""
+    return cv2.ximgproc.thinning(mask.astype(np.uint8) * 255,
+                                 thinningType=cv2.ximgproc.THINNING_ZHANGSUEN) >> 7
 
 
 def _filter3(array, reduce):

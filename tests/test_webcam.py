@@ -420,6 +420,40 @@ def test_a_drawings_paper_view_looks_to_the_backbone_like_a_photo_of_it(backbone
     assert paper.mean() < 0.5 * plain.mean() and (paper < plain).mean() >= 0.9
 
 
+def pieces_and_holes(mask):
+    """(8-connected pieces of ink, 4-connected holes of paper enclosed by it)."""
+    import cv2
+    ink = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)[0] - 1
+    paper = np.pad(mask == 0, 1, constant_values=True).astype(np.uint8)
+    return ink, cv2.connectedComponents(paper, connectivity=4)[0] - 2
+
+
+@pytest.mark.parametrize("shape", ["X", "T", "ring", "figure eight"])
+def test_centre_lines_keep_strokes_joined_and_loops_closed_like_a_pen(shape):
+    # The paper view and the simulated photos redraw a drawing along its
+    # centre lines: a pen on paper does not break a stroke where it meets
+    # another, nor open a loop.
+    from model.images import centre_lines
+    image = Image.new("L", (200, 200), 0)
+    draw = ImageDraw.Draw(image)
+    lines = {"X": [((30, 30), (170, 170)), ((170, 30), (30, 170))],
+             "T": [((20, 40), (180, 40)), ((100, 40), (100, 180))]}
+    for line in lines.get(shape, []):
+        draw.line(line, fill=1, width=17)
+    if shape == "ring":
+        draw.ellipse((30, 40, 170, 160), outline=1, width=19)
+    if shape == "figure eight":
+        draw.ellipse((50, 10, 150, 100), outline=1, width=15)
+        draw.ellipse((45, 92, 155, 190), outline=1, width=15)
+    mask = np.asarray(image, np.uint8)
+    lines = centre_lines(mask)
+    assert pieces_and_holes(lines) == pieces_and_holes(mask)
+    assert pieces_and_holes(mask) == (1, {"ring": 1, "figure eight": 2}.get(shape, 0))
+    # A line about a pixel wide along the stroke, not the stroke kept whole.
+    assert lines.dtype == np.uint8 and set(np.unique(lines)) == {0, 1}
+    assert lines.sum() < 0.12 * mask.sum() and not (lines & ~mask.astype(bool)).any()
+
+
 def test_the_paper_view_is_deterministic_and_keeps_the_channels():
     drawing = preprocess(doodles(1)[0], SIZE, keep_grey=True)
     before = drawing.copy()
