@@ -16,6 +16,13 @@ where clean_sheet found no sketch (counted as wrong answers); the median
 stroke width (pixels at 224) and ink share of drawings and of photo sketches;
 and clean_sheet's CPU milliseconds per sheet (p50, p95, first 100 sheets).
 
+--pens: what the simulated pen itself keeps of the doodles. Photos -> photos
+on the pen's ink alone (no sheet, no camera; each doodle drawn at a size
+and with a pen of its own seed, as in the photos), cropped as a drawing,
+for the generator's pen and for variants of it (`webcam_photos._strokes`):
+every pen 2.5 % wide, no blur before the threshold, and the thresholded
+bitmap itself (no centre lines, no pen).
+
 Saves a contact sheet PNG into artifacts/ (git-ignored): for test doodles
 spread over the classes, the preprocessed clean doodle, the preprocessed
 sketch read from its photo, and the raw upright sheet, side by side.
@@ -49,6 +56,9 @@ def main(argv=None):
                         help="recompute the cached upright sheets and drawing features")
     parser.add_argument("--plot", default=None,
                         help="contact sheet path (default artifacts/webcam_oracle.png)")
+    parser.add_argument("--pens", action="store_true",
+                        help="also measure the pen's ink alone, drawn by the generator's pen "
+                             "and by variants of it")
     args = parser.parse_args(argv)
     if not 1 <= args.per_class <= 500:
         parser.error("--per-class takes 1..500")
@@ -69,8 +79,10 @@ def main(argv=None):
     classes = sorted({label for label, _, _ in rows})
     labels = np.array([classes.index(label) for label, _, _ in rows])
     splits = np.array([split for _, split, _ in rows])
+    from bench import webcam_photos
     sheets, pen_inks = zip(*_cached(
-        ARTIFACTS / f"webcam_oracle_sheets_ink_{args.per_class}_{args.seed}.pkl",
+        ARTIFACTS / f"webcam_oracle_sheets_ink_v{webcam_photos.VERSION}_{args.per_class}_"
+                    f"{args.seed}.pkl",
         args.fresh, lambda: _upright_sheets(rows, args.seed)))
     drawings = [preprocess(pixels, INPUT_SIZE) for _, _, pixels in rows]
 
@@ -123,6 +135,19 @@ def main(argv=None):
         "perfect reading: drawings->photos": _accuracy(train_d, train_labels, test_i,
                                                        test_labels, n),
     }
+    if args.pens:
+        for name, options in PENS.items():
+            inks = _pen_inks(rows, webcam_photos, options)
+            arrays = []
+            for ink in inks:
+                try:
+                    arrays.append(preprocess(Image.fromarray(ink), INPUT_SIZE, sheets=False))
+                except BlankSketch:
+                    arrays.append(None)
+            features = _features(run, arrays)
+            train, _ = pick(features, "train")
+            test, _ = pick(features, "test")
+            accuracy[f"pen alone: {name}"] = _accuracy(train, train_labels, test, test_labels, n)
     widths = {"drawings": _stroke_stats(drawings), "photos": _stroke_stats(cleaned)}
     path = args.plot or ARTIFACTS / "webcam_oracle.png"
     shown = _spread(np.flatnonzero(splits == "test"), labels, args.pairs)
@@ -146,6 +171,25 @@ def main(argv=None):
                 "contact_sheet", "seconds"):
         print(f"{key:>30}: {result[key]}")
     print(json.dumps(result))
+
+
+# --pens: the generator's pen and its variants (options of webcam_photos._strokes).
+PENS = {"the generator's pen": {}, "every pen 2.5 % wide": {"pen_share": 0.025},
+        "no blur before the threshold": {"blur": False},
+        "the thresholded bitmap (no centre lines, no pen)": {"thin": False}}
+
+
+def _pen_inks(rows, webcam_photos, options):
+    """Each doodle's ink as `webcam_photos._strokes` draws it with `options`,
+    black on white; its size on the sheet and its pen drawn from a seed of
+    its own, the same for every variant."""
+    inks = []
+    for index, (_, _, pixels) in enumerate(rows):
+        rng = np.random.default_rng(index)
+        side = int(rng.uniform(0.45, 0.8) * int(webcam_photos.SHEET_LONG / 1.414))
+        ink = webcam_photos._strokes(pixels, side, rng, {}, **options)
+        inks.append((255 * (1 - np.clip(ink, 0, 1))).astype(np.uint8))
+    return inks
 
 
 def _cached(path, fresh, compute):

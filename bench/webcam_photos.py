@@ -17,6 +17,9 @@ import numpy as np
 
 from model.images import centre_lines
 
+# Part of the name of cached photos (bench.webcam_oracle): bump it whenever the
+# photos drawn from a seed change. 2: the pen follows a connected thinning.
+VERSION = 2
 WIDTH, HEIGHT = 640, 480
 # The sheet is rendered at this long side before it is put in perspective.
 SHEET_LONG = 440
@@ -176,19 +179,28 @@ def room(rng, conditions=None):
     return np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def _strokes(doodle, side, rng, conditions):
+def _strokes(doodle, side, rng, conditions, blur=True, pen_share=None, thin=True):
     """A black-on-white bitmap -> ink coverage (0..1) `side` pixels wide, drawn
     as a pen would: the bitmap's smooth upscale thinned to its centre lines
     (joined where strokes meet, as a pen draws them), then traced with a pen a
-    few pixels wide and antialiased."""
+    few pixels wide and antialiased.
+
+    bench.webcam_oracle --pens measures what each step costs: `blur=False`
+    thresholds the upscale unsmoothed, `pen_share` draws every pen that share
+    of `side` wide, `thin=False` keeps the thresholded bitmap as the ink (no
+    centre lines, no pen). The same draws are taken from `rng` either way."""
     ink = 1 - np.asarray(doodle, np.float32) / 255
     height = max(1, round(side * ink.shape[0] / ink.shape[1]))
     big = cv2.resize(ink, (side, height), interpolation=cv2.INTER_CUBIC)
-    big = cv2.GaussianBlur(big, (0, 0), side / ink.shape[1] * 0.5)
-    skeleton = centre_lines(big > rng.uniform(0.3, 0.5))
+    if blur:
+        big = cv2.GaussianBlur(big, (0, 0), side / ink.shape[1] * 0.5)
+    mask = big > rng.uniform(0.3, 0.5)
     pen = max(2, round(side * rng.uniform(0.012, 0.035)))
+    if pen_share is not None:
+        pen = max(2, round(side * pen_share))
     conditions["pen"] = pen
-    stroke = cv2.dilate(skeleton, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (pen, pen)))
+    stroke = cv2.dilate(centre_lines(mask), cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (pen, pen))) if thin else mask.astype(np.uint8)
     return cv2.GaussianBlur(stroke.astype(np.float32), (0, 0), rng.uniform(0.5, 1.0))
 
 
