@@ -36,30 +36,6 @@ from model.sheet import Track
 from service import access, ingest
 from service.access import AUTH_ENV, is_loopback
 
-# Select the brush, so drawing starts at the first stroke (Gradio opens the
-# editor with no tool selected, and Clear drops it). Retries while the editor
-# is still rendering. Not at once: a tool picked while Clear is still emptying
-# the editor makes it send the drawing as it was, whose answer then shows
-# over the empty pad.
-PICK_BRUSH_JS = """
-() => {
-  setTimeout(() => {
-    const pick = (id, tries) => {
-      const brush = document.querySelector(`#${id} button[aria-label="Brush"]`);
-      if (brush) {
-        if (!brush.classList.contains("highlight")) brush.click();
-      } else if (tries > 0) {
-        setTimeout(() => pick(id, tries - 1), 250);
-      }
-    };
-    pick("sketchpad", 40);
-    pick("teach-pad", 40);
-  }, 500);
-}
-"""
-
-
-
 # Record is held: pressing starts it, letting go stops it. The button stays
 # a plain toggle for keys (and for a browser without pointer events). The
 # press clicks it at once; letting go clicks it again once the button shows
@@ -113,78 +89,14 @@ HOLD_TO_RECORD_JS = """
 PHONE_HEAD = ("<style>@media (max-width: 640px) { .main.app { padding: 6px 4px !important; } }"
               "</style>")
 
-# Gradio's pad starts a stroke only where the pen goes down on the drawing
-# area; one begun in the grey margin around it was lost whole. When a pen
-# that went down on the margin reaches the drawing area, the stroke is
-# started where it crossed the edge, as if it had gone down there. The
-# drawing area's bounds come from the pad's PixiJS application, which PixiJS
-# announces to devtools through `__PIXI_APP_INIT__`.
-MARGIN_STROKES_JS = """
-(() => {
-  const apps = [];
-  const previous = window.__PIXI_APP_INIT__;
-  window.__PIXI_APP_INIT__ = (app, version) => {
-    apps.push(app);
-    if (previous) previous(app, version);
-  };
-  const PADS = "#sketchpad canvas, #teach-pad canvas";
-  const appOf = (canvas) => apps.find((app) => app.renderer && app.canvas === canvas);
-  const at = (app, e) => {
-    const box = app.canvas.getBoundingClientRect();
-    return {x: (e.clientX - box.left) * app.screen.width / box.width,
-            y: (e.clientY - box.top) * app.screen.height / box.height, box};
-  };
-  const inside = (app, p) => {
-    const area = app.stage.children[0]?.getBounds();
-    return !!area && area.width > 0 && p.x > area.x && p.x < area.x + area.width &&
-           p.y > area.y && p.y < area.y + area.height;
-  };
-  const send = (app, type, e, p) => app.canvas.dispatchEvent(new PointerEvent(type, {
-    clientX: p.box.left + p.x * p.box.width / app.screen.width,
-    clientY: p.box.top + p.y * p.box.height / app.screen.height,
-    pointerId: e.pointerId, pointerType: e.pointerType, isPrimary: e.isPrimary,
-    button: type === "pointerdown" ? 0 : -1, buttons: 1, pressure: 0.5,
-    bubbles: true, cancelable: true, composed: true}));
-  let held = null;
-  window.addEventListener("pointerdown", (e) => {
-    const app = e.isTrusted && e.target.matches && e.target.matches(PADS) && appOf(e.target);
-    const p = app && at(app, e);
-    held = p && !inside(app, p) ? {app, id: e.pointerId, last: p} : null;
-  }, true);
-  const release = (e) => { if (held && e.pointerId === held.id) held = null; };
-  window.addEventListener("pointerup", release, true);
-  window.addEventListener("pointercancel", release, true);
-  // Bubbling on window: the pad has seen this move (its listener captures on
-  // the document), so it knows the pen is over the drawing area.
-  window.addEventListener("pointermove", (e) => {
-    if (!held || !e.isTrusted || e.pointerId !== held.id) return;
-    const {app, last} = held;
-    const p = at(app, e);
-    if (!(e.buttons & 1)) { held = null; return; }
-    if (!inside(app, p)) { held.last = p; return; }
-    held = null;
-    // The edge: halve the step between the last outside point and this one.
-    let [out, edge] = [last, p];
-    for (let i = 0; i < 12; i++) {
-      const mid = {x: (out.x + edge.x) / 2, y: (out.y + edge.y) / 2, box: p.box};
-      if (inside(app, mid)) edge = mid; else out = mid;
-    }
-    send(app, "pointerdown", e, edge);
-    send(app, "pointermove", e, p);
-  });
-})();
-"""
 PHONE_CSS = """
 @media (max-width: 640px) {
   #intro p { display: none; }
   #intro h1 { font-size: 1.3em; margin: 0; }
   #model-info { font-size: 0.75em; line-height: 1.3; }
   #sketch-verdict h3, #webcam-verdict h3 { font-size: 1em; }
-  #sketchpad, #teach-pad { height: calc(min(100vw, 480px) + 48px) !important; }
-  #sketchpad button, #teach-pad button { min-width: 44px; min-height: 44px; }
-  /* The side tools (brush, eraser, colour) would cover the drawing: the
-     brush is chosen on load, and undo and clear stay in the top bar. */
-  #sketchpad .toolbar-wrap, #teach-pad .toolbar-wrap { display: none; }
+  /* The pads fill the width. */
+  :is(#sketchpad, #teach-pad) .html-container { padding: 0; }
   /* Finger-sized: the tabs, the page's buttons, and its boxes and lists. */
   button[role=tab], :is(#classify, #snapshot, #record, #add-drawing, #add-photo, #add-files,
       #add-class, #rename, #undo, #delete-class, #retrain, #accept-waiting,
@@ -200,25 +112,9 @@ PHONE_CSS = """
           -webkit-touch-callout: none; }
 """
 
-# Once a drawing is added, the Teach pad is emptied for the next one, as its
-# trash button would (Gradio 6.31 freezes a pad whose value the server sets).
-CLEAR_TEACH_PAD_JS = """
-(message) => {
-  if (message && message.startsWith("Added")) {
-    const clear = document.querySelector('#teach-pad button[aria-label="Clear canvas"]');
-    if (clear) clear.click();
-  }
-}
-"""
-
-
-def sketchpad(label, elem_id):
-    return demo_guard.Sketchpad(
-        label=label, type="pil", image_mode="RGB", elem_id=elem_id,
-        canvas_size=settings.canvas, fixed_canvas=True, layers=False, transforms=(),
-        height=settings.pad_height, format="png",
-        brush=gr.Brush(default_size=settings.brush_radius, colors=["#000000"],
-                       color_mode="fixed"))
+def drawing_pad(label, elem_id):
+    return demo_guard.Pad(label, elem_id, size=settings.canvas, brush=settings.brush_radius,
+                          side=settings.pad_side)
 
 
 def seen_view(label, elem_id):
@@ -293,7 +189,7 @@ def build():
         with gr.Tab("Draw", id="draw"):
             with gr.Row():
                 with gr.Column(scale=3):
-                    pad = sketchpad("Sketchpad", "sketchpad")
+                    pad = drawing_pad("Sketchpad", "sketchpad")
                     submit = gr.Button("Classify", variant="primary", elem_id="classify")
                 with gr.Column(scale=2):
                     sketch_verdict = gr.Markdown(verdict(None), elem_id="sketch-verdict")
@@ -330,7 +226,7 @@ def build():
                     photo_box = correction_box("photo-correct", photo_kept, ui.info)
                     ui.photo_choice = photo_box.choice
 
-        with gr.Tab("Teach", id="teach") as teach_tab:
+        with gr.Tab("Teach", id="teach"):
             ui.note = gr.Markdown(elem_id="teach-note")
             taught = gr.State([])
             ui.card_names = card_names = gr.State([])
@@ -352,7 +248,7 @@ def build():
                                                  elem_id="teach-class")
                     ui.card = gr.Markdown(card_text([], None), elem_id="card-info")
                     with gr.Tab("Draw"):
-                        teach_pad = sketchpad("Draw an example", "teach-pad")
+                        teach_pad = drawing_pad("Draw an example", "teach-pad")
                         ui.add_drawing = gr.Button("Add drawing", elem_id="add-drawing")
                     with gr.Tab("Webcam"):
                         teach_cam = demo_guard.Image(
@@ -407,9 +303,8 @@ def build():
         # The Teach tab: every action answers with teach_update's outputs.
         teach_out = [teach_result, ui.teach_class, ui.train_plan, ui.cards, card_names, ui.card,
                      taught]
-        ui.add_drawing.click(teach_sketch_ui, [teach_pad, ui.teach_class, taught], teach_out,
-                             **_writes()).then(None, [teach_result], None,
-                                               js=CLEAR_TEACH_PAD_JS)
+        ui.add_drawing.click(teach_sketch_ui, [teach_pad, ui.teach_class, taught],
+                             teach_out + [teach_pad], **_writes())
         ui.add_photo.click(teach_photo_ui, [teach_frame, ui.teach_class, taught], teach_out,
                            **_writes())
         ui.add_files.click(teach_files_ui, [teach_files, ui.teach_class, taught],
@@ -434,12 +329,10 @@ def build():
         ui.delete_class.click(delete_class_ui, [ui.teach_class, taught], teach_out, **_writes())
         ui.accept.click(accept_waiting_ui, None, [retrain_result, ui.train_plan, ui.info,
                                                   ui.accept], **_writes())
-        # Clearing a pad with its trash button drops the brush: select it again.
         # An answer still on its way is about the drawing that is gone.
         pad.clear(cleared_sketch, None, sketch_out + [sketch_box.choice, sketch_box.new,
                                                       sketch_box.saved],
-                  js=PICK_BRUSH_JS, api_visibility="private", queue=False, cancels=answering)
-        teach_pad.clear(None, js=PICK_BRUSH_JS)
+                  api_visibility="private", queue=False, cancels=answering)
         ui.retrain.click(retrain_ui, None, [retrain_result, ui.info, ui.sketch_choice,
                                             ui.photo_choice, ui.teach_class, ui.cards,
                                             card_names, ui.card],
@@ -455,8 +348,6 @@ def build():
         page.load(load, None, state_outputs + [ui.note, ui.seen_version, *ui.teaching],
                   api_visibility="private",
                   queue=False)
-        page.load(None, js=PICK_BRUSH_JS)
-        teach_tab.select(None, js=PICK_BRUSH_JS)
         ui.timer.tick(tick, None, state_outputs, api_visibility="private", queue=False)
         ui.watch.tick(watch_live, [ui.seen_version], [ui.info, ui.seen_version, ui.sketch_choice,
                                                       ui.photo_choice, ui.teach_class],
@@ -473,7 +364,7 @@ def build():
             api_photo_button = gr.Button()
             api_correct_button = gr.Button()
         api = dict(concurrency_id="classify", concurrency_limit=settings.classify_concurrency)
-        api_sketch_button.click(classify_sketch, [pad], [api_label], api_name="classify_sketch",
+        api_sketch_button.click(classify_sketch, [api_photo], [api_label], api_name="classify_sketch",
                                 **api)
         api_photo_button.click(classify_photo, [api_photo], [api_label],
                                api_name="classify_photo", **api)
@@ -549,7 +440,7 @@ def launch_options(host, port, share=False, auth=None, allowed_hosts=(), proxies
                 auth=owner_login(*auth) if auth else None,
                 auth_message="Sign in as the SketchLab owner." if auth else None,
                 prevent_thread_lock=True, show_error=False, css=PHONE_CSS,
-                head=PHONE_HEAD + f"<script>{MARGIN_STROKES_JS}{HOLD_TO_RECORD_JS}</script>",
+                head=PHONE_HEAD + f"<script>{HOLD_TO_RECORD_JS}</script>",
                 max_file_size=settings.max_file_size, ssr_mode=False, quiet=True,
                 enable_monitoring=False,  # its summary is not kept (demo_guard.Blocks.queue)
                 app_kwargs={"middleware": [Middleware(demo_guard.Guard, blocks=demo,

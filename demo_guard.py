@@ -8,15 +8,17 @@ before Gradio sees it, and what Gradio answers is made the product's.
     functions and components that do not exist, upload rates and the upload
     folder's quota, frame headers, and Gradio's error answers made 4xx with
     the product's message.
-  * `Blocks`, `Sketchpad` and `Image`: Gradio's, with their input bounded
-    (a sketch's layers are counted and never decoded; pixels are checked from
-    the header before decoding) and their input errors made the product's;
+  * `Blocks` and `Image`: Gradio's, with their input bounded (pixels are
+    checked from the header before decoding) and their input errors made the
+    product's; `Pad`, the drawing pad on a plain 2D canvas, bounded alike;
     `Gallery`, Gradio's without its thread pool for pictures that are files;
     `Session`, Gradio's session state, whose blocks' configurations are made
     when first needed rather than for every plain-HTTP call.
 
 The limits are demo settings (demo_handlers.settings), each with help text.
 """
+import base64
+import binascii
 import json
 import logging
 import os
@@ -28,7 +30,6 @@ from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import gradio as gr
-from gradio.components.base import server
 from gradio.components.gallery import GalleryData, GalleryImage
 from gradio.data_classes import ImageData
 from gradio.processing_utils import encode_pil_to_bytes, hash_bytes
@@ -38,7 +39,8 @@ from starlette.requests import Request
 
 from db.errors import SketchError
 from demo_handlers import app, settings
-from model.images import header_size
+from model.errors import BadImage
+from model.images import decode, header_size, to_rgb
 from service.access import Rate, check_host
 from service.ingest import TooLarge
 
@@ -46,13 +48,12 @@ log = logging.getLogger("sketchlab.demo")
 
 PREFIX = "/gradio_api"
 # POST routes whose body is files, passed on as it comes (bounded); every
-# other POST route's body is read whole (bounded) and must be JSON, or the
-# sketchpad's blobs for the component server.
+# other POST route's body is read whole (bounded) and must be JSON, or a
+# form for the component server.
 FILE_ROUTES = ("/upload", "/process_recording")
 SECURITY_HEADERS = [(b"x-frame-options", b"DENY"),
                     (b"content-security-policy", b"frame-ancestors 'none'"),
                     (b"x-content-type-options", b"nosniff")]
-BLOB_TYPES = ("background", "layer", "composite")
 FOLDER_CHECK_S = 2.0
 
 
@@ -219,8 +220,6 @@ class Guard:
         names = [fn.__name__ for fn in getattr(block, "server_fns", ())]
         if fields.get("fn_name") not in names:
             raise NotFound("No such component function.")
-        if fields["fn_name"] == "accept_blobs":
-            _check_blob(fields)
 
     def _answering(self, scope, send, started, issue):
         """`send` with the frame headers, a browser cookie when the request
@@ -300,23 +299,6 @@ def _check_fn_index(blocks, data):
     index = data["fn_index"]
     if isinstance(index, bool) or not isinstance(index, int) or index not in blocks.fns:
         raise NotFound(f"No function {str(index)[:30]!r} in this app.")
-
-
-def _check_blob(fields):
-    """A sketchpad blob: one of its kinds, a layer index within
-    `sketch_layers`, and an image no larger than twice the canvas a side."""
-    if fields.get("type") not in BLOB_TYPES:
-        raise BadRequest(f"A sketch part is one of {', '.join(BLOB_TYPES)}.")
-    index = fields.get("index")
-    if index not in (None, "null"):
-        index = _integer(index)
-        if index is None or not 0 <= index < settings.sketch_layers:
-            raise BadRequest(f"A sketch has at most {settings.sketch_layers} layers.")
-    if len(str(fields.get("id", ""))) > 100:
-        raise BadRequest("The sketch id is too long.")
-    blob = fields.get("file")
-    if blob is not None:
-        _check_pixels(blob, limit=_canvas_limit())
 
 
 def _canvas_limit():
@@ -488,41 +470,74 @@ class Session(SessionState):
         return super().components
 
 
-class Sketchpad(gr.Sketchpad):
-    """gr.Sketchpad whose value is bounded: at most `sketch_layers` layers,
-    none of them decoded (the model reads the composite), a composite of at
-    most four times the canvas's pixels, and at most `sketch_blob_ids`
-    drawings held between their upload and their use."""
+class Pad(gr.HTML):
+    """The demo's drawing pad: black ink on a white canvas of
+    `settings.canvas` pixels, with undo and clear (demo_pad.js). Its value is
+    the drawing as a PNG data URL; its `change` event comes at the end of each
+    stroke, at undo and at clear, and its `clear` event at clear. The handlers
+    get an RGB image, or None for an empty pad; the server empties a pad by
+    setting its value to None. A drawing must be a PNG of at most four times
+    the canvas's pixels, read from its header before it is decoded (the
+    request it came in is bounded by `request_bytes`)."""
 
-    def get_block_name(self):  # the page draws it with Gradio's image editor, as gr.Sketchpad
-        return gr.ImageEditor.__name__.lower()
-
-    get_block_class = get_block_name
+    def __init__(self, label, elem_id, size, brush, side):
+        width, height = size
+        # No floating label: it would cover the margin where strokes may begin.
+        super().__init__(
+            value=None, label=label, show_label=False, container=True, elem_id=elem_id,
+            html_template=PAD_HTML, css_template=PAD_CSS, js_on_load=PAD_JS,
+            width=width, height=height, brush=brush, side=side, pad_label=label)
 
     def preprocess(self, payload):
-        if payload is None:
+        if not payload:
             return None
-        stored = self.blob_storage.pop(payload.id, None) if payload.id is not None else None
-        layers = stored.layers if stored is not None else payload.layers
-        composite = stored.composite if stored is not None else payload.composite
-        if len(layers) > settings.sketch_layers:
-            raise gr.Error(f"A sketch has at most {settings.sketch_layers} layers.",
-                           title="Bad request")
-        if composite is None:
-            return {"background": None, "layers": [], "composite": None}
+        if not isinstance(payload, str) or not payload.startswith(PNG_DATA_URL):
+            raise gr.Error("A drawing is sent as a PNG data URL.", title="Bad request")
         try:
-            _check_pixels(composite if isinstance(composite, bytes) else composite.path,
-                          limit=_canvas_limit())
-        except BadRequest as error:
-            raise gr.Error(str(error), title="Bad request") from None
-        return {"background": None, "layers": [],
-                "composite": self.convert_and_format_image(composite, flatten_on_white=True)}
+            data = base64.b64decode(payload[len(PNG_DATA_URL):], validate=True)
+            _check_pixels(data, limit=_canvas_limit())
+            return to_rgb(decode(data))
+        except (binascii.Error, BadRequest, BadImage) as error:
+            message = str(error) if not isinstance(error, binascii.Error) else \
+                "The drawing's data URL is not base64."
+            raise gr.Error(message, title="Bad request") from None
 
-    @server
-    def accept_blobs(self, data):
-        super().accept_blobs(data)
-        while len(self.blob_storage) > settings.sketch_blob_ids:
-            self.blob_storage.pop(next(iter(self.blob_storage)))
+    def postprocess(self, value):
+        if value is not None:
+            raise ValueError("The server can only empty a pad (value None).")
+        return None
+
+    def api_info(self):
+        return {"type": "string", "description": f"a drawing as a {PNG_DATA_URL}... URL"}
+
+    def example_payload(self):
+        return None
+
+    example_value = example_payload
+
+
+PNG_DATA_URL = "data:image/png;base64,"
+PAD_JS = (Path(__file__).with_name("demo_pad.js")).read_text()
+# The margin around the canvas is where a stroke may begin; the buttons are
+# finger-sized; on a phone the canvas fills the width.
+PAD_HTML = """<div class="pad-area"><canvas width="${width}" height="${height}" role="img"
+aria-label="${pad_label}"></canvas></div>
+<div class="pad-tools"><button type="button" class="undo" aria-label="Undo">↶ Undo</button>
+<button type="button" class="clear" aria-label="Clear canvas">✕ Clear</button></div>"""
+PAD_CSS = """
+.pad-area { padding: 14px; margin: 0 auto; max-width: calc(${side}px + 28px);
+            touch-action: none; user-select: none; -webkit-user-select: none;
+            -webkit-touch-callout: none; cursor: crosshair; }
+.pad-area canvas { display: block; width: 100%; aspect-ratio: ${width} / ${height};
+                   background: #fff; border: 1px solid var(--border-color-primary);
+                   border-radius: var(--radius-sm); touch-action: none; }
+.pad-tools { display: flex; gap: 8px; justify-content: center; }
+.pad-tools button { min-width: 44px; min-height: 44px; padding: 0 14px;
+                    border: 1px solid var(--border-color-primary);
+                    border-radius: var(--radius-sm); background: var(--button-secondary-background-fill);
+                    color: var(--button-secondary-text-color); }
+@media (max-width: 640px) { .pad-area { padding: 8px 0; } }
+"""
 
 
 class Image(gr.Image):

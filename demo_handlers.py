@@ -58,24 +58,20 @@ settings = Settings(
     Setting("upload_bytes", 21_000_000, "largest body of one upload request (a file of "
             "max_file_size and its form)"),
     Setting("uploads_per_minute", 600, "uploads a minute from one browser (or, without its "
-            "cookie, one address); the sketchpad uploads its background, layer and composite "
-            "after every stroke"),
+            "cookie, one address); a streaming webcam uploads a frame every `stream_every` "
+            "seconds"),
     Setting("all_uploads_per_minute", 6000, "uploads a minute from everyone together"),
     Setting("upload_quota", 2_000_000_000, "bytes the upload folder may hold; past it "
             "uploads are refused (507) until old files are swept"),
     Setting("image_pixels", 12_000_000, "most pixels of an image the demo decodes (a 4000x3000 "
             "photo), read from its header first"),
-    Setting("sketch_layers", 4, "most layers a sketchpad value may name (they are never "
-            "decoded)"),
-    Setting("sketch_blob_ids", 64, "sketchpad drawings held between their upload and their "
-            "use; the oldest is dropped past this"),
     Setting("labeler_url", "http://127.0.0.1:7861/", "where the labeler runs (python -m "
             "labeler): the header links its review page when the demo is not exposed"),
-    Setting("canvas", (480, 480), "sketchpad canvas size in pixels; at least the pad's "
-            "drawing area, so that the editor's fitted zoom (at most 100% once cleared) "
-            "stays the same before and after Clear"),
-    Setting("brush_radius", 5, "sketchpad brush size"),
-    Setting("pad_height", 520, "sketchpad height on the page, in pixels"),
+    Setting("canvas", (480, 480), "the drawing pads' canvas in pixels; a drawing sent may "
+            "have at most four times its pixels"),
+    Setting("brush_radius", 5, "the pads' brush radius in canvas pixels"),
+    Setting("pad_side", 480, "largest side of a pad's canvas on the page, in CSS pixels "
+            "(on a phone it is the screen's width)"),
     Setting("like_side", 96, "side in pixels of each \"looks like these\" training example"),
     Setting("seen_height", 200, "height of the kept frame and of what the model sees, in "
             "pixels"),
@@ -194,13 +190,6 @@ def user_of(request):
 
 
 # -- images ----------------------------------------------------------------------
-
-def sketch_image(value):
-    """A Sketchpad value (a dict; we want its `composite`) -> PIL image or None."""
-    if isinstance(value, dict):
-        value = value.get("composite")
-    return as_image(value)
-
 
 def as_image(value):
     """A PIL image, a numpy array or a file path (Gradio's forms) -> RGB PIL image or None."""
@@ -366,9 +355,10 @@ def _seen_or_blank(image, track=None, like=False):
 
 
 @pop_up_errors
-def classify_sketch(value):
-    """API /classify_sketch: a Sketchpad value -> gr.Label value ("draw something" when blank)."""
-    result = _classify_or_blank(sketch_image(value))
+def classify_sketch(path):
+    """API /classify_sketch: a drawing's image file -> gr.Label value ("draw
+    something" when it is blank or missing)."""
+    result = _classify_or_blank(as_image(path))
     return label_value(result) if result else BLANK_LABEL
 
 
@@ -382,14 +372,14 @@ def classify_photo(image):
     return label_value(result) if result else BLANK_LABEL
 
 
-def read_sketch(value, kept=None):
-    """The Draw tab -> (label, verdict, what a correction refers to, what the
-    model saw, the training examples it looks like). A correction is bound to
-    the drawing the shown answer is about, whose picture is beside it, never
-    to a later or earlier canvas. The examples are sent again only when they
+def read_sketch(image, kept=None):
+    """The Draw tab's drawing (an RGB image, None when the pad is empty) ->
+    (label, verdict, what a correction refers to, what the model saw, the
+    training examples it looks like). A correction is bound to the drawing
+    the shown answer is about, whose picture is beside it, never to a later
+    or earlier canvas. The examples are sent again only when they
     differ from those of the answer before (`kept`): on most strokes they
     do not."""
-    image = sketch_image(value)
     result, seen, like = _seen_or_blank(image, like=True)
     if result is None:
         return BLANK_LABEL, verdict(None), None, None, None
@@ -660,11 +650,11 @@ def _taught(image, label, source, taught, request):
     return teach_update(message, added["label"], _remember(taught, added))
 
 
-def teach_sketch_ui(value, label, taught, request: gr.Request):
-    """The Teach tab's "Add drawing"; once added, the page empties the pad
-    (demo.CLEAR_TEACH_PAD_JS): setting a Sketchpad's value from the server
-    freezes its canvas in Gradio 6.31."""
-    return _taught(sketch_image(value), label, "sketch", taught, request)
+def teach_sketch_ui(image, label, taught, request: gr.Request):
+    """The Teach tab's "Add drawing" -> teach_update's outputs and the pad,
+    emptied for the next drawing once this one is added."""
+    out = _taught(image, label, "sketch", taught, request)
+    return (*out, None if out[-1] != taught else gr.skip())
 
 
 def teach_photo_ui(frame, label, taught, request: gr.Request):

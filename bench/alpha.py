@@ -129,7 +129,7 @@ def _first_run_child(alpha, db, launched):
     if status["state"] != "done":
         sys.exit(f"the first model failed: {status['error']}")
     from model.sketches import SHAPES, draw
-    label, _, _, _ = read_sketch({"composite": draw(SHAPES[0], np.random.default_rng(0))})
+    label, *_ = read_sketch(draw(SHAPES[0], np.random.default_rng(0)))
     training = app.model.last_training
     print(json.dumps({
         **imported, "stages_began_s": stages, "ready_s": ready_s, "answered_s": since(),

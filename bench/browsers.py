@@ -2,9 +2,8 @@
 own cookies (the guard's browser id) and its own Gradio session, and speaks
 the page's protocol as the browser does:
 
-  * a stroke: the sketchpad's drawing sent to the Sketchpad's `accept_blobs`
-    (POST /gradio_api/component_server), then the pad's change event queued
-    (POST /gradio_api/queue/join) and its answer read from the session's
+  * a stroke: the pad's change event queued with the drawing as a PNG data
+    URL (POST /gradio_api/queue/join) and its answer read from the session's
     event stream (GET /gradio_api/queue/data); then the pictures the answer
     shows (file data, and <img> in HTML) are fetched, each once (GET
     /gradio_api/file=...), as the page does with a browser cache;
@@ -17,6 +16,7 @@ The events are found by the components' elem_ids in the page's /config, so
 bench.ceiling's trivial app, which uses the same elem_ids, is driven the
 same way.
 """
+import base64
 import html
 import json
 import re
@@ -85,16 +85,8 @@ class Browser:
     def stroke(self, png, times=None):
         """Send the drawing as the pad does after a stroke; returns the event's
         output. `times`, a dict, gets the seconds of each request."""
-        times = {} if times is None else times
-        started = time.perf_counter()
-        blob = secrets.token_hex(5)
-        answer = self.http.post(self.page.url + "gradio_api/component_server/", data={
-            "component_id": str(self.page.pad), "fn_name": "accept_blobs",
-            "session_hash": self.session, "type": "composite", "index": "null", "id": blob},
-            files={"file": ("composite.png", png, "image/png")})
-        _check(answer)
-        times["blob"] = time.perf_counter() - started
-        output = self._event(self.page.stroke, [{"id": blob}], self.page.pad, times)
+        drawing = "data:image/png;base64," + base64.b64encode(png).decode()
+        output = self._event(self.page.stroke, [drawing], self.page.pad, times)
         # Every drawing sent has ink: a blank answer means the server lost it.
         if (output[0] or {}).get("label") == BLANK:
             raise Refused("a drawing with ink was answered as blank: the drawing was lost")

@@ -10,9 +10,9 @@ route). Against each, one client makes --calls calls one after another:
     upload folder), the POST that queues the call, the event stream read
     until the answer; a new browser (cookie) every CALLS_PER_BROWSER calls,
     within the guard's upload rate;
-  * a stroke as the page sends it (bench.browsers): the drawing to the
-    Sketchpad's accept_blobs (kept in memory), the change event queued, the
-    session's event stream read until the answer.
+  * a stroke as the page sends it (bench.browsers): the pad's change event
+    queued with the drawing in it, the session's event stream read until the
+    answer.
 
 What the client waits for beyond the server's steps is the web stack:
 routing, the guard, the event stream. Prints tables and, as its last line,
@@ -28,7 +28,7 @@ import time
 from bench.common import ALPHA, machine
 
 PHASES = ("upload", "queue_call", "event_stream")
-STROKE_PHASES = ("blob", "join", "stream")
+STROKE_PHASES = ("join", "stream")
 SERVER_PHASES = ("queue_wait", "preprocess", "fn_call", "postprocess", "total")
 CALLS_PER_BROWSER = 40
 
@@ -43,9 +43,7 @@ def phased_call(session, url, path, endpoint="classify_sketch"):
     uploaded.raise_for_status()
     t1 = time.perf_counter()
     file = {"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}
-    value = ({"background": None, "layers": [], "composite": file}
-             if endpoint == "classify_sketch" else file)
-    started = session.post(url + f"gradio_api/call/{endpoint}", json={"data": [value]})
+    started = session.post(url + f"gradio_api/call/{endpoint}", json={"data": [file]})
     started.raise_for_status()
     t2 = time.perf_counter()
     answer = session.get(url + f"gradio_api/call/{endpoint}/{started.json()['event_id']}").text
@@ -145,7 +143,7 @@ def main(argv=None):
     for phase in demo_server:
         print(f"server: {phase:<36}{demo_server[phase]:>10}{trivial_server[phase]:>12}")
     (demo_client, demo_server), (trivial_client, trivial_server) = strokes.values()
-    print("a stroke, sent as the page sends it (accept_blobs, queue/join, event stream):")
+    print("a stroke, sent as the page sends it (queue/join, event stream):")
     for phase in (*STROKE_PHASES, "total"):
         print(f"client: {phase:<36}{ms(demo_client[phase]):>10}{ms(trivial_client[phase]):>12}")
     for phase in demo_server:

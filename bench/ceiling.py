@@ -1,6 +1,6 @@
 """python -m bench.ceiling: the framework's ceiling, a trivial Gradio app.
 
-The demo's sketchpad (same settings and elem_id) whose change event answers
+The demo's drawing pad (same settings and elem_id) whose change event answers
 with four of the demo's five outputs (a gr.Label, a verdict, the state a
 correction refers to, a picture of what the model saw; not the look-alike
 gallery, which the demo sends when it changes), and /classify_sketch
@@ -19,7 +19,7 @@ import sys
 import gradio as gr
 from PIL import Image
 
-from demo_guard import Blocks, Image as Picture
+from demo_guard import Blocks, Image as Picture, Pad
 from demo_handlers import settings
 from model.classifier import TOP_K
 
@@ -46,9 +46,8 @@ def stroke_answer(value):
 
 def build():
     with Blocks() as page:
-        pad = gr.Sketchpad(type="pil", image_mode="RGB", canvas_size=settings.canvas,
-                           fixed_canvas=True, layers=False, transforms=(), format="png",
-                           elem_id="sketchpad")
+        pad = Pad("Sketchpad", "sketchpad", size=settings.canvas,
+                  brush=settings.brush_radius, side=settings.pad_side)
         photo = gr.Image(type="filepath", image_mode=None)
         label = gr.Label(num_top_classes=TOP_K)
         same = dict(concurrency_id="classify", concurrency_limit=settings.classify_concurrency)
@@ -56,7 +55,7 @@ def build():
                    Picture(type="pil", image_mode=None, interactive=False, format="png")]
         pad.change(stroke_answer, [pad], outputs, trigger_mode="always_last",
                    api_visibility="private", show_progress="hidden", **same)
-        gr.Button().click(answer, [pad], [label], api_name="classify_sketch", **same)
+        gr.Button().click(answer, [photo], [label], api_name="classify_sketch", **same)
         gr.Button().click(answer, [photo], [label], api_name="classify_photo", **same)
     page.queue(max_size=settings.queue_max_size, default_concurrency_limit=1)
     return page

@@ -84,15 +84,14 @@ def wait_ready(url, sketch, proc, timeout=300):
 def running_demo(prefix):
     """`python demo.py` on 127.0.0.1 on a fresh database with the shared alpha
     0.25 weights in a temporary KERAS_HOME, ready to classify. Yields a
-    namespace: url, paths (sketch files), payloads (their sketchpad values),
+    namespace: url, paths (sketch files), payloads (their /classify_sketch values),
     db, keras_home, startup_s; the process is stopped afterwards."""
     keras_home = setup(dataset=False)  # the demo draws its own sketches
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "client")
     from gradio_client import handle_file
     paths = make_sketches(workdir)
-    payloads = [{"background": None, "layers": [], "composite": handle_file(str(p))}
-                for p in paths]
+    payloads = [handle_file(str(p)) for p in paths]
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     started = time.monotonic()
@@ -130,8 +129,7 @@ def raw_http_call(url):
         uploaded = session.post(url + "gradio_api/upload", files={
             "files": (path.name, path.read_bytes(), "image/png")})
         uploaded.raise_for_status()
-        value = {"background": None, "layers": [], "composite": {
-            "path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}}
+        value = {"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}
         started = session.post(url + "gradio_api/call/classify_sketch", json={"data": [value]})
         started.raise_for_status()
         answer = session.get(url + f"gradio_api/call/classify_sketch/"

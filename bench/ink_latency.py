@@ -6,19 +6,18 @@ Firefox ESR (Marionette, on a virtual display), on a desk-sized window with
 a mouse and on a 390x844 phone-sized one with a finger, and draws strokes
 across the pad. For every pointer event the page records the time from the
 event to the end of the second animation frame after it (the frame in which
-the editor draws the ink has then been produced): an upper bound of
+the pad draws the ink has then been produced): an upper bound of
 input-to-ink latency, by one frame. Prints p50/p95/max per browser and
 screen, the machine's load, and, as its last line, one JSON object.
 
-Headless Chromium and Firefox on a virtual display render WebGL in software
-here (no GPU): a phone or a desk with a GPU draws faster. With --breakdown,
-Chromium's strokes are traced (which adds its own cost) and, per pointer
-event, the page's main thread's busy time is split into the time it waited
-for the GPU process to run the editor's WebGL (SwiftShader without a GPU)
-and the rest (the editor's script, layout, input handling). With
---plain-canvas, the same strokes are also measured on a page with a plain
-2D canvas of the pad's size that draws each pointer move: what the same
-browsers draw without WebGL.
+The pad draws on a 2D canvas (demo_pad.js); the browsers here have no GPU
+and composite the page in software. With --breakdown, Chromium's strokes
+are traced (which adds its own cost) and, per pointer event, the page's
+main thread's busy time is split into the time it waited for the GPU
+process (SwiftShader without a GPU) and the rest (the pad's script,
+layout, input handling). With --plain-canvas, the same strokes are also
+measured on a page holding nothing but a 2D canvas of the pad's size that
+draws each pointer move: what the rest of the demo's page adds.
 """
 import argparse
 import json
@@ -38,7 +37,8 @@ RECORD_JS = """
   for (const pad of document.querySelectorAll("#sketchpad, #teach-pad")) {
     for (const type of ["pointerdown", "pointermove"]) {
       pad.addEventListener(type, (event) => {
-        if (!(event.target instanceof HTMLCanvasElement)) return;
+        // The pad's canvas, or the area around it that holds the pointer.
+        if (!event.target.matches("canvas, .pad-area")) return;
         const start = event.timeStamp;
         requestAnimationFrame(() => requestAnimationFrame(() =>
           window.sketchlabInk.push(performance.now() - start)));
@@ -49,8 +49,8 @@ RECORD_JS = """
 }
 """
 READ_JS = "return window.sketchlabInk || []"
-# What each browser waits for before drawing: the editor's chosen brush.
-EDITOR_READY = "#sketchpad button[aria-label='Brush'].highlight"
+# What each browser waits for before drawing: the pad taking strokes.
+PAD_READY = "#sketchpad canvas[data-ready]"
 # A plain 2D canvas under the same id, drawing a line at each pointer move.
 PLAIN_CANVAS = "data:text/html," + quote("""<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -106,7 +106,7 @@ def main_thread_split(trace, events):
             "gpu_wait_ms": round(busy[GPU_WAIT] / per, 1)}
 
 
-def chromium(url, phone, strokes, turns, breakdown=False, ready=EDITOR_READY):
+def chromium(url, phone, strokes, turns, breakdown=False, ready=PAD_READY):
     """Latencies (ms) of `strokes` strokes in Chromium, desk or phone; with
     `breakdown`, (latencies, `main_thread_split`)."""
     from playwright.sync_api import sync_playwright
@@ -119,7 +119,6 @@ def chromium(url, phone, strokes, turns, breakdown=False, ready=EDITOR_READY):
                        else dict(viewport={"width": 1280, "height": 1000}))
             page = browser.new_context(**options).new_page()
             page.goto(url)
-            # The chosen brush (hidden on a phone, where its toolbar gives way).
             page.locator(ready).first.wait_for(state="attached", timeout=60_000)
             page.evaluate(RECORD_JS)
             if breakdown:
@@ -159,7 +158,7 @@ def touch_strokes(page, points, strokes):
         touch("touchEnd", *points[-1])
 
 
-def firefox(url, phone, strokes, turns, ready=EDITOR_READY):
+def firefox(url, phone, strokes, turns, ready=PAD_READY):
     """Latencies (ms) of `strokes` strokes in Firefox, desk or phone."""
     from tests.helpers.firefox import css, firefox as open_firefox, in_view, stroke, wait_for
     width, height = (390, 844) if phone else (1280, 1000)
@@ -187,7 +186,7 @@ def parser():
                    choices=["chromium", "firefox"], help="browsers to measure (default: both)")
     p.add_argument("--breakdown", action="store_true",
                    help="trace Chromium's strokes and split its main thread's time per "
-                   "pointer event: waiting for WebGL in the GPU process, and the rest")
+                   "pointer event: waiting for the GPU process, and the rest")
     p.add_argument("--plain-canvas", action="store_true",
                    help="also measure a plain 2D canvas that draws each pointer move")
     return p
@@ -197,7 +196,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     results = {"machine": machine(), "load_before": os.getloadavg()}
     with running_demo("sketchlab-ink-") as demo:
-        pads = [("", demo.url, EDITOR_READY)]
+        pads = [("", demo.url, PAD_READY)]
         if args.plain_canvas:
             pads.append((" plain canvas", PLAIN_CANVAS, "#sketchpad canvas"))
         for name in args.browsers:

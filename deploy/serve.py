@@ -183,8 +183,7 @@ def _classifies(url):
                              files={"files": ("ready.png", blank.getvalue(), "image/png")})
         if uploaded.status_code != 200:
             return False
-        value = {"background": None, "layers": [], "composite": {
-            "path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}}
+        value = {"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}
         started = http.post(url + "gradio_api/call/classify_sketch", json={"data": [value]})
         if started.status_code != 200:
             return False

@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests.helpers.common import ROOT, TEST_ALPHA, copy_db
 from tests.helpers.demo import (configured, draw_cross, draw_shape, offline_downloads, serving,
-                                sketch_value, starter_template)
+                                starter_template)
 
 # Measured on generated sketches the model never saw; the floor leaves room
 # for a few hard drawings (the starter model scores ~100% here).
@@ -59,7 +59,7 @@ def test_fresh_database_is_seeded_trained_and_served_by_the_starter(backbone, tm
         assert "Preparing the first model" in handlers.status()
         assert handlers.page_state(demo.ui)[demo.ui.timer].active is True
         label, text, shown, *_ = handlers.sketch_live_ui(
-            sketch_value(draw_shape("star", seed=76)))
+            draw_shape("star", seed=76))
         assert label is None and "still being trained" in text and shown is None
         assert handlers.app.model.wait_ready(timeout=300), handlers.status()
         store = Store(tmp_path / "fresh.db")
@@ -72,7 +72,7 @@ def test_fresh_database_is_seeded_trained_and_served_by_the_starter(backbone, tm
         assert "Model version" in handlers.model_info() and "circle" in handlers.model_info()
         assert handlers.status() == ""
         assert handlers.page_state(demo.ui)[demo.ui.timer].active is False  # ready: the page stops polling
-        label = handlers.classify_sketch(sketch_value(draw_shape("star", seed=77)))
+        label = handlers.classify_sketch(draw_shape("star", seed=77))
         assert max(label, key=label.get) == "star"
 
 
@@ -82,7 +82,7 @@ def test_starter_model_classifies_fresh_generated_sketches_above_the_floor(serve
     drawings = dataset(15, seed=9090)
     hits = 0
     for shape, image in drawings:
-        label = handlers.classify_sketch(sketch_value(image))
+        label = handlers.classify_sketch(image)
         hits += max(label, key=label.get) == shape
     accuracy = hits / len(drawings)
     print(f"starter model accuracy on {len(drawings)} fresh sketches: {accuracy:.3f}")
@@ -91,7 +91,7 @@ def test_starter_model_classifies_fresh_generated_sketches_above_the_floor(serve
 
 def test_classify_returns_the_top_three_classes_with_confidences(served):
     import demo_handlers as handlers
-    label = handlers.classify_sketch(sketch_value(draw_shape("square", seed=5)))
+    label = handlers.classify_sketch(draw_shape("square", seed=5))
     assert len(label) == 3
     assert max(label, key=label.get) == "square"
     assert all(0.0 <= p <= 1.0 for p in label.values())
@@ -101,19 +101,20 @@ def test_classify_returns_the_top_three_classes_with_confidences(served):
 def test_blank_canvas_says_draw_something_instead_of_guessing(served):
     import demo_handlers as handlers
     white = Image.new("RGB", (400, 400), "white")
-    assert handlers.classify_sketch(sketch_value(white)) == handlers.BLANK_LABEL
+    assert handlers.classify_sketch(white) == handlers.BLANK_LABEL
     assert handlers.classify_sketch(None) == handlers.BLANK_LABEL
-    label, text, shown, _, like = handlers.sketch_ui(sketch_value(white))
+    label, text, shown, _, like = handlers.sketch_ui(white)
     assert like is None
     assert label == handlers.BLANK_LABEL and "Draw something" in text and shown is None
 
 
-def test_transparent_sketchpad_composite_is_read_as_ink_on_white(served):
+def test_a_transparent_drawing_sent_to_the_api_is_read_as_ink_on_white(served, tmp_path):
     import demo_handlers as handlers
     drawing = draw_shape("triangle", seed=12).convert("L")
     rgba = Image.new("RGBA", drawing.size, (0, 0, 0, 0))
     rgba.putalpha(Image.eval(drawing, lambda v: 255 - v))  # black strokes, clear paper
-    label = handlers.classify_sketch(sketch_value(rgba))
+    rgba.save(tmp_path / "drawing.png")
+    label = handlers.classify_sketch(str(tmp_path / "drawing.png"))
     assert max(label, key=label.get) == "triangle"
 
 
@@ -167,9 +168,11 @@ def test_teaching_without_a_class_says_why_instead_of_raising(tmp_path, monkeypa
     store = Store(tmp_path / "demo.db")
     monkeypatch.setattr(handlers.app, "model", type("Model", (), {"store": store})())
     for label in (None, "", "   "):
-        message, *_ = handlers.teach_sketch_ui(
-            {"composite": draw_shape("star", seed=2)}, label, [], request_as(None))
+        message, *_, pad = handlers.teach_sketch_ui(
+            draw_shape("star", seed=2), label, [], request_as(None))
         assert message.startswith("⚠️ Not added:") and "class" in message.lower(), message
+        # Not added: the drawing stays on the pad.
+        assert pad == {"__type__": "update"}
     message, *_ = handlers.teach_photo_ui(None, "star", [], request_as(None))
     assert message == "⚠️ Not added: Draw or snap an example first."
     assert store.count_images() == 0
@@ -219,16 +222,18 @@ def test_class_cards_count_examples_and_undo_takes_back_the_last_one(teach_store
     assert names == ["circle", "star"] and "Pick a class card" in text
     # A card's face shows its newest examples: a star drawn now is on it.
     blank_face = np.asarray(Image.open(cards[1][0]))
-    out = handlers.teach_sketch_ui({"composite": draw_shape("star", seed=40)}, "star", [],
+    out = handlers.teach_sketch_ui(draw_shape("star", seed=40), "star", [],
                                    request_as(None))
-    message, _, _, _, _, card, taught = out
+    message, _, _, _, _, card, taught, pad = out
+    # Added: the pad is emptied for the next drawing.
+    assert pad is None
     assert "Added to **star**" in message and card_captions(out)[1] == "star · 4"
     assert "**star**: 4 for training, 0 kept for testing" in card
     assert not np.array_equal(np.asarray(Image.open(out[3]["value"][1][0])), blank_face)
     assert out[3]["selected_index"] == 1
-    out = handlers.teach_sketch_ui({"composite": draw_shape("star", seed=41)}, "star", taught,
+    out = handlers.teach_sketch_ui(draw_shape("star", seed=41), "star", taught,
                                    request_as(None))
-    taught = out[-1]
+    taught = out[-2]
     assert len(taught) == 2 and card_captions(out)[1] == "star · 5"
     assert "**star**: 4 for training, 1 kept for testing" in out[5]
     # Undo takes back the newest one, then the one before.
@@ -260,7 +265,7 @@ def test_a_teach_answer_lists_the_classes_once_for_its_choices_cards_and_plan(
         listing = getattr(owner, name)
         monkeypatch.setattr(owner, name, lambda *a, listing=listing, name=name: (
             read.append(name), listing(*a))[1])
-    out = handlers.teach_sketch_ui({"composite": draw_shape("star", seed=44)}, "star", [],
+    out = handlers.teach_sketch_ui(draw_shape("star", seed=44), "star", [],
                                    request_as(None))
     assert len(read) == 1, read
     # So the class list, the cards and the plan agree on one state of the classes.
@@ -274,8 +279,8 @@ def test_a_page_remembers_a_bounded_number_of_examples_to_undo(teach_store, monk
     monkeypatch.setattr(handlers.settings, "undo_depth", 2)
     taught = []
     for seed in range(3):
-        taught = handlers.teach_sketch_ui({"composite": draw_shape("circle", seed=50 + seed)},
-                                          "circle", taught, request_as(None))[-1]
+        taught = handlers.teach_sketch_ui(draw_shape("circle", seed=50 + seed),
+                                          "circle", taught, request_as(None))[-2]
     assert len(taught) == 2
 
 
@@ -458,14 +463,14 @@ def test_the_first_model_reads_the_ways_people_draw_these_shapes(served):
 
 def test_sketch_ui_keeps_the_prediction_shown_for_a_later_correction(served):
     import demo_handlers as handlers
-    label, text, shown, _, like = handlers.sketch_ui(sketch_value(draw_shape("circle", seed=3)))
+    label, text, shown, _, like = handlers.sketch_ui(draw_shape("circle", seed=3))
     # Beside the answer, the 3 training examples it looks like: files the page fetches.
     paths = [unquote(p) for p in re.findall(r'<img src="gradio_api/file=([^"]+)"', like)]
     assert re.findall(r"<figcaption>([^<]*)</figcaption>", like) == ["circle"] * 3
     assert all(Image.open(path).size == (handlers.settings.like_side,) * 2 for path in paths)
     assert shown["like"] == tuple((int(Path(p).name.split("-")[1]), "circle") for p in paths)
     # The same examples for the next stroke are not sent again.
-    again = handlers.sketch_live_ui(sketch_value(draw_shape("circle", seed=3)), shown)
+    again = handlers.sketch_live_ui(draw_shape("circle", seed=3), shown)
     assert isinstance(again[4], type(gr.skip())) and again[2]["like"] == shown["like"]
     assert shown["source"] == "sketch"
     assert shown["prediction"]["label"] == "circle" == max(label, key=label.get)
@@ -497,7 +502,7 @@ def test_anonymous_correction_stores_image_prediction_and_pending_label(served):
     import demo_handlers as handlers
     from model.images import stored_form
     image = draw_shape("circle", seed=21)
-    saved = handlers.correct(sketch_value(image)["composite"], "ellipse", "sketch", None)
+    saved = handlers.correct(image, "ellipse", "sketch", None)
     assert saved["status"] == "pending" and saved["predicted"] == "circle"
     store = served.model.store
     [row] = [c for c in store.corrections() if c["id"] == saved["correction"]]
@@ -524,7 +529,7 @@ def test_owner_correction_is_accepted_at_once_and_labels_the_image(served):
 
 def test_correction_ui_prefers_the_typed_new_class_and_confirms_it_was_saved(served):
     import demo_handlers as handlers
-    _, _, shown, *_ = handlers.sketch_ui(sketch_value(draw_shape("star", seed=8)))
+    _, _, shown, *_ = handlers.sketch_ui(draw_shape("star", seed=8))
     message = handlers.correct_ui(shown, "circle", "  sun  ", request_as(None))
     assert message.startswith("✅ Saved") and "sun" in message and "pending" in message
     assert served.model.store.corrections()[-1]["label"] == "sun"
@@ -602,7 +607,7 @@ def test_teaching_a_new_class_and_retraining_switches_the_live_model_without_res
     assert calls, "retraining reported no progress"
     # The same Classifier object now serves the new version, with the new class.
     label, _, shown, *_ = handlers.sketch_ui(
-        sketch_value(draw_cross(np.random.default_rng(999))))
+        draw_cross(np.random.default_rng(999)))
     assert shown["prediction"]["version"] == after
     assert max(label, key=label.get) == "cross"
     assert "cross" in handlers.model_info()
@@ -611,7 +616,7 @@ def test_teaching_a_new_class_and_retraining_switches_the_live_model_without_res
 def test_save_and_retrain_answers_the_same_drawing_with_the_retrained_model(served):
     import demo_handlers as handlers
     before = served.model.store.live_version_id()
-    _, _, kept, *_ = handlers.sketch_ui(sketch_value(draw_cross(np.random.default_rng(5))))
+    _, _, kept, *_ = handlers.sketch_ui(draw_cross(np.random.default_rng(5)))
     assert kept["prediction"]["version"] == before
     message, info = handlers.fix_and_retrain_ui(kept, "star", "", request_as(None),
                                                 progress=lambda *a, **k: None)
@@ -627,7 +632,7 @@ def test_save_and_retrain_answers_the_same_drawing_with_the_retrained_model(serv
 
 def test_save_and_retrain_is_refused_to_who_may_not_teach(served):
     import demo_handlers as handlers
-    _, _, kept, *_ = handlers.sketch_ui(sketch_value(draw_shape("star", seed=9)))
+    _, _, kept, *_ = handlers.sketch_ui(draw_shape("star", seed=9))
     served.access.exposed = True
     message, _ = handlers.fix_and_retrain_ui(kept, "star", "", request_as(None),
                                              progress=lambda *a, **k: None)
@@ -735,7 +740,7 @@ def test_missing_weights_page_says_what_is_missing_and_serves_no_prediction(
         assert "backbone weights missing" in shown
         assert weights_help(0.5, 224) in shown  # exactly what is missing and how to provide it
         with pytest.raises(gr.Error, match="mobilenet_5_0_224_tf_no_top.h5"):
-            handlers.classify_sketch(sketch_value(draw_shape("circle", seed=1)))
+            handlers.classify_sketch(draw_shape("circle", seed=1))
         label, text, shown, seen = handlers.webcam_ui(draw_shape("circle", seed=1))
         assert label is None and shown is None and seen is None and "missing" in text
         # Corrections are still collected for the labeler, without a prediction.
@@ -756,7 +761,7 @@ def test_a_failed_start_recovers_by_itself_once_the_weights_are_in_place(
     weights = Path(os.environ["KERAS_HOME"]) / "models" / WEIGHTS
     aside = tmp_path / WEIGHTS
     loaded = (backbones.load_backbone, backbones.compiled, backbones.extractor)
-    sketch = sketch_value(draw_shape("circle", seed=1))
+    sketch = draw_shape("circle", seed=1)
     db = copy_db(starter_template(), tmp_path / "demo.db")
     weights.rename(aside)
     try:

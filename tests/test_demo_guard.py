@@ -1,8 +1,10 @@
 """The demo's HTTP boundary (demo_guard) against the launched demo: garbage on
 every route, requests built to exhaust memory, forged senders, upload
 floods, frame headers and Gradio's error answers."""
+import base64
 import io
 import json
+import secrets
 import time
 from pathlib import Path
 
@@ -83,48 +85,54 @@ def test_garbage_on_every_route_gets_no_5xx_and_bounded_memory(server, base):
     assert event == "complete"
 
 
-def test_a_sketch_naming_many_huge_layers_is_refused_without_decoding_them(base):
-    big = upload(base, huge_png())
-    value = {"background": None, "layers": [file_data(big)] * 16,
-             "composite": file_data(big)}
-    with peak_memory_growth() as growth:
-        event, payload = call(base, "classify_sketch", [value])
-        direct = httpx.post(f"{base}/gradio_api/run/classify_sketch", json={"data": [value]},
-                            timeout=60)
-        value = dict(value, layers=[file_data(big)] * 4)
-        composite_event, composite_payload = call(base, "classify_sketch", [value])
-    assert event == "error" and "at most 4 layers" in json.dumps(payload)
-    assert direct.status_code == 400 and "at most 4 layers" in direct.json()["error"]
-    # Four layers are allowed, and not decoded; the composite is checked from its header.
-    assert composite_event == "error" and "7000x7000" in json.dumps(composite_payload)
-    assert growth["mb"] < MEMORY_BOUND_MB, growth
-
-
-def test_sketchpad_blobs_are_bounded_in_index_count_and_size(server, base):
+def pad_stroke(base, drawing):
+    """The Draw pad's change event queued as the page queues it, with
+    `drawing` as the pad's value: its final message."""
     import demo
-    from demo_handlers import settings
-    pad = next(block for block in demo.demo.blocks.values()
+    pad = next(block._id for block in demo.demo.blocks.values()
                if getattr(block, "elem_id", None) == "sketchpad")
-    blob = png_bytes(Image.new("RGBA", settings.canvas, (0, 0, 0, 0)))
+    fn_index = next(index for index, fn in demo.demo.fns.items()
+                    if (pad, "change") in [tuple(target) for target in fn.targets])
+    session = secrets.token_hex(6)
+    joined = httpx.post(f"{base}/gradio_api/queue/join", timeout=30, json={
+        "data": [drawing, None], "fn_index": fn_index, "session_hash": session,
+        "trigger_id": pad, "event_data": None})
+    assert joined.status_code == 200, joined.text
+    with httpx.stream("GET", f"{base}/gradio_api/queue/data", timeout=120,
+                      params={"session_hash": session}) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    return message
+    raise AssertionError("the event stream closed without an answer")
 
-    def send(index, blob_id, data=blob, kind="layer"):
-        return httpx.post(f"{base}/gradio_api/component_server/", timeout=30, data={
-            "component_id": str(pad._id), "fn_name": "accept_blobs", "session_hash": "s",
-            "type": kind, "index": str(index), "id": blob_id},
-            files={"file": ("blob", data)})
+
+def data_url(data):
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def test_a_drawing_that_is_not_a_small_png_is_refused_without_decoding_it(base):
     with peak_memory_growth() as growth:
-        far = send(100_000_000, "far")
-        huge = send(0, "huge", data=huge_png())
-    assert far.status_code == 400 and "at most" in far.text
-    assert huge.status_code == 400 and "7000x7000" in huge.text
+        huge = pad_stroke(base, data_url(huge_png()))
+    not_png = pad_stroke(base, "data:image/jpeg;base64," + base64.b64encode(b"x").decode())
+    not_base64 = pad_stroke(base, "data:image/png;base64,%%%")
+    garbage = pad_stroke(base, data_url(b"\x89PNG\r\n\x1a\nnot really"))
+    for message, says in ((huge, "7000x7000"), (not_png, "PNG data URL"),
+                          (not_base64, "not base64"), (garbage, "could not be read")):
+        assert not message["success"] and says in json.dumps(message), message
     assert growth["mb"] < MEMORY_BOUND_MB, growth
-    for n in range(settings.sketch_blob_ids + 20):
-        assert send(0, f"id{n}").status_code == 200
-    assert len(pad.blob_storage) == settings.sketch_blob_ids
-    # A component or function that does not exist is a 404, not a 500.
-    wrong = httpx.post(f"{base}/gradio_api/component_server/", timeout=30, json={
-        "component_id": 10 ** 9, "fn_name": "accept_blobs", "session_hash": "s", "data": {}})
-    assert wrong.status_code == 404
+    # A drawing as the pad sends it is answered.
+    drawn = pad_stroke(base, data_url(png_bytes(draw_shape("circle", seed=3))))
+    assert drawn["success"] and drawn["output"]["data"][0]["label"], drawn
+
+
+def test_a_component_function_that_does_not_exist_is_404(base):
+    for call_ in ({"component_id": 10 ** 9, "fn_name": "accept_blobs"},
+                  {"component_id": 0, "fn_name": "no_such_function"}):
+        wrong = httpx.post(f"{base}/gradio_api/component_server/", timeout=30,
+                           json={**call_, "session_hash": "s", "data": {}})
+        assert wrong.status_code == 404, wrong.text
 
 
 def test_unknown_functions_and_calls_are_404_and_bodies_are_bounded(base):
@@ -163,8 +171,7 @@ def test_direct_api_errors_are_4xx_with_the_products_message_not_gradios(base):
 def test_an_api_call_leaves_no_session_behind_once_its_answer_is_read(base):
     import demo
     sessions = demo.demo.state_holder.session_data
-    sketch = {"background": None, "layers": [],
-              "composite": file_data(upload(base, png_bytes(draw_shape("star", seed=3))))}
+    sketch = file_data(upload(base, png_bytes(draw_shape("star", seed=3))))
     before = set(sessions)
     for _ in range(3):
         event, payload = call(base, "classify_sketch", [sketch])
@@ -189,8 +196,7 @@ def test_an_api_call_describes_only_the_blocks_its_event_uses(base, monkeypatch)
         described.append(key)
         return describe(key, *args, **kwargs)
     monkeypatch.setattr(BlocksConfig, "config_for_block", staticmethod(counted))
-    sketch = {"background": None, "layers": [],
-              "composite": file_data(upload(base, png_bytes(draw_shape("circle", seed=5))))}
+    sketch = file_data(upload(base, png_bytes(draw_shape("circle", seed=5))))
     event, payload = call(base, "classify_sketch", [sketch])
     assert event == "complete" and payload[0]["label"] == "circle", payload
     fn = next(fn for fn in demo.demo.fns.values() if fn.api_name == "classify_sketch")

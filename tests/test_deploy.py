@@ -39,8 +39,7 @@ def classify(url, image):
         uploaded = http.post(url + "gradio_api/upload",
                              files={"files": ("sketch.png", png(image), "image/png")})
         assert uploaded.status_code == 200, uploaded.text
-        value = {"background": None, "layers": [], "composite": {
-            "path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}}
+        value = {"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}
         started = http.post(url + "gradio_api/call/classify_sketch", json={"data": [value]})
         assert started.status_code == 200, started.text
         answer = http.get(url + "gradio_api/call/classify_sketch/"

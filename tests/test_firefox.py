@@ -106,8 +106,8 @@ def test_drawing_and_correcting_in_the_demo_works_in_firefox(server):
     url, app = server
     with firefox() as driver:
         driver.navigate(url)
-        canvas = wait_for(driver, lambda d: css(d, "#sketchpad canvas"), "sketchpad canvas")[0]
-        wait_for(driver, lambda d: css(d, "#sketchpad button[aria-label='Brush']"), "brush")
+        canvas = wait_for(driver, lambda d: css(d, "#sketchpad canvas[data-ready]"),
+                          "the sketchpad")[0]
         box = canvas.rect
         # Viewport coordinates: the canvas's page position less the scroll.
         scroll_y = driver.execute_script("return window.scrollY")
@@ -165,9 +165,8 @@ def test_teaching_from_a_class_card_and_undoing_work_in_firefox(server):
     with firefox() as driver:
         driver.navigate(url)
         before = pick_card(driver, "star")
-        wait_for(driver, lambda d: css(d, "#teach-pad button[aria-label='Brush'].highlight"),
-                 "the brush")
-        canvas = [c for c in css(driver, "#teach-pad canvas") if c.is_displayed()][0]
+        canvas = wait_for(driver, lambda d: [c for c in css(d, "#teach-pad canvas[data-ready]")
+                                             if c.is_displayed()], "the Teach pad")[0]
         stroke(driver, star_points(*in_view(driver, canvas)))
         css(driver, "#add-drawing")[0].click()
         wait_for(driver, lambda d: card_counts(d).get("star") == before + 1, "one more star",
@@ -183,12 +182,14 @@ def test_teaching_from_a_class_card_and_undoing_work_in_firefox(server):
     assert taken
 
 
-def sketchpad_box(driver):
-    """The Draw tab's pad once its brush is chosen, scrolled into view: its
-    canvas's box in viewport CSS pixels (x, y, width, height)."""
-    wait_for(driver, lambda d: css(d, "#sketchpad button[aria-label='Brush'].highlight"),
-             "the brush")
-    canvas = [c for c in css(driver, "#sketchpad canvas") if c.is_displayed()][0]
+def sketchpad_box(driver, part="canvas[data-ready]"):
+    """The Draw tab's pad once it takes strokes and the page stands still (a
+    model is live: while it is prepared, the banner above the pad comes and
+    goes), scrolled into view: the box of its canvas (or of its `part`) in
+    viewport CSS pixels (x, y, width, height)."""
+    wait_for(driver, lambda d: "Model version" in text_of(d, "#model-info"), "a live model")
+    canvas = wait_for(driver, lambda d: [c for c in css(d, f"#sketchpad {part}")
+                                         if c.is_displayed()], "the sketchpad")[0]
     return in_view(driver, canvas)
 
 
@@ -214,13 +215,15 @@ def test_drawing_with_a_finger_on_a_phone_sized_window_works_in_firefox(server):
 
 @pytest.mark.parametrize("width, height, pointer", [(1280, 1000, "mouse"),
                                                      (390, 844, "touch")])
-def test_a_stroke_begun_in_the_grey_margin_is_drawn_in_firefox(server, monkeypatch, width,
+def test_a_stroke_begun_on_the_margin_is_drawn_in_firefox(server, monkeypatch, width,
                                                                 height, pointer):
     url, app = server
     frames = recorded_frames(app.model, monkeypatch)
     with firefox(width=width, height=height) as driver:
         driver.navigate(url)
-        stroke(driver, from_the_margin(*sketchpad_box(driver)), pointer=pointer)
+        canvas = sketchpad_box(driver)
+        area = sketchpad_box(driver, ".pad-area")
+        stroke(driver, from_the_margin(area, canvas), pointer=pointer)
         answered(driver)
     drawing, _ = frames[-1]
     assert inked_from_the_edge(drawing)

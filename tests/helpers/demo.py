@@ -87,14 +87,10 @@ def launched(auth=None):
         demo.demo.close()
 
 
-def sketch_value(image):
-    """What a Sketchpad sends: a dict whose `composite` is the drawing."""
-    return {"background": None, "layers": [], "composite": image}
-
-
 def client_sketch(path):
+    """A drawing's file as /classify_sketch takes it from gradio_client."""
     from gradio_client import handle_file
-    return {"background": None, "layers": [], "composite": handle_file(str(path))}
+    return handle_file(str(path))
 
 
 def draw_shape(shape, seed, size=256):
@@ -188,11 +184,12 @@ def recorded_frames(model, monkeypatch):
     return frames
 
 
-def from_the_margin(x, y, width, height):
-    """Points of a stroke on a pad's canvas box that goes down in the grey
-    margin near its top-left corner, crosses into the drawing area to its
-    middle, then goes down."""
-    return [(x + 0.04 * width, y + 0.04 * height), (x + 0.3 * width, y + 0.3 * height),
+def from_the_margin(area, canvas):
+    """Points of a stroke that goes down on a pad's margin above its canvas
+    (`area`, the box around the `canvas`; boxes as x, y, width, height),
+    crosses into the canvas to its middle, then goes down."""
+    (_, ay, _, _), (x, y, width, height) = area, canvas
+    return [(x + 0.1 * width, (ay + y) / 2), (x + 0.3 * width, y + 0.3 * height),
             (x + 0.5 * width, y + 0.5 * height), (x + 0.5 * width, y + 0.7 * height)]
 
 

@@ -28,9 +28,9 @@ def require_firefox():
 
 @contextlib.contextmanager
 def virtual_display(width, height):
-    """An Xvfb display; yields its name (":N"). Headless Firefox has no WebGL
-    here, and the sketchpad draws with it; on a virtual display Firefox
-    renders WebGL in software (Mesa), as on a machine without a GPU."""
+    """An Xvfb display; yields its name (":N"): Firefox draws and composites
+    the page as on a desktop without a GPU (headless Firefox has no WebGL
+    here, and renders differently)."""
     read, write = os.pipe()
     server = subprocess.Popen([XVFB, "-displayfd", str(write), "-screen", "0",
                                f"{width}x{height}x24", "-nolisten", "tcp"], pass_fds=[write],
