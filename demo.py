@@ -364,8 +364,8 @@ def build():
             api_photo_button = gr.Button()
             api_correct_button = gr.Button()
         api = dict(concurrency_id="classify", concurrency_limit=settings.classify_concurrency)
-        api_sketch_button.click(classify_sketch, [api_photo], [api_label], api_name="classify_sketch",
-                                **api)
+        api_sketch_button.click(classify_sketch, [api_photo], [api_label],
+                                api_name="classify_sketch", **api)
         api_photo_button.click(classify_photo, [api_photo], [api_label],
                                api_name="classify_photo", **api)
         api_correct_button.click(correct, [api_photo, api_text, api_source], [api_saved],

@@ -495,12 +495,13 @@ class Pad(gr.HTML):
             raise gr.Error("A drawing is sent as a PNG data URL.", title="Bad request")
         try:
             data = base64.b64decode(payload[len(PNG_DATA_URL):], validate=True)
+        except binascii.Error:
+            raise gr.Error("The drawing's data URL is not base64.", title="Bad request") from None
+        try:
             _check_pixels(data, limit=_canvas_limit())
             return to_rgb(decode(data))
-        except (binascii.Error, BadRequest, BadImage) as error:
-            message = str(error) if not isinstance(error, binascii.Error) else \
-                "The drawing's data URL is not base64."
-            raise gr.Error(message, title="Bad request") from None
+        except (BadRequest, BadImage) as error:
+            raise gr.Error(str(error), title="Bad request") from None
 
     def postprocess(self, value):
         if value is not None:
