@@ -2,14 +2,16 @@
 
 Each Quick, Draw! dev doodle (first N of each class to train, last N to test)
 is drawn on a sheet of paper in a simulated 640x480 webcam photo
-(bench/webcam_photos.py, seeded by --seed). Reports test accuracy for
-photos -> photos (trained on photos of the train doodles), drawings -> photos
-(trained on the clean doodles) and clean drawings (the ceiling), each with the
-product's preprocessing and with the old one (no sheet finding: `preprocess`
-with sheets=False); the share of photos where no sketch was found (counted as
-wrong answers); and milliseconds per frame of the preprocessing, wall clock
-and CPU time of this process (the CPU time is less disturbed by other work
-on a shared machine).
+(bench/webcam_photos.py, seeded by --seed): its own strokes, or with --pen
+redrawn its centre lines traced by a pen (the harder variant: a path read
+back from a 28-px bitmap, which loses about 3 points before any camera).
+Reports test accuracy for photos -> photos (trained on photos of the train
+doodles), drawings -> photos (trained on the clean doodles) and clean drawings
+(the ceiling), each with the product's preprocessing and with the old one
+(no sheet finding: `preprocess` with sheets=False); the share of photos where
+no sketch was found (counted as wrong answers); and milliseconds per frame of
+the preprocessing, wall clock and CPU time of this process (the CPU time is
+less disturbed by other work on a shared machine).
 
 Live streams: --streams simulated streams (`webcam_photos.stream`: one sheet
 held up, moving up to 6 pixels and 1.5 degrees between frames, 8 frames each,
@@ -26,12 +28,12 @@ augmented views are left out.
 
 --breakdown: where photos -> photos loses to the clean drawings. Each photo is
 also read with the sheet's TRUE corners (`model.sheet.upright_sheet`, then
-`clean_sheet`: the reading alone), and the pen's exact ink is read twice with
-no camera at all: drawn on a flat white sheet and read by `clean_sheet` (the
-pen and the reading), and cropped as a drawing (the pen alone). Photos ->
+`clean_sheet`: the reading alone), and the sheet's exact ink is read twice
+with no camera at all: drawn on a flat white sheet and read by `clean_sheet`
+(the ink and the reading), and cropped as a drawing (the ink alone). Photos ->
 photos is reported for each of these readings, over all test photos and by
 each condition the generator drew (`webcam_photos.photo`'s `conditions`:
-the sheet's size in the frame, the pen's width, pencil, paper, a pale room,
+the sheet's size in the frame, the strokes' width, pencil, paper, a pale room,
 a finger, light, blur, noise, JPEG, tilt), beside the clean drawings'
 accuracy on the same doodles and the share of photos where no sketch was read.
 
@@ -59,8 +61,11 @@ def main(argv=None):
                              "tracking the sheet (default 50; 0 skips them)")
     parser.add_argument("--alpha", type=float, default=0.25, choices=(0.25, 1.0),
                         help="MobileNet width (1.0 runs a stand-in for the genuine weights)")
+    parser.add_argument("--pen", default="doodle", choices=("doodle", "redrawn"),
+                        help="the photos' ink: the doodle's own strokes (default) or its "
+                             "centre lines traced by a pen")
     parser.add_argument("--breakdown", action="store_true",
-                        help="also read each photo with the sheet's true corners and the pen's "
+                        help="also read each photo with the sheet's true corners and the sheet's "
                              "ink with no camera, and break photos -> photos down by the "
                              "generator's conditions")
     args = parser.parse_args(argv)
@@ -112,7 +117,7 @@ def main(argv=None):
         labels[split].append(classes.index(label))
         clean = prepared(pixels, sheets=True)
         add(("new", "drawing", split), clean)
-        shot = webcam_photos.photo(pixels, seed=args.seed * 1_000_000 + index)
+        shot = webcam_photos.photo(pixels, seed=args.seed * 1_000_000 + index, pen=args.pen)
         photo = shot.image
         read = prepared(photo, True, timings["new"])
         if args.breakdown:
@@ -134,7 +139,7 @@ def main(argv=None):
     for key in list(pending):
         flush(key)
     streams = _streams(webcam_photos, [p for _, split, p in rows if split == "test"][:args.streams],
-                       args.seed, preprocess, Track, BlankSketch)
+                       args.seed, args.pen, preprocess, Track, BlankSketch)
 
     accuracy = {}
     for path in ("new", "old"):
@@ -165,6 +170,7 @@ def main(argv=None):
             for path, times in timings.items() for column, clock in enumerate(("wall", "cpu"))},
         "streams": streams,
         "per_class": args.per_class, "classes": len(classes), "seed": args.seed,
+        "pen": args.pen, "photos_version": webcam_photos.VERSION,
         "alpha": args.alpha, "engine": run.engine, "head": "model.head.train_head, 1 view (2 with paper views)",
         "seconds": round(time.perf_counter() - started, 1), "machine": machine(),
         # Wall-clock figures depend on what else the machine runs: its load
@@ -173,8 +179,8 @@ def main(argv=None):
     }
     for name, value in result["accuracy"].items():
         print(f"{name:>28}: {value:.4f}")
-    for key in ("no_sketch_found", "ms_per_frame", "streams", "per_class", "alpha", "seconds",
-                "load_average"):
+    for key in ("no_sketch_found", "ms_per_frame", "streams", "per_class", "pen", "alpha",
+                "seconds", "load_average"):
         print(f"{key:>28}: {result[key]}")
     if breakdown:
         _print_breakdown(breakdown)
@@ -182,8 +188,8 @@ def main(argv=None):
 
 
 # The readings --breakdown compares, from the clean drawing to the product.
-READINGS = {"clean": "clean drawings", "pen": "the pen's ink, cropped as a drawing",
-            "pen read": "the pen's ink on flat paper, read by clean_sheet",
+READINGS = {"clean": "clean drawings", "pen": "the sheet's ink, cropped as a drawing",
+            "pen read": "the sheet's ink on flat paper, read by clean_sheet",
             "true corners": "the photo read with the sheet's true corners",
             "new": "the product (the sheet found in the photo)"}
 # Conditions the breakdown groups the test photos by: (name, bucket edges),
@@ -197,7 +203,7 @@ CONDITIONS = (("sheet_side", (0, 300, 360, 420, 1e9)), ("drawing_in_frame", (0, 
 
 def _readings(shot):
     """The arrays --breakdown adds for a Photo: read with its true corners, and
-    its pen's exact ink read from flat paper and cropped as a drawing; None
+    its sheet's exact ink read from flat paper and cropped as a drawing; None
     where no sketch is read."""
     import cv2
     from PIL import Image
@@ -268,7 +274,7 @@ def _print_breakdown(breakdown):
         print(f"{group:<26}{row['n']:>6}" + "".join(f"{c:>16}" for c in cells))
 
 
-def _streams(webcam_photos, doodles, seed, preprocess, Track, BlankSketch):
+def _streams(webcam_photos, doodles, seed, pen, preprocess, Track, BlankSketch):
     """Frames read, frames within 30 pixels of the true corners, and ms per
     frame (wall, CPU; p50, p95) of simulated live streams, each frame read
     with the stream's Track and without one."""
@@ -276,7 +282,8 @@ def _streams(webcam_photos, doodles, seed, preprocess, Track, BlankSketch):
     result = {way: {"frames": 0, "read": 0, "right": 0, "times": []} for way in ("tracked", "each frame")}
     for index, doodle in enumerate(doodles):
         track = Track()
-        for frame in webcam_photos.stream(doodle, seed=seed * 1_000_000 + 500_000 + index):
+        for frame in webcam_photos.stream(doodle, seed=seed * 1_000_000 + 500_000 + index,
+                                          pen=pen):
             for way, hint in (("tracked", track), ("each frame", None)):
                 counts = result[way]
                 counts["frames"] += 1

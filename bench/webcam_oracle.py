@@ -9,19 +9,19 @@ photos of the train doodles), two measures of training-side help: drawings +
 photos -> photos (both) and drawings + paper views -> photos (the clean
 doodles plus each one's `model.images.on_paper` view, as the product trains),
 and clean drawings (the ceiling). A perfect reading is measured too: photos
--> photos and drawings -> photos on the exact ink the simulated pen put on
+-> photos and drawings -> photos on the exact ink the generator put on
 each sheet (no camera, no light), preprocessed like a drawing: what the
 photos still show of the doodles, whatever reads them. Also the share of sheets
 where clean_sheet found no sketch (counted as wrong answers); the median
 stroke width (pixels at 224) and ink share of drawings and of photo sketches;
 and clean_sheet's CPU milliseconds per sheet (p50, p95, first 100 sheets).
 
---pens: what the simulated pen itself keeps of the doodles. Photos -> photos
-on the pen's ink alone (no sheet, no camera; each doodle drawn at a size
-and with a pen of its own seed, as in the photos), cropped as a drawing,
-for the generator's pen and for variants of it (`webcam_photos._strokes`):
-every pen 2.5 % wide, no blur before the threshold, and the thresholded
-bitmap itself (no centre lines, no pen).
+--pens: what the simulated ink itself keeps of the doodles. Photos -> photos
+on the ink alone (no sheet, no camera; each doodle drawn at a size and
+with a weight or pen of its own seed, as in the photos), cropped as a
+drawing, for the generator's ink (`webcam_photos._strokes`: the doodle's
+own strokes, 0.6-1.1 times as heavy), the same at the doodle's own weight,
+and the pen of `bench.webcam --pen redrawn` (centre lines traced anew).
 
 Saves a contact sheet PNG into artifacts/ (git-ignored): for test doodles
 spread over the classes, the preprocessed clean doodle, the preprocessed
@@ -57,8 +57,8 @@ def main(argv=None):
     parser.add_argument("--plot", default=None,
                         help="contact sheet path (default artifacts/webcam_oracle.png)")
     parser.add_argument("--pens", action="store_true",
-                        help="also measure the pen's ink alone, drawn by the generator's pen "
-                             "and by variants of it")
+                        help="also measure the ink alone, as the generator draws it and as "
+                             "variants of it do")
     args = parser.parse_args(argv)
     if not 1 <= args.per_class <= 500:
         parser.error("--per-class takes 1..500")
@@ -147,7 +147,7 @@ def main(argv=None):
             features = _features(run, arrays)
             train, _ = pick(features, "train")
             test, _ = pick(features, "test")
-            accuracy[f"pen alone: {name}"] = _accuracy(train, train_labels, test, test_labels, n)
+            accuracy[f"ink alone: {name}"] = _accuracy(train, train_labels, test, test_labels, n)
     widths = {"drawings": _stroke_stats(drawings), "photos": _stroke_stats(cleaned)}
     path = args.plot or ARTIFACTS / "webcam_oracle.png"
     shown = _spread(np.flatnonzero(splits == "test"), labels, args.pairs)
@@ -173,16 +173,15 @@ def main(argv=None):
     print(json.dumps(result))
 
 
-# --pens: the generator's pen and its variants (options of webcam_photos._strokes).
-PENS = {"the generator's pen": {}, "every pen 2.5 % wide": {"pen_share": 0.025},
-        "no blur before the threshold": {"blur": False},
-        "the thresholded bitmap (no centre lines, no pen)": {"thin": False}}
+# --pens: the generator's ink and its variants (options of webcam_photos._strokes).
+PENS = {"the generator's ink": {}, "the doodle's own weight": {"weight": False},
+        "the redrawn pen": {"pen": "redrawn"}}
 
 
 def _pen_inks(rows, webcam_photos, options):
     """Each doodle's ink as `webcam_photos._strokes` draws it with `options`,
-    black on white; its size on the sheet and its pen drawn from a seed of
-    its own, the same for every variant."""
+    black on white; its size on the sheet and its weight or pen drawn from a
+    seed of its own, the same for every variant."""
     inks = []
     for index, (_, _, pixels) in enumerate(rows):
         rng = np.random.default_rng(index)

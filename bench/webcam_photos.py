@@ -1,7 +1,8 @@
 """Simulated webcam photos of paper sketches, for tests and benchmarks.
 
 `photo(doodle, seed)` draws a doodle (a black-on-white array of any size, such
-as a 28x28 Quick, Draw! bitmap) as pen or pencil strokes on a sheet of paper,
+as a 28x28 Quick, Draw! bitmap) in ink or pencil on a sheet of paper, its own
+strokes scaled up (or, with pen="redrawn", its centre lines traced by a pen),
 sets the sheet in perspective in front of a cluttered room, and adds what a
 webcam adds: uneven light, a finger, blur, sensor noise and JPEG. Everything is
 drawn from `seed`, so a photo is the same on every run. `stream` gives the
@@ -19,7 +20,8 @@ from model.images import centre_lines
 
 # Part of the name of cached photos (bench.webcam_oracle): bump it whenever the
 # photos drawn from a seed change. 2: the pen follows a connected thinning.
-VERSION = 2
+# 3: the doodle's own strokes are the ink (pen="redrawn" draws version 2's).
+VERSION = 3
 WIDTH, HEIGHT = 640, 480
 # The sheet is rendered at this long side before it is put in perspective.
 SHEET_LONG = 440
@@ -36,11 +38,12 @@ homography: sheet pixels -> frame pixels. sheet_ink: the doodle's ink (0..1) on 
 conditions: what was drawn for this photo (a dict, see `photo`)."""
 
 
-def photo(doodle, seed, sheets=1, ink=True, out_of_frame=False):
+def photo(doodle, seed, sheets=1, ink=True, out_of_frame=False, pen="doodle"):
     """A webcam frame showing `doodle` on a sheet (or a blank one with ink=False).
 
-    Its `conditions` name what was drawn for the first sheet and the camera:
-    paper, lined, pencil, darkness, pen (the pen's width in the sheet's
+    `pen` chooses the ink (`_strokes`): "doodle" or "redrawn". Its
+    `conditions` name what was drawn for the first sheet and the camera:
+    paper, lined, pencil, darkness, pen (the strokes' width in the sheet's
     pixels), drawing (the doodle's size there), sheet_side (the sheet's
     longest side in the frame), tilt and turn (degrees), finger, pale_room,
     light (the light's gain at the frame's centre), shadow, blur (sigma,
@@ -53,7 +56,7 @@ def photo(doodle, seed, sheets=1, ink=True, out_of_frame=False):
     placed = []
     for index in range(sheets):
         sheet, alpha = _sheet(doodle if ink and index == 0 else None, rng,
-                              conditions if index == 0 else {})
+                              conditions if index == 0 else {}, pen)
         corners, homography = _pose(sheet.shape, rng, sheets, index,
                                     conditions if index == 0 else {})
         if out_of_frame:
@@ -69,7 +72,7 @@ def photo(doodle, seed, sheets=1, ink=True, out_of_frame=False):
     return Photo(image, corners, homography, alpha, conditions)
 
 
-def stream(doodle, seed, frames=8, step=6.0, turn=1.5):
+def stream(doodle, seed, frames=8, step=6.0, turn=1.5, pen="doodle"):
     """Frames of one sheet held up to the camera, as a live stream sends them:
     the room, the sheet, the light and the camera stay; between two frames
     the sheet moves up to `step` pixels and turns up to `turn` degrees.
@@ -77,7 +80,7 @@ def stream(doodle, seed, frames=8, step=6.0, turn=1.5):
     rng = np.random.default_rng(seed)
     conditions = {}
     background = room(rng, conditions)
-    sheet, alpha = _sheet(doodle, rng, conditions)
+    sheet, alpha = _sheet(doodle, rng, conditions, pen)
     corners, homography = _pose(sheet.shape, rng, 1, 0, conditions)
     camera = int(rng.integers(1 << 31))
     out = []
@@ -179,32 +182,56 @@ def room(rng, conditions=None):
     return np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def _strokes(doodle, side, rng, conditions, blur=True, pen_share=None, thin=True):
-    """A black-on-white bitmap -> ink coverage (0..1) `side` pixels wide, drawn
-    as a pen would: the bitmap's smooth upscale thinned to its centre lines
-    (joined where strokes meet, as a pen draws them), then traced with a pen a
-    few pixels wide and antialiased.
+def _strokes(doodle, side, rng, conditions, pen="doodle", weight=True):
+    """A black-on-white bitmap -> ink coverage (0..1) `side` pixels wide.
 
-    bench.webcam_oracle --pens measures what each step costs: `blur=False`
-    thresholds the upscale unsmoothed, `pen_share` draws every pen that share
-    of `side` wide, `thin=False` keeps the thresholded bitmap as the ink (no
-    centre lines, no pen). The same draws are taken from `rng` either way."""
+    pen="doodle" (the default) puts the doodle itself on the sheet, as the
+    clean drawings the ceiling is measured on show it: the bitmap's smooth
+    upscale, thresholded, its strokes made a drawn 0.6-1.1 times as heavy
+    (`weight=False` keeps the bitmap's own weight), antialiased. Scaled up,
+    a 28-px doodle's strokes are already a broad marker's (3-5 % of the
+    sheet's short side), so the weight is mostly lighter than its own.
+    pen="redrawn" traces the thresholded upscale's centre lines (joined
+    where strokes meet) with a pen 1.2-3.5 % of `side` wide instead: a
+    path read back from a 28-px bitmap, which loses about 3 points of
+    accuracy before any camera (bench.webcam_oracle --pens), so bench.webcam
+    --pen redrawn reports it as the harder variant. `conditions["pen"]` is
+    the strokes' width in pixels either way. The same draws are taken from
+    `rng` for every option."""
     ink = 1 - np.asarray(doodle, np.float32) / 255
     height = max(1, round(side * ink.shape[0] / ink.shape[1]))
     big = cv2.resize(ink, (side, height), interpolation=cv2.INTER_CUBIC)
-    if blur:
-        big = cv2.GaussianBlur(big, (0, 0), side / ink.shape[1] * 0.5)
-    mask = big > rng.uniform(0.3, 0.5)
-    pen = max(2, round(side * rng.uniform(0.012, 0.035)))
-    if pen_share is not None:
-        pen = max(2, round(side * pen_share))
-    conditions["pen"] = pen
-    stroke = cv2.dilate(centre_lines(mask), cv2.getStructuringElement(
-        cv2.MORPH_ELLIPSE, (pen, pen))) if thin else mask.astype(np.uint8)
-    return cv2.GaussianBlur(stroke.astype(np.float32), (0, 0), rng.uniform(0.5, 1.0))
+    big = cv2.GaussianBlur(big, (0, 0), side / ink.shape[1] * 0.5)
+    mask = (big > rng.uniform(0.3, 0.5)).astype(np.uint8)
+    if pen == "redrawn":
+        width = max(2, round(side * rng.uniform(0.012, 0.035)))
+        mask = cv2.dilate(centre_lines(mask), cv2.getStructuringElement(
+            cv2.MORPH_ELLIPSE, (width, width)))
+    else:
+        heavier = rng.uniform(0.6, 1.1)
+        if weight:
+            mask = _weighted(mask, heavier)
+        width = _stroke_width(mask)
+    conditions["pen"] = width
+    return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), rng.uniform(0.5, 1.0))
 
 
-def _sheet(doodle, rng, conditions):
+def _stroke_width(mask):
+    """The strokes' mean width in pixels: twice their area over their outline's length."""
+    outline = mask & ~cv2.erode(mask, np.ones((3, 3), np.uint8))
+    return 2 * float(mask.sum()) / max(float(outline.sum()), 1.0)
+
+
+def _weighted(mask, heavier):
+    """The strokes of a uint8 mask grown or shrunk on both sides so that
+    they are about `heavier` times as wide."""
+    grow = (heavier - 1) * _stroke_width(mask) / 2
+    if grow >= 0:
+        return (cv2.distanceTransform(1 - mask, cv2.DIST_L2, 3) <= grow).astype(np.uint8)
+    return (cv2.distanceTransform(mask, cv2.DIST_L2, 3) > -grow).astype(np.uint8)
+
+
+def _sheet(doodle, rng, conditions, pen="doodle"):
     """(RGB sheet, ink coverage) of a portrait or landscape sheet."""
     ratio = 1.414 if rng.random() < 0.6 else 1.294
     long_side, short_side = SHEET_LONG, int(SHEET_LONG / ratio)
@@ -224,7 +251,7 @@ def _sheet(doodle, rng, conditions):
     alpha = np.zeros((height, width), np.float32)
     if doodle is not None:
         side = int(rng.uniform(0.45, 0.8) * min(height, width))
-        strokes = _strokes(doodle, side, rng, conditions)
+        strokes = _strokes(doodle, side, rng, conditions, pen)
         y = int(rng.integers(int(0.08 * height), height - strokes.shape[0] - int(0.08 * height)))
         x = int(rng.integers(int(0.08 * width), width - strokes.shape[1] - int(0.08 * width)))
         pencil = rng.random() < 0.35

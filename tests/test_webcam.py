@@ -103,6 +103,26 @@ def test_a_photos_conditions_say_what_was_drawn_in_it():
         assert (edge > 120) or not photo.conditions["pale_room"]
 
 
+def test_a_photos_ink_is_the_doodles_own_strokes_unless_a_pen_redraws_them():
+    # The clean drawings, the ceiling photos are measured against, show the
+    # doodle itself; a pen tracing its centre lines draws another drawing.
+    import cv2
+
+    def cropped(mask):
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        box = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].astype(np.float32)
+        return cv2.resize(box, (32, 32), interpolation=cv2.INTER_AREA) > 0.1
+
+    def overlap(doodle, pen):
+        ink = cropped(webcam_photos.photo(doodle, seed=5, pen=pen).sheet_ink > 0.5)
+        drawn = cropped(doodle < 128)
+        return (ink & drawn).sum() / (ink | drawn).sum()
+
+    own = [overlap(doodle, "doodle") for doodle in doodles(8)]
+    redrawn = [overlap(doodle, "redrawn") for doodle in doodles(8)]
+    assert min(own) > 0.5 and np.mean(own) > np.mean(redrawn) + 0.1
+
+
 def test_the_sheet_is_found_where_it_is_and_the_sketch_on_it_is_read():
     found = close = read = 0
     for photo in photos():
