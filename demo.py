@@ -304,7 +304,7 @@ def build():
         teach_out = [teach_result, ui.teach_class, ui.train_plan, ui.cards, card_names, ui.card,
                      taught]
         ui.add_drawing.click(teach_sketch_ui, [teach_pad, ui.teach_class, taught],
-                             teach_out + [teach_pad], **_writes())
+                             teach_out + [teach_pad], js=teach_pad.taking(), **_writes())
         ui.add_photo.click(teach_photo_ui, [teach_frame, ui.teach_class, taught], teach_out,
                            **_writes())
         ui.add_files.click(teach_files_ui, [teach_files, ui.teach_class, taught],

@@ -508,6 +508,14 @@ class Pad(gr.HTML):
             raise ValueError("The server can only empty a pad (value None).")
         return None
 
+    def taking(self):
+        """The `js` of an event that takes this pad's drawing (it runs in the
+        page before the event is sent): when the server then empties the pad,
+        the strokes drawn since the event stay on it."""
+        canvas = json.dumps(f"#{self.elem_id} canvas")
+        return (f"(...inputs) => {{ document.querySelector({canvas})"
+                "?.dispatchEvent(new Event('taken')); return inputs; }")
+
     def api_info(self):
         return {"type": "string", "description": f"a drawing as a {PNG_DATA_URL}... URL"}
 

@@ -86,25 +86,36 @@ for (const type of ["touchstart", "touchmove", "touchend"]) {
 }
 area.addEventListener("contextmenu", (e) => e.preventDefault());
 
+// An event that takes the drawing (Teach's "Add", `Pad.taking`) marks how
+// many strokes it took, so that emptying the pad after it leaves the strokes
+// drawn while the drawing was being added.
+let taken = null;
+canvas.addEventListener("taken", () => { taken = strokes.length; });
+
 element.querySelector("button.undo").addEventListener("click", () => {
   if (held || !strokes.length) return;
   strokes.pop();
+  if (taken > strokes.length) taken = strokes.length;
   redraw();
   send();
 });
 element.querySelector("button.clear").addEventListener("click", () => {
   if (held) return;
   strokes.length = 0;
+  if (taken !== null) taken = 0;
   redraw();
   trigger("clear");
   send();
 });
 // The server empties the pad by setting its value to nothing.
 watch("value", () => {
-  if (!props.value && strokes.length && !held) {
-    strokes.length = 0;
-    redraw();
-  }
+  if (props.value) return;
+  const gone = taken ?? (held ? 0 : strokes.length);
+  taken = null;
+  if (!gone) return;
+  strokes.splice(0, gone);
+  redraw();
+  if (strokes.length && !held) send();
 });
 redraw();
 canvas.dataset.ready = "true";

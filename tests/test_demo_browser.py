@@ -10,6 +10,7 @@ import re
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -75,6 +76,14 @@ def ready_pad(page, pad="sketchpad"):
     canvas.wait_for(timeout=TIMEOUT_MS)
     page.locator("#model-info").filter(has_text="Model version").wait_for(timeout=TIMEOUT_MS)
     return canvas
+
+
+def open_teach_pad(browser, url):
+    """The demo's Teach tab on a desk-sized page: (page, its pad's canvas)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    page.goto(url)
+    page.get_by_role("tab", name="Teach").click()
+    return page, ready_pad(page, "teach-pad")
 
 
 def open_phone_sketchpad(browser, url):
@@ -738,6 +747,63 @@ def test_on_a_phone_a_class_card_is_picked_and_taught_a_drawing(server, playwrig
         " WHERE c.name = 'star'")}
 
 
+HALVES_INK_JS = """(pad) => {
+  const canvas = document.querySelector(`#${pad} canvas`);
+  const {width, height} = canvas;
+  const pixels = canvas.getContext("2d").getImageData(0, 0, width, height).data;
+  const dark = [0, 0];
+  for (let i = 0; i < pixels.length; i += 4) {
+    if (pixels[i] < 128) dark[(i / 4) % width < width / 2 ? 0 : 1]++;
+  }
+  return dark;
+}"""
+
+
+def test_a_stroke_drawn_while_a_drawing_is_added_stays_on_the_teach_pad(
+        server, playwright, monkeypatch):
+    """The pad empties what was added, not what was drawn after Add was
+    pressed: the next example's first stroke must not vanish with it."""
+    import demo_handlers
+    url, app = server
+    entered, release = threading.Event(), threading.Event()
+    add_example = demo_handlers.ingest.add_example
+
+    def held_add(*args, **kwargs):
+        entered.set()
+        release.wait(60)
+        return add_example(*args, **kwargs)
+    monkeypatch.setattr(demo_handlers.ingest, "add_example", held_add)
+    browser = open_browser(playwright)
+    try:
+        page, pad = open_teach_pad(browser, url)
+        cards = page.locator("#class-cards button.thumbnail-item")
+        star = cards.filter(has_text="star")
+        star.wait_for(timeout=TIMEOUT_MS)
+        count = int(star.inner_text().split("·")[1])
+        star.click()
+        page.locator("#card-info").filter(has_text="star").wait_for(timeout=TIMEOUT_MS)
+        box = pad.bounding_box()
+        x, y, w, h = box["x"], box["y"], box["width"], box["height"]
+        stroke(page, [(x + 0.1 * w, y + 0.2 * h), (x + 0.35 * w, y + 0.8 * h)])
+        page.locator("#add-drawing").click()
+        assert entered.wait(TIMEOUT_MS / 1000)
+        stroke(page, [(x + 0.65 * w, y + 0.2 * h), (x + 0.9 * w, y + 0.8 * h)])
+        release.set()
+        cards.filter(has_text=f"star · {count + 1}").wait_for(timeout=TIMEOUT_MS)
+        page.wait_for_function(f"({HALVES_INK_JS})('teach-pad')[0] === 0", timeout=TIMEOUT_MS)
+        left, right = page.evaluate(HALVES_INK_JS, "teach-pad")
+    finally:
+        release.set()
+        browser.close()
+    assert right > 0, "the stroke drawn during the add was wiped"
+    newest = max(i for i, label in app.model.store.labeled_images("train")
+                 + app.model.store.labeled_images("test") if label == "star")
+    added = np.asarray(Image.open(io.BytesIO(app.model.store.image(newest)["data"])).convert("L"))
+    # The example is the drawing as it was when Add was pressed: one stroke.
+    pieces, _ = cv2.connectedComponents((added < 128).astype(np.uint8))
+    assert pieces - 1 == 1, f"the added example has {pieces - 1} strokes"
+
+
 def test_teach_tab_adds_drawn_examples_of_a_new_class_and_retrains_with_progress(
         server, playwright):
     """Last in this module: it changes the live model of the shared database."""
@@ -745,10 +811,7 @@ def test_teach_tab_adds_drawn_examples_of_a_new_class_and_retrains_with_progress
     before = app.model.store.live_version_id()
     browser = open_browser(playwright)
     try:
-        page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        page.goto(url)
-        page.get_by_role("tab", name="Teach").click()
-        pad = ready_pad(page, "teach-pad")
+        page, pad = open_teach_pad(browser, url)
         # A new class from the cards: it gets an empty card, chosen.
         page.locator("#new-class textarea, #new-class input").first.fill("cross")
         page.locator("#add-class").click()
