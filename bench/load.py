@@ -16,7 +16,8 @@ bench.browsers). Then, for --seconds:
 
 It reports, per kind of request, the calls, throughput, p50 and p95; the
 errors and the busy answers (Gradio's full queue); the demo's memory (RSS)
-at the start, its peak, and at the end. Then it measures capacity: --capacity
+at the start, its peak, and at the end; the CPU (in cores) the demo's
+processes and the simulated browsers used, which share the machine. Then it measures capacity: --capacity
 browsers stroking back to back for --capacity-seconds, against the demo and
 then against the trivial app, and reports both throughputs and their ratio.
 
@@ -95,8 +96,9 @@ class Memory:
                 "end_mb": round(self.samples[-1])}
 
 
-def classroom(url, sketches, args):
-    """{kind: Tally} and the wall seconds of the students and webcams."""
+def classroom(url, sketches, args, pids=()):
+    """{kind: Tally}, the wall seconds of the students and webcams, and the
+    CPU cores the server processes `pids` and the simulated browsers used."""
     from bench.browsers import Browser, Page, wait_until
     from demo_handlers import settings
     page = Page(url)
@@ -132,10 +134,15 @@ def classroom(url, sketches, args):
     def worker(index):
         role = student if index < args.clients else webcam
         role(index, browsers[index])
+    # The simulated browsers run on the same cores as the demo: what each
+    # side used tells a busy server from a crowded machine.
+    server_cpu, own_cpu = cpu_seconds(pids), sum(os.times()[:2])
     wall = run_threads(clients, worker)
+    cores = {"demo": round((cpu_seconds(pids) - server_cpu) / wall, 2),
+             "browsers": round((sum(os.times()[:2]) - own_cpu) / wall, 2)}
     for browser in browsers:
         browser.close()
-    return tallies, wall
+    return tallies, wall, cores
 
 
 def capacity(url, sketches, clients, seconds, pids=()):
@@ -177,7 +184,7 @@ def one_setup(workers, sketches, keras_home, args):
             timer.start()
         memory = Memory(demo.pids)
         load_before = os.getloadavg()[0]
-        tallies, wall = classroom(demo.url, sketches, args)
+        tallies, wall, result["cpu_cores"] = classroom(demo.url, sketches, args, demo.pids)
         if args.retrain:
             timer.join()
         result["memory"] = memory.stop()
@@ -222,6 +229,8 @@ def report(r, args):
     print(f"  demo memory: {m['start_mb']} MB at the start, {m['half_mb']} MB half-way, "
           f"{m['three_quarters_mb']} MB at three quarters, peak {m['peak_mb']} MB, "
           f"{m['end_mb']} MB at the end")
+    print(f"  CPU in use: the demo's processes {r['cpu_cores']['demo']} cores, the simulated "
+          f"browsers {r['cpu_cores']['browsers']} (of {os.cpu_count()})")
     if "retrain" in r:
         t = r["retrain"]
         print(f"  during the {t['seconds']} s retrain (exit {t['exit']}): "
