@@ -98,6 +98,14 @@ MAX_LINE_QUADS = 20
 LINE_READS = 3
 MIN_ONE_PAPER = 0.95
 PAPER_CHROMA = 0.02
+# The inside is judged with dark lines up to about this wide (pixels of the
+# 320-pixel copy) closed over: a doodle's own strokes in marker, wider than
+# LINE_WIDTH, are not another paper. Measured on 1,600 simulated photos of
+# doodles drawn with their own strokes: 1,526 sheets read right against
+# 1,513 with LINE_WIDTH, 49 with no sketch read against 61 (38 against 49
+# in pale rooms); of 60 empty rooms, 60 faces and 60 blank sheets, 0, 2 and
+# 0 taken for a sketch either way.
+ONE_PAPER_LINE_WIDTH = 9
 # At least this share of a sheet's outline is in view.
 MIN_VISIBLE_SIDES = 0.5
 # Canny's hysteresis thresholds for the sheet's outline.
@@ -364,10 +372,14 @@ def _line_sheets(view, faint=False):
         if support is None:
             continue
         judged.append((sheet, min(visible / area, 1.0) * support ** SUPPORT_WEIGHT))
+    if not judged:
+        return
     judged.sort(key=lambda sheet: -sheet[1])
+    paper = cv2.morphologyEx(view.paper, cv2.MORPH_CLOSE, cv2.getStructuringElement(
+        cv2.MORPH_RECT, (ONE_PAPER_LINE_WIDTH, ONE_PAPER_LINE_WIDTH)))
     # The costliest check last, on the best few.
     yield from itertools.islice(((sheet, score) for sheet, score in judged
-                                 if _one_paper(view.paper, sheet) >= MIN_ONE_PAPER), LINE_READS)
+                                 if _one_paper(paper, sheet) >= MIN_ONE_PAPER), LINE_READS)
 
 
 def _line_quads(lines, edges):

@@ -247,13 +247,13 @@ def test_a_shadow_across_the_sheet_does_not_cut_it_in_two():
     assert sketch is not None and corner_error(sketch.corners, corners) < 8
 
 
-def joined_to_a_pale_bar(top, bottom, wall=(120, 120, 125), paper=(248, 248, 246)):
+def joined_to_a_pale_bar(top, bottom, wall=(120, 120, 125), paper=(248, 248, 246), pen=4):
     """The scene's sheet in front of a bar of its paper's colour (a window, a
     shelf) running from its right side out of frame: the bar and the sheet
     are one bright region, and no edge parts them along a stretch of the
     sheet's side."""
     import cv2
-    photo, corners = scene(wall, paper)
+    photo, corners = scene(wall, paper, pen=pen)
     bar = np.zeros(photo.shape[:2], np.uint8)
     cv2.rectangle(bar, (400, top), (639, bottom), 1, -1)
     cv2.fillConvexPoly(bar, corners.astype(np.int32), 0)
@@ -287,6 +287,15 @@ def test_a_pale_sheet_joined_to_a_patch_of_its_paper_is_found_by_faint_straight_
     # three patches) these four are found, none before faint straight sides
     # were looked for.
     assert sketch is not None and corner_error(sketch.corners, corners) < 10
+
+
+@pytest.mark.parametrize("top, bottom", [(0, 250), (80, 200), (100, 250)])
+def test_a_sheet_found_by_its_straight_sides_may_hold_a_sketch_in_broad_marker(top, bottom):
+    # Strokes 14 pixels wide cover a tenth of the sheet: its inside is still
+    # one paper, not a strip of the room.
+    photo, corners = joined_to_a_pale_bar(top, bottom, pen=14)
+    sketch = find_sketch(photo)
+    assert sketch is not None and corner_error(sketch.corners, corners) < 8
 
 
 def test_an_outline_with_a_side_across_the_wall_is_not_a_sheets():
