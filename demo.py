@@ -119,9 +119,7 @@ def drawing_pad(label, elem_id):
 
 def seen_view(label, elem_id):
     """The preprocessed input beside the answer: why an answer is wrong."""
-    # PNG: Gradio's default, WebP, costs 5-15 ms of CPU a stroke to encode.
-    return demo_guard.Image(label=label, interactive=False, height=settings.seen_height,
-                            type="pil", image_mode=None, elem_id=elem_id, format="png")
+    return demo_guard.Seen(label, elem_id, settings.seen_height)
 
 
 LOOKS_LIKE_CSS = """

@@ -23,8 +23,8 @@ import json
 import logging
 import os
 import sys
-import threading
 import time
+from html import escape
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
@@ -32,9 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 import gradio as gr
 from gradio.components.gallery import GalleryData, GalleryImage
 from gradio.data_classes import ImageData
-from gradio.processing_utils import encode_pil_to_bytes, hash_bytes
+from gradio.processing_utils import encode_pil_to_bytes
 from gradio.state_holder import SessionState, StateHolder
-from PIL import Image as PILImage
 from starlette.requests import Request
 
 from db.errors import SketchError
@@ -549,10 +548,31 @@ PAD_CSS = """
 """
 
 
+class Seen(gr.HTML):
+    """What the model saw, beside its answer: the handler's PIL image (or
+    None), sent inside the event's message as a PNG data URL. As a gr.Image
+    it would be a file in Gradio's cache that the page then fetches: one more
+    request a stroke, about 4 ms of server CPU (docs/PERFORMANCE.md)."""
+
+    def __init__(self, label, elem_id, height):
+        super().__init__(value=None, label=label, show_label=True, container=True,
+                         elem_id=elem_id, js_on_load=None, min_height=height,
+                         css_template=SEEN_CSS, side=height)
+
+    def postprocess(self, value):
+        if value is None:
+            return ""
+        data = base64.b64encode(encode_pil_to_bytes(value, "png")).decode()
+        return f'<img src="data:image/png;base64,{data}" alt="{escape(self.label)}">'
+
+
+SEEN_CSS = """img { display: block; margin: 0 auto; height: ${side}px; max-width: 100%;
+      object-fit: contain; }"""
+
+
 class Image(gr.Image):
     """gr.Image whose input has at most `image_pixels` pixels, read from the
-    header before Gradio decodes it, and whose pictures are written to
-    Gradio's cache once each (`postprocess`)."""
+    header before Gradio decodes it."""
 
     def preprocess(self, payload):
         if payload is not None and payload.path:
@@ -561,23 +581,6 @@ class Image(gr.Image):
             except BadRequest as error:
                 raise gr.Error(str(error), title="Bad request") from None
         return super().preprocess(payload)
-
-    def postprocess(self, value):
-        """A picture in Gradio's cache under the hash of its encoded bytes, as
-        Gradio keeps it, but written once and atomically: Gradio writes the
-        file again for every answer that shows the same picture, and a page
-        fetching it meanwhile gets a truncated file (a broken picture)."""
-        if not isinstance(value, PILImage.Image) or self.format != "png" or \
-                self.watermark.watermark is not None:
-            return super().postprocess(value)
-        data = encode_pil_to_bytes(value, self.format)
-        path = Path(self.GRADIO_CACHE).resolve() / hash_bytes(data) / f"image.{self.format}"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            part = path.with_name(f"{path.name}.{threading.get_ident()}.part")
-            part.write_bytes(data)
-            os.replace(part, path)
-        return ImageData(path=str(path), orig_name=path.name)
 
 
 class Gallery(gr.Gallery):

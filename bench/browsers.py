@@ -28,7 +28,8 @@ import httpx
 PAD = "sketchpad"
 CORRECTION_SEND = "sketch-correct-send"
 BLANK = "draw something"
-IMG_SRC = re.compile(r'<img [^>]*src="([^"]+)"')
+# Pictures a page fetches; those inside the answer (data: URLs) it has already.
+IMG_SRC = re.compile(r'<img [^>]*src="(?!data:)([^"]+)"')
 
 
 class Refused(Exception):

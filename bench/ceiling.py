@@ -8,9 +8,10 @@ and /classify_photo with the demo's input components and a gr.Label answer;
 the same queue size and concurrency, and the same Blocks (demo_guard's: no
 traffic summary after each event); handlers that return fixed values at
 once, except that each stroke's picture is a new one (a white square with
-one black pixel that moves), as the demo's picture of each drawing is: the
-framework saves each to its cache and the page fetches each. What Gradio alone costs per call on this machine: the load benches
-start it beside the demo and measure both in the same run.
+one black pixel that moves), as the demo's picture of each drawing is, sent
+inside the answer as the demo's is (demo_guard.Seen). What Gradio alone
+costs per call on this machine: the load benches start it beside the demo
+and measure both in the same run.
 """
 import argparse
 import itertools
@@ -19,7 +20,7 @@ import sys
 import gradio as gr
 from PIL import Image
 
-from demo_guard import Blocks, Image as Picture, Pad
+from demo_guard import Blocks, Pad, Seen
 from demo_handlers import settings
 from model.classifier import TOP_K
 
@@ -52,7 +53,7 @@ def build():
         label = gr.Label(num_top_classes=TOP_K)
         same = dict(concurrency_id="classify", concurrency_limit=settings.classify_concurrency)
         outputs = [label, gr.Markdown(), gr.State(None),
-                   Picture(type="pil", image_mode=None, interactive=False, format="png")]
+                   Seen("What the model saw", "sketch-seen", settings.seen_height)]
         pad.change(stroke_answer, [pad], outputs, trigger_mode="always_last",
                    api_visibility="private", show_progress="hidden", **same)
         gr.Button().click(answer, [photo], [label], api_name="classify_sketch", **same)

@@ -4,11 +4,13 @@ floods, frame headers and Gradio's error answers."""
 import base64
 import io
 import json
+import re
 import secrets
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
@@ -281,20 +283,17 @@ def test_uploads_are_limited_per_browser_and_by_the_folders_quota(base, monkeypa
     assert growth["mb"] < MEMORY_BOUND_MB, growth
 
 
-def test_a_picture_shown_again_is_not_rewritten_while_a_page_may_be_fetching_it():
-    import gradio as gr
+def test_what_the_model_saw_comes_inside_a_strokes_answer_not_as_a_file(base):
+    """A file would cost the page one more request a stroke."""
     import demo_guard
-    picture = Image.new("L", (224, 224), 255)
-    ImageDraw.Draw(picture).ellipse((40, 40, 180, 180), outline=0, width=5)
-    gradios = gr.Image(type="pil", format="png", interactive=False).postprocess(picture)
-    view = demo_guard.Image(type="pil", format="png", interactive=False)
-    first = view.postprocess(picture)
-    assert first.model_dump() == gradios.model_dump()
-    # A page reading the file while the same picture is answered again.
-    Path(first.path).write_bytes(b"being read")
-    assert view.postprocess(picture).path == first.path
-    assert Path(first.path).read_bytes() == b"being read"
-    assert not list(Path(first.path).parent.glob("*.part"))
+    drawn = pad_stroke(base, data_url(png_bytes(draw_shape("circle", seed=3))))
+    seen = drawn["output"]["data"][3]
+    assert "/file=" not in seen
+    picture = Image.open(io.BytesIO(base64.b64decode(
+        re.search(r'<img src="data:image/png;base64,([^"]+)"', seen).group(1))))
+    pixels = np.asarray(picture.convert("L"))
+    assert picture.size == (224, 224) and pixels[0, 0] == 255 and (pixels < 128).any()
+    assert demo_guard.Seen("What the model saw", "seen", 200).postprocess(None) == ""
 
 
 def test_a_gallery_of_picture_files_answers_as_gradios_without_starting_threads(
