@@ -189,7 +189,7 @@ def _strokes(doodle, side, rng, conditions, pen="doodle", weight=True):
     clean drawings the ceiling is measured on show it: the bitmap's smooth
     upscale, thresholded, its strokes made a drawn 0.6-1.1 times as heavy
     (`weight=False` keeps the bitmap's own weight), antialiased. Scaled up,
-    a 28-px doodle's strokes are already a broad marker's (3-5 % of the
+    a 28-px doodle's strokes are already a broad marker's (2-7 % of the
     sheet's short side), so the weight is mostly lighter than its own.
     pen="redrawn" traces the thresholded upscale's centre lines (joined
     where strokes meet) with a pen 1.2-3.5 % of `side` wide instead: a
