@@ -5,6 +5,7 @@ demo.py lays the page out and wires these to its events.
 Named errors are translated here, once: a pop-up for buttons and API calls,
 the verdict line for live events (strokes, webcam frames).
 """
+import base64
 import functools
 import hmac
 import logging
@@ -13,7 +14,6 @@ import tempfile
 import threading
 from html import escape
 from pathlib import Path
-from urllib.parse import quote
 
 import gradio as gr
 
@@ -92,9 +92,9 @@ ERROR_TITLES = {WeightsMissing: "Backbone weights missing", NoLiveModel: "No mod
                 StorageError: "Storage problem"}
 class PictureFiles:
     """Pictures the page shows again and again (the look-alike thumbnails,
-    the class cards) as PNG files, each written once and served from their
-    folder as they are: no PNG encoding, hashing or copy of every picture of
-    every answer.
+    the class cards) as PNG files, each written once: no PNG encoding,
+    hashing or copy of every picture of every answer. The cards are served
+    from their folder as they are; the look-alikes come inside the answer.
     A file is named by what it shows (stored images never change); one folder
     per database, whose image ids are its own; a card's file is one more for
     each example added, as the database grows."""
@@ -120,10 +120,10 @@ class PictureFiles:
 
     def like_html(self, like):
         """The look-alikes as HTML: for each (image id, label), its thumbnail
-        file, which the page fetches once, and its label. A gallery component
-        would cost Gradio ~3 ms of CPU an answer to check and describe three
-        files that never change. The address is relative to the page, which
-        may be served under a path."""
+        as a PNG data URL, and its label. As files the page would fetch them,
+        three requests of about 4 ms of server CPU each whenever they change
+        (docs/PERFORMANCE.md); a gallery component would also cost Gradio ~3
+        ms an answer to check and describe three files."""
         side = settings.like_side
 
         def thumbnail(image_id):
@@ -132,7 +132,8 @@ class PictureFiles:
 
         def figure(image_id, label):
             path = self.path(f"like-{image_id}-{side}", lambda: thumbnail(image_id))
-            return (f'<figure><img src="gradio_api/file={quote(path)}" width="{side}" '
+            data = base64.b64encode(Path(path).read_bytes()).decode()
+            return (f'<figure><img src="data:image/png;base64,{data}" width="{side}" '
                     f'height="{side}" alt="{escape(label)}">'
                     f"<figcaption>{escape(label)}</figcaption></figure>")
         return '<div class="looks-like">' + "".join(figure(*one) for one in like) + "</div>"

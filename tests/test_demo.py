@@ -1,4 +1,5 @@
 """The demo's handler functions called directly: real alpha 0.25 model, real SQLite file."""
+import base64
 import contextlib
 import io
 import os
@@ -7,7 +8,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import unquote
 
 import gradio as gr
 import numpy as np
@@ -464,11 +464,15 @@ def test_the_first_model_reads_the_ways_people_draw_these_shapes(served):
 def test_sketch_ui_keeps_the_prediction_shown_for_a_later_correction(served):
     import demo_handlers as handlers
     label, text, shown, _, like = handlers.sketch_ui(draw_shape("circle", seed=3))
-    # Beside the answer, the 3 training examples it looks like: files the page fetches.
-    paths = [unquote(p) for p in re.findall(r'<img src="gradio_api/file=([^"]+)"', like)]
+    # Beside the answer, the 3 training examples it looks like, inside it.
+    pictures = [Image.open(io.BytesIO(base64.b64decode(data))) for data in
+                re.findall(r'<img src="data:image/png;base64,([^"]+)"', like)]
     assert re.findall(r"<figcaption>([^<]*)</figcaption>", like) == ["circle"] * 3
-    assert all(Image.open(path).size == (handlers.settings.like_side,) * 2 for path in paths)
-    assert shown["like"] == tuple((int(Path(p).name.split("-")[1]), "circle") for p in paths)
+    assert [label for _, label in shown["like"]] == ["circle"] * 3
+    side = handlers.settings.like_side
+    for picture, (image_id, _) in zip(pictures, shown["like"], strict=True):
+        [(_, data)] = handlers.app.model.store.image_data([image_id])
+        assert np.array_equal(np.asarray(picture), np.asarray(handlers.teach.thumbnail(data, side)))
     # The same examples for the next stroke are not sent again.
     again = handlers.sketch_live_ui(draw_shape("circle", seed=3), shown)
     assert isinstance(again[4], type(gr.skip())) and again[2]["like"] == shown["like"]
