@@ -37,7 +37,7 @@ from gradio.state_holder import SessionState, StateHolder
 from starlette.requests import Request
 
 from db.errors import SketchError
-from demo_handlers import app, settings
+from demo_handlers import PNG_DATA_URL, app, png_data_url, settings
 from model.errors import BadImage
 from model.images import decode, header_size, to_rgb
 from service.access import Rate, check_host
@@ -524,7 +524,6 @@ class Pad(gr.HTML):
     example_value = example_payload
 
 
-PNG_DATA_URL = "data:image/png;base64,"
 PAD_JS = (Path(__file__).with_name("demo_pad.js")).read_text()
 # The margin around the canvas is where a stroke may begin; the buttons are
 # finger-sized; on a phone the canvas fills the width.
@@ -562,8 +561,8 @@ class Seen(gr.HTML):
     def postprocess(self, value):
         if value is None:
             return ""
-        data = base64.b64encode(encode_pil_to_bytes(value, "png")).decode()
-        return f'<img src="data:image/png;base64,{data}" alt="{escape(self.label)}">'
+        data = png_data_url(encode_pil_to_bytes(value, "png"))
+        return f'<img src="{data}" alt="{escape(self.label)}">'
 
 
 SEEN_CSS = """img { display: block; margin: 0 auto; height: ${side}px; max-width: 100%;

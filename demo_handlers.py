@@ -90,6 +90,14 @@ ERROR_TITLES = {WeightsMissing: "Backbone weights missing", NoLiveModel: "No mod
                 NotEnoughData: "Not enough examples", BadImage: "Unreadable image",
                 BlankSketch: "Blank image", NotAllowed: "Owner only", Busy: "Busy",
                 StorageError: "Storage problem"}
+PNG_DATA_URL = "data:image/png;base64,"
+
+
+def png_data_url(data):
+    """PNG bytes as a data URL: a picture that travels inside an answer."""
+    return PNG_DATA_URL + base64.b64encode(data).decode()
+
+
 class PictureFiles:
     """Pictures the page shows again and again (the look-alike thumbnails,
     the class cards) as PNG files, each written once: no PNG encoding,
@@ -132,8 +140,7 @@ class PictureFiles:
 
         def figure(image_id, label):
             path = self.path(f"like-{image_id}-{side}", lambda: thumbnail(image_id))
-            data = base64.b64encode(Path(path).read_bytes()).decode()
-            return (f'<figure><img src="data:image/png;base64,{data}" width="{side}" '
+            return (f'<figure><img src="{png_data_url(Path(path).read_bytes())}" width="{side}" '
                     f'height="{side}" alt="{escape(label)}">'
                     f"<figcaption>{escape(label)}</figcaption></figure>")
         return '<div class="looks-like">' + "".join(figure(*one) for one in like) + "</div>"
