@@ -322,6 +322,18 @@ def test_a_sketch_in_broad_marker_is_read(pen):
     assert (sketch.grey < 128).mean() > 0.01
 
 
+@pytest.mark.parametrize("pen", [14, 20])
+def test_a_sketch_in_broad_marker_reaches_the_network_in_strokes_as_wide_as_a_doodles(pen):
+    # A Quick, Draw! doodle's strokes are about 10 pixels wide at 224; read
+    # unthinned, a broad marker's reached 22-24 (and the doodles' own strokes,
+    # photographed, 16.7 against 10.1: bench.webcam_oracle).
+    import cv2
+    photo, _ = scene((120, 120, 125), (248, 248, 246), pen=pen)
+    ink = (preprocess(photo, SIZE)[..., 0] < 128).astype(np.uint8)
+    outline = ink & ~cv2.erode(ink, np.ones((3, 3), np.uint8))
+    assert 6 < 2 * ink.sum() / outline.sum() < 14
+
+
 def test_finding_the_sketch_is_pure():
     photo = photos()[0].image
     before = photo.copy()
