@@ -106,6 +106,55 @@ PAPER_CHROMA = 0.02
 # in pale rooms); of 60 empty rooms, 60 faces and 60 blank sheets, 0, 2 and
 # 0 taken for a sketch either way.
 ONE_PAPER_LINE_WIDTH = 9
+# Last of all, when no search finds a sheet holding a sketch (white or pastel
+# paper on a pale wall, its edge too faint along too many sides to bound a
+# region or to be among the room's strongest lines), the sheet is outlined
+# from the sketch outwards. The sketch: dark strokes, SKETCH_INK grey levels
+# below a SKETCH_CLOSING-pixel grey closing, joined by a SKETCH_JOIN-pixel
+# dilation into clusters SKETCH_SIDE of the frame's short side across; the
+# MAX_SKETCHES with the most ink are tried. From a cluster's centre RAYS rays
+# run out; each stops at the first faint edge (as `_edges` makes them) where
+# the paper steps at least RAY_MIN_STEP levels between the medians of
+# RAY_WINDOW pixels before and after it (a ruled line or noise does not move
+# a median) and does so at once (over +-RAY_CLOSE pixels, EDGE_SHARPNESS of
+# it: light changes slowly). Lines through at least MIN_SIDE_RAYS of those
+# points, spread at least MIN_SIDE_SPAN pixels along them (within RAY_FIT
+# pixels of a line through two points RAY_PAIRS rays apart), make
+# quadrilaterals as straight sides do; the RAY_QUADS that hold the sketch and
+# meet the most rays where those stopped (within RAY_ON pixels, at least
+# MIN_RAY_SUPPORT of all rays) are judged as faint straight sides are.
+# Measured on simulated photos of the dev doodles (bench.webcam's, every
+# fourth of seed 0 and every eighth of seed 1): in pale rooms 13 of 241 and
+# 7 of 131 with no sketch found against 25 and 13 (in other rooms 2 of 469
+# against 4); of the 20 more read, 12 within 30 pixels of the true corners
+# and 8 on a quadrilateral holding the sketch (part of the sheet, or the sheet
+# and a strip of the room). Of 100 empty rooms, faces and blank sheets, as
+# many taken for a sketch as before (2, 0, 3).
+SKETCH_INK = 40
+SKETCH_CLOSING = 13
+SKETCH_JOIN = 9
+SKETCH_SIDE = (0.06, 0.6)
+MAX_SKETCHES = 4
+RAYS = 180
+RAY_DIRECTIONS = np.stack([np.cos(2 * np.pi * np.arange(RAYS) / RAYS),
+                           np.sin(2 * np.pi * np.arange(RAYS) / RAYS)], axis=1)
+RAY_MIN_STEP = 4
+RAY_WINDOW = 7
+RAY_CLOSE = 2
+MIN_SIDE_RAYS = 4
+MIN_SIDE_SPAN = 15
+RAY_FIT = 1.5
+RAY_PAIRS = np.arange(3, 11)
+RAY_QUADS = 8
+RAY_ON = 3
+MIN_RAY_SUPPORT = 0.3
+# The sheet found so holds the whole cluster, SKETCH_MARGIN pixels clear of
+# its sides (measured: 8-9 pixels for sketches; 2 for a line of the room in a
+# strip of it taken in with a blank sheet), and is at least RAY_PAPER_LEVEL as
+# bright as the brightest things in view (0.76-0.99 for the sheets it finds in
+# pale rooms; 0.57 for a patch of the room taken for a sheet).
+SKETCH_MARGIN = 4
+RAY_PAPER_LEVEL = 0.7
 # At least this share of a sheet's outline is in view.
 MIN_VISIBLE_SIDES = 0.5
 # Canny's hysteresis thresholds for the sheet's outline.
@@ -239,7 +288,7 @@ def find_sketch(rgb, near=None):
     view = _view(small)
     # Faint outlines are looked for only when no sheet with a sketch is found otherwise.
     sheets = itertools.chain(_sheets(view), _sheets(view, faint=True), _line_sheets(view),
-                             _line_sheets(view, faint=True))
+                             _line_sheets(view, faint=True), _outward_sheets(view))
     if near is not None:
         sheets = itertools.chain(_tracked(view, np.asarray(near, np.float32) * scale), sheets)
     grey = None
@@ -380,9 +429,15 @@ def _line_sheets(view, faint=False):
         if support is None:
             continue
         judged.append((sheet, min(visible / area, 1.0) * support ** SUPPORT_WEIGHT))
+    yield from _one_paper_sheets(view, judged)
+
+
+def _one_paper_sheets(view, judged):
+    """The best LINE_READS of the judged (corners, score) whose inside is one
+    paper (MIN_ONE_PAPER), best score first."""
     if not judged:
         return
-    judged.sort(key=lambda sheet: -sheet[1])
+    judged = sorted(judged, key=lambda sheet: -sheet[1])
     paper = cv2.morphologyEx(view.paper, cv2.MORPH_CLOSE, cv2.getStructuringElement(
         cv2.MORPH_RECT, (ONE_PAPER_LINE_WIDTH, ONE_PAPER_LINE_WIDTH)))
     # The costliest check last, on the best few.
@@ -390,16 +445,179 @@ def _line_sheets(view, faint=False):
                                  if _one_paper(paper, sheet) >= MIN_ONE_PAPER), LINE_READS)
 
 
-def _line_quads(lines, edges):
-    """The corners of up to MAX_LINE_QUADS convex quadrilaterals four of the lines
-    ((rho, theta) rows) bound, with opposite sides within OPPOSITE_TURN
-    degrees of parallel, corners within CORNER_ANGLES, and sides in view
-    along the edge map `edges` (as `_edge_support` asks, roughly); best
-    first, by area and edge support as sheets are ranked."""
-    height, width = edges.shape
+def _outward_sheets(view):
+    """(corners, score) of up to LINE_READS sheets outlined from a sketch
+    outwards: rays cast from a cluster of dark strokes stop at the first
+    sharp step of the paper, and the quadrilateral of straight lines through
+    those points that the most rays stop on is judged as faint straight
+    sides are (see SKETCH_INK)."""
+    colour = view.colour
+    height, width = view.darkest.shape
+    labels, clusters = _ink_clusters(colour)
+    if not clusters:
+        return
+    edges = cv2.dilate(_edges(view, True), np.ones((3, 3), np.uint8))
+    # The paper with thin lines closed over (dark ones) and opened (bright:
+    # a ruled line may be lighter than the paper in one channel).
+    flat = cv2.morphologyEx(view.paper, cv2.MORPH_OPEN, np.ones((LINE_WIDTH, LINE_WIDTH), np.uint8))
+    frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+    judged = []
+    for label, (x, y, w, h) in clusters:
+        centre = np.array([x + w / 2, y + h / 2])
+        sketch = labels == label
+        hull = cv2.convexHull(cv2.findNonZero(sketch.astype(np.uint8))).reshape(-1, 2)
+        rays, reach = _ray_stops(flat, edges, sketch, centre)
+        points = centre + RAY_DIRECTIONS[rays] * reach[:, None]
+        corners, _ = _quads_of_lines(np.array(_lines_through(points), np.float64),
+                                     (height, width))
+        if not len(corners):
+            continue
+        met = (np.abs(_exits(corners, centre)[:, rays] - reach) <= RAY_ON).sum(axis=1) / RAYS
+        for index in np.argsort(-met, kind="stable")[:RAY_QUADS]:
+            if met[index] < MIN_RAY_SUPPORT:
+                break
+            sheet = _snapped(colour, _clockwise(corners[index].astype(np.float32)), FAINT_MIN_STEP)
+            if any(np.abs(sheet - other).max() <= SAME_SHEET for other, _ in judged):
+                continue
+            level, _, support = _judged(colour, view.darkest, view.bright, sheet, FAINT_MIN_STEP)
+            # The sketch lies on the sheet, and the sheet is among the
+            # brightest things in view.
+            if support is None or level < RAY_PAPER_LEVEL * view.bright or \
+                    min(cv2.pointPolygonTest(sheet, (float(px), float(py)), True)
+                        for px, py in hull) < SKETCH_MARGIN:
+                continue
+            visible, _ = cv2.intersectConvexConvex(sheet, frame)
+            judged.append((sheet, min(visible / (width * height), 1.0) * support ** SUPPORT_WEIGHT))
+    yield from _one_paper_sheets(view, judged)
+
+
+def _ink_clusters(colour):
+    """(labels, [(label, box)]): the joined clusters of dark strokes that
+    could be a sketch, most ink first, at most MAX_SKETCHES; box: x, y,
+    width, height."""
+    height, width = colour.shape[:2]
+    darkest = cv2.min(cv2.min(colour[..., 0], colour[..., 1]), colour[..., 2])
+    closed = cv2.morphologyEx(darkest, cv2.MORPH_CLOSE, cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (SKETCH_CLOSING, SKETCH_CLOSING)))
+    ink = (closed.astype(np.int16) - darkest >= SKETCH_INK).astype(np.uint8)
+    joined = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (SKETCH_JOIN, SKETCH_JOIN)))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    amount = np.bincount(labels[ink > 0], minlength=count)
+    amount[0] = 0
+    side = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
+    amount[(side < SKETCH_SIDE[0] * min(height, width))
+           | (side > SKETCH_SIDE[1] * min(height, width))] = 0
+    chosen = [label for label in np.argsort(-amount, kind="stable")[:MAX_SKETCHES] if amount[label]]
+    return labels, [(label, stats[label, :4]) for label in chosen]
+
+
+def _ray_stops(paper, edges, sketch, centre):
+    """(rays, distances): where each ray (RAY_DIRECTIONS) cast from `centre`
+    first meets a sharp step of the paper on an edge, once past the `sketch`
+    (a mask) and far enough for a window of paper before the step; rays that
+    meet none are left out."""
+    height, width = sketch.shape
+    reach = np.arange(int(np.hypot(height, width)), dtype=np.float32)
+    x = np.rint(np.float32(centre[0]) + RAY_DIRECTIONS[:, 0:1] * reach).astype(np.int32)
+    y = np.rint(np.float32(centre[1]) + RAY_DIRECTIONS[:, 1:2] * reach).astype(np.int32)
+    inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+    np.clip(x, 0, width - 1, out=x)
+    np.clip(y, 0, height - 1, out=y)
+    # One flat index into the pixels, as `_profile` does.
+    flat = y * width + x
+    own = sketch.ravel()[flat] & inside
+    # Past the sketch's last pixel on the ray, by a window and a stroke's soft edge.
+    past = np.where(own.any(axis=1), reach[-1] - np.argmax(own[:, ::-1], axis=1), 0)
+    candidate = inside & (edges.ravel()[flat] > 0) & (reach >= past[:, None] + RAY_WINDOW + 6)
+    candidate[:, -RAY_WINDOW - 1:] = False
+    ray, at = np.nonzero(candidate)
+    if not len(ray):
+        return ray, np.zeros(0)
+    pixels = paper.reshape(height * width, -1)
+    offsets = np.arange(1, RAY_WINDOW + 1)
+
+    def values(shift):
+        return pixels.take(flat[ray[:, None], at[:, None] + shift], axis=0).astype(np.int16)
+
+    step = np.abs(np.median(values(offsets), axis=1)
+                  - np.median(values(-offsets), axis=1)).max(axis=1)
+    close = np.abs(values(np.array([RAY_CLOSE]))[:, 0]
+                   - values(np.array([-RAY_CLOSE]))[:, 0]).max(axis=1)
+    sharp = (step >= RAY_MIN_STEP) & (close >= EDGE_SHARPNESS * step)
+    # np.nonzero lists the points ray by ray, outwards: the first of each ray.
+    ray, first = np.unique(ray[sharp], return_index=True)
+    return ray, at[sharp][first].astype(np.float64)
+
+
+def _lines_through(points):
+    """Up to MAX_LINES lines (rho, theta) through at least MIN_SIDE_RAYS of
+    the points (in the order of the rays) spread MIN_SIDE_SPAN along them;
+    greedily, each taking its points, so that no two lines share a side."""
+    count = len(points)
+    if count < MIN_SIDE_RAYS:
+        return []
+    # Each line through two points a few rays apart: along a side, not a
+    # chord between two sides.
+    first = np.repeat(np.arange(count), len(RAY_PAIRS))
+    direction = points[(first + np.tile(RAY_PAIRS, count)) % count] - points[first]
+    keep = np.linalg.norm(direction, axis=1) > 8
+    first, direction = first[keep], direction[keep]
+    theta = np.arctan2(direction[:, 0], -direction[:, 1]) % np.pi
+    cos, sin = np.cos(theta)[:, None], np.sin(theta)[:, None]
+    rho = points[first, 0] * cos[:, 0] + points[first, 1] * sin[:, 0]
+    near = np.abs(points[:, 0] * cos + points[:, 1] * sin - rho[:, None]) <= RAY_FIT
+    along = points[:, 1] * cos - points[:, 0] * sin
+    free = np.ones(count, bool)
+    lines = []
+    while len(lines) < MAX_LINES:
+        # Only lines through enough free points can take another side.
+        alive = np.flatnonzero((near & free).sum(axis=1) >= MIN_SIDE_RAYS)
+        near, along, rho, theta = near[alive], along[alive], rho[alive], theta[alive]
+        if not len(alive):
+            break
+        members = near & free
+        span = np.where(members, along, -np.inf).max(axis=1) \
+            - np.where(members, along, np.inf).min(axis=1)
+        votes = members.sum(axis=1) * (span >= MIN_SIDE_SPAN)
+        best = int(np.argmax(votes))
+        if votes[best] < MIN_SIDE_RAYS:
+            break
+        lines.append((rho[best], theta[best]))
+        free &= ~near[best]
+    return lines
+
+
+def _exits(corners, centre):
+    """How far each ray (RAY_DIRECTIONS) from `centre` runs in each convex
+    quadrilateral (n, 4, 2) before it leaves: (n, RAYS); infinite for a
+    quadrilateral that does not hold the centre."""
+    start = (corners - centre)[:, :, None, :]
+    side = (np.roll(corners, -1, axis=1) - corners)[:, :, None, :]
+    direction = RAY_DIRECTIONS[None, None, :, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        across = _cross(direction, side)
+        distance = _cross(start, side) / across
+        where = _cross(start, direction) / across
+    distance = np.where((distance > 0) & (where >= 0) & (where <= 1), distance, np.inf)
+    exits = distance.min(axis=1)
+    turns = _cross(start, side)[:, :, 0]
+    exits[~((turns > 0).all(axis=1) | (turns < 0).all(axis=1))] = np.inf
+    return exits
+
+
+def _cross(u, v):
+    """The 2D cross products of vectors along the last axis."""
+    return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+
+
+def _quads_of_lines(lines, shape):
+    """(corners (n, 4, 2), share of the frame) of the convex quadrilaterals
+    four of the lines ((rho, theta) rows) bound, with opposite sides within
+    OPPOSITE_TURN degrees of parallel and corners within CORNER_ANGLES."""
+    height, width = shape
     count = len(lines)
     if count < 4:
-        return []
+        return np.zeros((0, 4, 2)), np.zeros(0)
     cos, sin = np.cos(lines[:, 1]), np.sin(lines[:, 1])
     turn = np.abs(lines[:, 1][:, None] - lines[:, 1][None, :]) % np.pi
     turn = np.degrees(np.minimum(turn, np.pi - turn))
@@ -440,6 +658,17 @@ def _line_quads(lines, edges):
     fit = (share >= MIN_SHEET_AREA) & \
         ((angles >= CORNER_ANGLES[0]) & (angles <= CORNER_ANGLES[1])).all(axis=1)
     corners, share = corners[fit], share[fit]
+    return corners, share
+
+
+def _line_quads(lines, edges):
+    """The corners of up to MAX_LINE_QUADS convex quadrilaterals four of the lines
+    ((rho, theta) rows) bound, with opposite sides within OPPOSITE_TURN
+    degrees of parallel, corners within CORNER_ANGLES, and sides in view
+    along the edge map `edges` (as `_edge_support` asks, roughly); best
+    first, by area and edge support as sheets are ranked."""
+    height, width = edges.shape
+    corners, share = _quads_of_lines(lines, edges.shape)
     # Each side sampled at LINE_SAMPLES points: the share of those in view on an edge.
     t = (0.05 + 0.9 * np.arange(LINE_SAMPLES) / (LINE_SAMPLES - 1))[None, None, :, None]
     points = corners[:, :, None, :] + (np.roll(corners, -1, axis=1) - corners)[:, :, None, :] * t

@@ -204,6 +204,19 @@ def test_a_pale_sheet_on_a_pale_wall_is_found_by_its_faint_outline(wall, paper):
     assert sketch is not None and corner_error(sketch.corners, corners) < 10
 
 
+@pytest.mark.parametrize("seed", [3293, 3414, 3848, 3863, 4405, 4526])
+def test_a_pale_sheet_no_outline_bounds_is_found_from_its_sketch_outwards(seed):
+    # Simulated photos in pale rooms where neither regions nor straight sides
+    # outline the sheet (none was found before the outward search); rays from
+    # the sketch stop on the sheet's faint sides.
+    photo = webcam_photos.photo(doodles(SAMPLE)[seed % SAMPLE], seed=seed)
+    assert photo.conditions["pale_room"]
+    sketch = find_sketch(photo.image)
+    assert sketch is not None and corner_error(sketch.corners, photo.corners) < 10
+    precision, recall = overlap(sketch, photo)
+    assert precision > 0.8 and recall > 0.8
+
+
 def test_faint_outlines_are_looked_for_only_when_no_sheet_is_found(monkeypatch):
     from model import sheet
     searches = []
