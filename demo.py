@@ -132,7 +132,7 @@ LOOKS_LIKE_CSS = """
 
 def like_view(elem_id):
     """The training examples nearest to the input: the evidence for an answer
-    (demo_handlers.PictureFiles.like_html)."""
+    (demo_handlers.Pictures.like_html)."""
     return gr.HTML(label="Looks like these (nearest training examples)", show_label=True,
                    container=True, elem_id=elem_id, js_on_load=None,
                    min_height=settings.like_side + 48, css_template=LOOKS_LIKE_CSS)

@@ -32,12 +32,11 @@ from urllib.parse import parse_qs, urlsplit
 import gradio as gr
 from gradio.components.gallery import GalleryData, GalleryImage
 from gradio.data_classes import ImageData
-from gradio.processing_utils import encode_pil_to_bytes
 from gradio.state_holder import SessionState, StateHolder
 from starlette.requests import Request
 
 from db.errors import SketchError
-from demo_handlers import PNG_DATA_URL, app, png_data_url, settings
+from demo_handlers import PNG_DATA_URL, app, picture_data_url, settings
 from model.errors import BadImage
 from model.images import decode, header_size, to_rgb
 from service.access import Rate, check_host
@@ -561,8 +560,7 @@ class Seen(gr.HTML):
     def postprocess(self, value):
         if value is None:
             return ""
-        data = png_data_url(encode_pil_to_bytes(value, "png"))
-        return f'<img src="{data}" alt="{escape(self.label)}">'
+        return f'<img src="{picture_data_url(value)}" alt="{escape(self.label)}">'
 
 
 SEEN_CSS = """img { display: block; margin: 0 auto; height: ${side}px; max-width: 100%;

@@ -15,7 +15,9 @@ import threading
 from html import escape
 from pathlib import Path
 
+import cv2
 import gradio as gr
+import numpy as np
 
 from db import labeling
 from db.errors import NotFound, SketchError, StorageError
@@ -73,6 +75,8 @@ settings = Settings(
     Setting("pad_side", 480, "largest side of a pad's canvas on the page, in CSS pixels "
             "(on a phone it is the screen's width)"),
     Setting("like_side", 96, "side in pixels of each \"looks like these\" training example"),
+    Setting("like_cache", 2000, "look-alike thumbnails kept in memory, ready to send (a few "
+            "KB each); the least recently shown go first"),
     Setting("seen_height", 200, "height of the kept frame and of what the model sees, in "
             "pixels"),
     Setting("version_check_every", 5.0, "seconds between two checks of an open page for a "
@@ -91,25 +95,38 @@ ERROR_TITLES = {WeightsMissing: "Backbone weights missing", NoLiveModel: "No mod
                 BlankSketch: "Blank image", NotAllowed: "Owner only", Busy: "Busy",
                 StorageError: "Storage problem"}
 PNG_DATA_URL = "data:image/png;base64,"
+PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 
 
-def png_data_url(data):
-    """PNG bytes as a data URL: a picture that travels inside an answer."""
-    return PNG_DATA_URL + base64.b64encode(data).decode()
+def picture_data_url(image):
+    """A PIL picture (grey or RGB) as a PNG data URL: a picture that travels
+    inside an answer. Encoded for speed, as one is sent with every answer:
+    zlib level 1 with run-length matching is both faster and smaller on
+    drawings than Pillow's default (what the model saw: 0.65 against 1.35 ms,
+    3.3 against 3.7 KB; docs/PERFORMANCE.md)."""
+    pixels = np.asarray(image)
+    if pixels.ndim == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    done, data = cv2.imencode(".png", pixels, PNG_FAST)
+    if not done:
+        raise ValueError("OpenCV could not encode the picture as PNG.")
+    return PNG_DATA_URL + base64.b64encode(data.tobytes()).decode()
 
 
-class PictureFiles:
-    """Pictures the page shows again and again (the look-alike thumbnails,
-    the class cards) as PNG files, each written once: no PNG encoding,
-    hashing or copy of every picture of every answer. The cards are served
-    from their folder as they are; the look-alikes come inside the answer.
-    A file is named by what it shows (stored images never change); one folder
-    per database, whose image ids are its own; a card's file is one more for
-    each example added, as the database grows."""
+class Pictures:
+    """Pictures the page shows again and again. The class cards are PNG
+    files, each written once and served from their folder as they are: no
+    PNG encoding, hashing or copy of every card of every answer. The
+    look-alike thumbnails come inside the answer as data URLs, each made once
+    and kept in memory (the `like_cache` most recently shown). Stored images
+    never change, so a picture is known by its image ids; one instance per
+    database, whose image ids are its own; a card's file is one more for each
+    example added, as the database grows."""
 
     def __init__(self):
         self._folder = None
         self._lock = threading.Lock()
+        self._like_url = functools.lru_cache(maxsize=settings.like_cache)(self._thumbnail_url)
 
     def path(self, name, make):
         """The file `name`, made by `make()` (a PIL image) the first time."""
@@ -134,16 +151,16 @@ class PictureFiles:
         ms an answer to check and describe three files."""
         side = settings.like_side
 
-        def thumbnail(image_id):
-            [(_, data)] = app.model.store.image_data([image_id])
-            return teach.thumbnail(data, side)
-
         def figure(image_id, label):
-            path = self.path(f"like-{image_id}-{side}", lambda: thumbnail(image_id))
-            return (f'<figure><img src="{png_data_url(Path(path).read_bytes())}" width="{side}" '
+            return (f'<figure><img src="{self._like_url(image_id, side)}" width="{side}" '
                     f'height="{side}" alt="{escape(label)}">'
                     f"<figcaption>{escape(label)}</figcaption></figure>")
         return '<div class="looks-like">' + "".join(figure(*one) for one in like) + "</div>"
+
+    @staticmethod
+    def _thumbnail_url(image_id, side):
+        [(_, data)] = app.model.store.image_data([image_id])
+        return picture_data_url(teach.thumbnail(data, side))
 
     def card(self, image_ids):
         """A class card's face (service.teach.card_picture) as a file."""
@@ -163,7 +180,7 @@ class App:
         self.access = Access(owner, exposed)
         self.share = share
         self.share_url = None
-        self.pictures = PictureFiles()
+        self.pictures = Pictures()
 
 
 app = App()

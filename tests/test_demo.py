@@ -675,6 +675,36 @@ def test_the_look_alikes_name_their_classes_as_text(served):
     assert "<figcaption>a &amp; b</figcaption>" in html and html.count("<figure>") == 2
 
 
+def test_look_alike_thumbnails_are_made_once_and_at_most_like_cache_are_kept(
+        served, monkeypatch):
+    import demo_handlers as handlers
+    store = served.model.store
+    ids = [i for i, _ in store.labeled_images("train")][:3]
+    monkeypatch.setattr(handlers.settings, "like_cache", 2)
+    pictures = handlers.Pictures()
+    reads, image_data = [], store.image_data
+    monkeypatch.setattr(store, "image_data",
+                        lambda image_ids: reads.append(image_ids) or image_data(image_ids))
+    first = pictures.like_html([(ids[0], "a"), (ids[1], "b")])
+    assert pictures.like_html([(ids[0], "a"), (ids[1], "b")]) == first and len(reads) == 2
+    pictures.like_html([(ids[2], "c")])
+    pictures.like_html([(ids[1], "b")])
+    assert len(reads) == 3
+    # Three shown, two kept: the least recently shown is made again.
+    pictures.like_html([(ids[0], "a")])
+    assert len(reads) == 4
+
+
+def test_a_picture_inside_an_answer_keeps_its_exact_pixels_grey_or_colour():
+    import demo_handlers as handlers
+    rng = np.random.default_rng(0)
+    for shape in ((224, 224), (60, 80, 3)):
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        url = handlers.picture_data_url(Image.fromarray(pixels))
+        data = base64.b64decode(url.removeprefix(handlers.PNG_DATA_URL))
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), pixels)
+
+
 def test_teaching_and_retraining_are_refused_when_shared_without_a_password(served):
     import demo_handlers as handlers
     served.access.exposed = True
