@@ -5,6 +5,7 @@ demo.py lays the page out and wires these to its events.
 Named errors are translated here, once: a pop-up for buttons and API calls,
 the verdict line for live events (strokes, webcam frames).
 """
+import asyncio
 import base64
 import functools
 import hmac
@@ -21,7 +22,8 @@ import numpy as np
 
 from db import labeling
 from db.errors import NotFound, SketchError, StorageError
-from model.errors import BadImage, BlankSketch, NoLiveModel, NotEnoughData, WeightsMissing
+from model.errors import (BadImage, BlankSketch, NoLiveModel, NotEnoughData, NotLoaded,
+                          WeightsMissing)
 from model.images import MAX_IMAGE_BYTES, decode, picture, to_rgb
 from model.sheet import Track
 from service import ingest, lifecycle, teach
@@ -361,16 +363,17 @@ def _classify_or_blank(image):
     return _seen_or_blank(image)[0]
 
 
-def _seen_or_blank(image, track=None, like=False):
+def _seen_or_blank(image, track=None, like=False, load=True):
     """(the model's answer, what it saw as a picture, and with `like` the
     training examples it looks like as (image id, label) pairs), or Nones
     when there is nothing (no ink) to classify. `track`: a live stream's
-    sheet. The API goes without the examples: it does not show them."""
+    sheet. The API goes without the examples: it does not show them. Not
+    `load` (with `like`): NotLoaded rather than loading anything first."""
     if image is None:
         return None, None, None
     try:
         if like:
-            result, seen, near = app.model.classify_shown(image, track=track)
+            result, seen, near = app.model.classify_shown(image, track=track, load=load)
             near = tuple((i, label) for i, label, _ in near)
         else:
             (result, seen), near = app.model.classify_seen(image, track=track), None
@@ -397,15 +400,15 @@ def classify_photo(image):
     return label_value(result) if result else BLANK_LABEL
 
 
-def read_sketch(image, kept=None):
+def read_sketch(image, kept=None, load=True):
     """The Draw tab's drawing (an RGB image, None when the pad is empty) ->
     (label, verdict, what a correction refers to, what the model saw, the
     training examples it looks like). A correction is bound to the drawing
     the shown answer is about, whose picture is beside it, never to a later
     or earlier canvas. The examples are sent again only when they
     differ from those of the answer before (`kept`): on most strokes they
-    do not."""
-    result, seen, like = _seen_or_blank(image, like=True)
+    do not. Not `load`: NotLoaded rather than loading anything first."""
+    result, seen, like = _seen_or_blank(image, like=True, load=load)
     if result is None:
         return BLANK_LABEL, verdict(None), None, None, None
     same = kept is not None and kept.get("like") == like
@@ -444,7 +447,20 @@ def shown(image, source, result, seen=None, like=None):
 
 
 sketch_ui = pop_up_errors(read_sketch)
-sketch_live_ui = errors_in_verdict(read_sketch, outputs=5)
+_sketch_live = errors_in_verdict(read_sketch, outputs=5)
+
+
+async def sketch_live_ui(image, kept=None):
+    """The pad's answer after each stroke, answered on the event loop once
+    the model is loaded: a few milliseconds of work that in a worker thread
+    would contend with the loop for Python's interpreter lock at every
+    stroke (a fifth of a stroke's server CPU, docs/PERFORMANCE.md). Loading
+    a version first, which can take seconds, goes to a worker thread, as
+    every other handler runs."""
+    try:
+        return _sketch_live(image, kept, False)
+    except NotLoaded:
+        return await asyncio.to_thread(_sketch_live, image, kept)
 webcam_ui = errors_in_verdict(lambda image, track=None: read_photo(image, "webcam", track),
                               outputs=4)
 

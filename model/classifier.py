@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from model import trust
-from model.errors import NoLiveModel
+from model.errors import NoLiveModel, NotLoaded
 from model.images import preprocess
 
 TOP_K = 3
@@ -28,10 +28,10 @@ class Classifier:
         self._loaded = None
         self.refresh()
 
-    def refresh(self):
+    def refresh(self, load=True):
         """Load the live version if it changed, and take its class names as they
         are now (a class renamed in the labeler). Cheap when nothing changed (one
-        query)."""
+        query); NotLoaded instead of any change when not `load`."""
         live = self.store.live_version_names()
         if live is None:
             raise NoLiveModel("No model has been trained yet: label some images and run "
@@ -40,6 +40,8 @@ class Classifier:
         loaded = self._loaded
         if loaded is not None and (loaded.version["id"], loaded.version["classes"]) == live:
             return loaded.version  # the common case: no lock taken on the request path
+        if not load:
+            raise NotLoaded(f"version {live_id} is not loaded")
         with self._lock:
             if self._loaded is None or self._loaded.version["id"] != live_id:
                 self._loaded = _load(self.store.model_version(live_id))
@@ -72,9 +74,10 @@ class Classifier:
         follows the sheet from frame to frame of a live stream (`preprocess`)."""
         return self.classify_features(image, k, track)[:2]
 
-    def classify_features(self, image, k=TOP_K, track=None):
-        """(the answer, what the network saw, its backbone features)."""
-        self.refresh()
+    def classify_features(self, image, k=TOP_K, track=None, load=True):
+        """(the answer, what the network saw, its backbone features); NotLoaded
+        when the live version is not the one loaded and not `load`."""
+        self.refresh(load)
         size = self._loaded.version["config"]["input_size"]
         seen = preprocess(image, size, keep_grey=True, track=track)
         version, probabilities, novelty, vectors = self.probabilities(seen[None])

@@ -3,6 +3,13 @@ They derive from db.errors.SketchError and carry their HTTP status."""
 from db.errors import SketchError
 
 
+class NotLoaded(Exception):
+    """Answering would first load something (a model version, the look-alike
+    index), and the caller asked not to wait for that: it answers on an event
+    loop, where a load would hold up every request, and loads in a worker
+    thread instead. Not a SketchError: nobody is told."""
+
+
 class BadImage(SketchError):
     """The bytes are not an image we accept (corrupt, unknown format, too large)."""
 

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 
 from db import labeling
+from model.errors import NotLoaded
 from model.features import feature_matrix
 from model.trust import unit_rows
 
@@ -26,10 +27,12 @@ class Neighbours:
         self._lock = threading.Lock()
         self._index = None  # (version id, image ids, unit feature rows)
 
-    def _index_for(self, version):
+    def _index_for(self, version, build=True):
         index = self._index
         if index is not None and index[0] == version["id"]:
             return index
+        if not build:
+            raise NotLoaded(f"no look-alike index of version {version['id']}")
         with self._lock:
             if self._index is None or self._index[0] != version["id"]:
                 config = version["config"]
@@ -40,10 +43,11 @@ class Neighbours:
                                unit_rows(matrix) if len(found) else matrix)
             return self._index
 
-    def nearest(self, version, vector, k):
+    def nearest(self, version, vector, k, build=True):
         """[(image id, its label now, cosine similarity)], most similar first,
-        at most `k`."""
-        _, ids, rows = self._index_for(version)
+        at most `k`; NotLoaded when the version's index is not built and not
+        `build`."""
+        _, ids, rows = self._index_for(version, build)
         if not len(ids) or k <= 0:
             return []
         similarity = rows @ unit_rows(np.asarray(vector)[None])[0]

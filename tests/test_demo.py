@@ -1,4 +1,5 @@
 """The demo's handler functions called directly: real alpha 0.25 model, real SQLite file."""
+import asyncio
 import base64
 import contextlib
 import io
@@ -58,8 +59,8 @@ def test_fresh_database_is_seeded_trained_and_served_by_the_starter(backbone, tm
         # While the first model trains the page says so, and keeps polling.
         assert "Preparing the first model" in handlers.status()
         assert handlers.page_state(demo.ui)[demo.ui.timer].active is True
-        label, text, shown, *_ = handlers.sketch_live_ui(
-            draw_shape("star", seed=76))
+        label, text, shown, *_ = asyncio.run(handlers.sketch_live_ui(
+            draw_shape("star", seed=76)))
         assert label is None and "still being trained" in text and shown is None
         assert handlers.app.model.wait_ready(timeout=300), handlers.status()
         store = Store(tmp_path / "fresh.db")
@@ -474,7 +475,7 @@ def test_sketch_ui_keeps_the_prediction_shown_for_a_later_correction(served):
         [(_, data)] = handlers.app.model.store.image_data([image_id])
         assert np.array_equal(np.asarray(picture), np.asarray(handlers.teach.thumbnail(data, side)))
     # The same examples for the next stroke are not sent again.
-    again = handlers.sketch_live_ui(draw_shape("circle", seed=3), shown)
+    again = asyncio.run(handlers.sketch_live_ui(draw_shape("circle", seed=3), shown))
     assert isinstance(again[4], type(gr.skip())) and again[2]["like"] == shown["like"]
     assert shown["source"] == "sketch"
     assert shown["prediction"]["label"] == "circle" == max(label, key=label.get)
@@ -673,6 +674,37 @@ def test_the_look_alikes_name_their_classes_as_text(served):
                                             (ids[1], "a & b")])
     assert "<img src=x" not in html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
     assert "<figcaption>a &amp; b</figcaption>" in html and html.count("<figure>") == 2
+
+
+def test_a_stroke_is_answered_on_the_event_loop_and_a_new_version_loaded_in_a_thread(
+        served, monkeypatch):
+    import threading
+    import demo_handlers as handlers
+    store, threads = served.model.store, []
+    classify_shown = served.model.classify_shown
+
+    def spied(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return classify_shown(*args, **kwargs)
+    monkeypatch.setattr(served.model, "classify_shown", spied)
+    drawing = draw_shape("circle", seed=3)
+    first = asyncio.run(handlers.sketch_live_ui(drawing))
+    threads.clear()
+    asyncio.run(handlers.sketch_live_ui(drawing))
+    assert threads == [threading.main_thread()]
+    # Another process makes a version live: loading it would hold up the loop.
+    live = store.model_version()
+    version = store.add_model_version(live["backbone"], live["classes"], live["config"],
+                                      live["metrics"], store.db.execute(
+                                          "SELECT head FROM model_versions WHERE id = ?",
+                                          [live["id"]]).fetchone()[0], live=True)
+    threads.clear()
+    label, text, kept, *_ = asyncio.run(handlers.sketch_live_ui(drawing))
+    assert threads[0] is threading.main_thread() and threads[1] is not threads[0]
+    assert kept["prediction"]["version"] == version and label == first[0]
+    threads.clear()
+    asyncio.run(handlers.sketch_live_ui(drawing))
+    assert threads == [threading.main_thread()]
 
 
 def test_look_alike_thumbnails_are_made_once_and_at_most_like_cache_are_kept(
