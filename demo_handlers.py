@@ -11,8 +11,10 @@ import functools
 import hmac
 import logging
 import os
+import shutil
 import tempfile
 import threading
+import weakref
 from html import escape
 from pathlib import Path
 
@@ -135,6 +137,9 @@ class Pictures:
         with self._lock:
             if self._folder is None:
                 self._folder = Path(tempfile.mkdtemp(prefix="sketchlab-pictures-"))
+                # Gone with these pictures (a new database) or at exit, not
+                # left behind by every run.
+                weakref.finalize(self, shutil.rmtree, self._folder, ignore_errors=True)
                 # Served from here as they are: Gradio would otherwise hash,
                 # check and copy each file into its cache at every answer.
                 gr.set_static_paths([self._folder])

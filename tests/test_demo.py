@@ -727,6 +727,18 @@ def test_look_alike_thumbnails_are_made_once_and_at_most_like_cache_are_kept(
     assert len(reads) == 4
 
 
+def test_the_card_pictures_folder_goes_with_its_database(served):
+    import gc
+    import demo_handlers as handlers
+    store = served.model.store
+    pictures = handlers.Pictures()
+    card = Path(pictures.card([i for i, _ in store.labeled_images("train")][:2]))
+    assert card.exists()
+    del pictures
+    gc.collect()
+    assert not card.parent.exists()
+
+
 def test_a_picture_inside_an_answer_keeps_its_exact_pixels_grey_or_colour():
     import demo_handlers as handlers
     rng = np.random.default_rng(0)
