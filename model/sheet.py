@@ -743,12 +743,15 @@ def _outlined(masks, area):
         # Outer boundaries of every region, nested ones too: a sheet outlined
         # by its edges lies in a hole of the room's region.
         contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-        for contour, (_, _, _, parent) in zip(contours, hierarchy[0] if contours else []):
-            # A region of MIN_SHEET_AREA has an outline at least 4 sqrt(area)
-            # long, so of at least 2 sqrt(area) points (a diagonal step is one
-            # point): counting them first skips the specks of noise cheaply.
-            if parent >= 0 or len(contour) < min_outline:
-                continue
+        if not contours:
+            continue
+        # A region of MIN_SHEET_AREA has an outline at least 4 sqrt(area)
+        # long, so of at least 2 sqrt(area) points (a diagonal step is one
+        # point): counting them first, for all contours at once, skips the
+        # specks of noise (most of the contours) cheaply.
+        points = np.fromiter(map(len, contours), np.int64, len(contours))
+        for index in np.flatnonzero((hierarchy[0, :, 3] < 0) & (points >= min_outline)):
+            contour = contours[index]
             region = cv2.contourArea(contour)
             if region < MIN_SHEET_AREA * area:
                 continue
@@ -1086,7 +1089,18 @@ def _kept_ink(pale, seeds, final=False):
     big = area >= MIN_SPECK * pale.size
     if not final and (seeded & touching & big).any():
         return None
-    return (seeded & ~touching & big)[labels]
+    return _per_pixel(seeded & ~touching & big, labels)
+
+
+def _per_pixel(table, labels):
+    """table[labels]: a bool per labelled component, for each pixel. By
+    OpenCV's lookup table when the labels fit in a byte (most sheets have a
+    few components), else by np.take: both a fraction of NumPy's indexing."""
+    if len(table) <= 256:
+        lut = np.zeros(256, np.uint8)
+        lut[:len(table)] = table
+        return cv2.LUT(labels.astype(np.uint8), lut).view(bool)
+    return np.take(table, labels)
 
 
 def _at_edge(labels, count):
@@ -1105,7 +1119,7 @@ def _reaching_in(pale):
     enclosed = _at_edge(labels, count)
     enclosed[0] = False
     enclosed[np.argmax(np.bincount(labels.ravel(), minlength=count) * (np.arange(count) > 0))] = False
-    inside = enclosed[labels]
+    inside = _per_pixel(enclosed, labels)
     side = max(3, int(min(pale.shape) * THIN_STROKE) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     blobs = cv2.morphologyEx(pale | inside.astype(np.uint8), cv2.MORPH_OPEN, kernel)
@@ -1119,7 +1133,7 @@ def _reaching_in(pale):
     finger[0] = False
     if not finger.any():
         return np.zeros(pale.shape, bool)
-    return cv2.dilate(finger[labels].astype(np.uint8), kernel).astype(bool)
+    return cv2.dilate(_per_pixel(finger, labels).view(np.uint8), kernel).astype(bool)
 
 
 def _ruled_lines(pale):
@@ -1133,7 +1147,7 @@ def _ruled_lines(pale):
     # A line spans LINE_SHARE of the width within LINE_HEIGHT of the height:
     # rows that few together hold that many run pixels, or there is none
     # (most sheets), and labelling the runs is skipped.
-    rows = np.r_[0, np.cumsum(np.count_nonzero(runs, axis=1))]
+    rows = np.r_[0, np.cumsum(cv2.reduce(runs, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel())]
     band = max(1, int(LINE_HEIGHT * height))
     if (rows[band:] - rows[:-band]).max(initial=0) < LINE_SHARE * width:
         return lines
@@ -1145,7 +1159,7 @@ def _ruled_lines(pale):
     ruled[0] = False
     if not ruled.any():
         return lines
-    lines = ruled[labels]
+    lines = _per_pixel(ruled, labels)
     # A stroke crossing a line is ink a few rows above and below it as well.
     above = np.zeros_like(pale)
     above[LINE_REACH:] = pale[:-LINE_REACH]
