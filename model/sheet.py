@@ -416,19 +416,22 @@ def _line_sheets(view, faint=False):
     quads = _line_quads(np.array(lines, np.float64), cv2.dilate(edges, np.ones((3, 3), np.uint8)))
     frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
     area = width * height
-    judged = []
-    for quad in quads:
+    supports = _edge_supports(colour, np.array(quads, np.float32).reshape(-1, 4, 2), min_step)
+    passing, shares = [], []
+    for quad, support in zip(quads, supports):
         visible, _ = cv2.intersectConvexConvex(quad, frame)
-        if visible < MIN_SHEET_AREA * area or \
-                _edge_support(colour, quad, min_step) < MIN_EDGE_SUPPORT:
-            continue
-        sheet = _snapped(colour, quad, min_step)
+        if visible >= MIN_SHEET_AREA * area and support >= MIN_EDGE_SUPPORT:
+            passing.append(quad)
+            shares.append(min(visible / area, 1.0))
+    judged = []
+    for sheet, share in zip(_snapped_all(colour, np.array(passing, np.float32).reshape(-1, 4, 2),
+                                         min_step), shares):
         if any(np.abs(sheet - other).max() <= SAME_SHEET for other, _ in judged):
             continue
         _, _, support = _judged(colour, darkest, view.bright, sheet, min_step)
         if support is None:
             continue
-        judged.append((sheet, min(visible / area, 1.0) * support ** SUPPORT_WEIGHT))
+        judged.append((sheet, share * support ** SUPPORT_WEIGHT))
     yield from _one_paper_sheets(view, judged)
 
 
@@ -823,13 +826,14 @@ def _judged(colour, darkest, bright, quad, min_step=EDGE_MIN_STEP):
     return level, around, (support if support >= MIN_EDGE_SUPPORT else None)
 
 
-def _side_points(quad):
-    """Points along the sides of a quadrilateral (clockwise corners): (points
-    (n, 2), outward normal at each (n, 2), side of each (n,), 0 to 3)."""
-    starts, ends = quad, quad[NEXT]
+def _side_points(quads):
+    """Points along the sides of quadrilaterals (m, 4, 2) (clockwise corners):
+    (points (n, 2), outward normal at each (n, 2), side of each (n,): 4 x the
+    quadrilateral's index plus the side's, 0 to 3)."""
+    starts, ends = quads.reshape(-1, 2), quads[:, NEXT].reshape(-1, 2)
     lengths = np.linalg.norm(ends - starts, axis=1)
     counts = np.maximum(4, (lengths / SIDE_SPACING).astype(int))
-    side = np.repeat(np.arange(4), counts)
+    side = np.repeat(np.arange(len(counts)), counts)
     # Each side's points spread from 5 % to 95 % of its length.
     first = np.repeat(np.cumsum(counts) - counts, counts)
     t = (0.05 + 0.9 * (np.arange(len(side)) - first) / np.repeat(counts - 1, counts))[:, None]
@@ -860,40 +864,59 @@ def _snapped(image, quad, min_step=EDGE_MIN_STEP):
     (within SNAP pixels): a threshold or a dilated edge map outlines a sheet a
     few pixels off its true edge, and corners follow from the sides. A point
     moves only onto a step of at least `min_step` levels."""
+    return _snapped_all(image, quad[None], min_step)[0]
+
+
+def _snapped_all(image, quads, min_step=EDGE_MIN_STEP):
+    """`_snapped` of each of the quadrilaterals (m, 4, 2), their sides sampled
+    at once: the straight-sides search snaps several a frame."""
+    if not len(quads):
+        return []
     offsets = np.arange(-SNAP - 2, SNAP + 3)
-    points, normals, side = _side_points(quad)
+    points, normals, side = _side_points(quads)
     values, inside = _profile(image, points, normals, offsets)
     step = np.abs(values[:, 4:] - values[:, :-4]).max(axis=2)
     best = step.argmax(axis=1)
     keep = inside & (step[np.arange(len(step)), best] >= min_step)
-    moved = (points + normals * offsets[2:-2][best][:, None]).astype(np.float32)
-    lines = []
-    for index, (a, b) in enumerate(zip(quad, quad[NEXT])):
-        on_side = keep & (side == index)
-        if on_side.sum() < 4:
-            lines.append((a, b))
-            continue
-        vx, vy, x0, y0 = cv2.fitLine(moved[on_side], cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
-        lines.append((np.array([x0, y0]), np.array([x0 + vx, y0 + vy])))
-    # Corner i is where side i - 1 meets side i.
-    lines = np.array(lines, np.float64)[PREVIOUS]
-    snapped = _corners(lines[:, 0], lines[:, 1])
-    if snapped is None:
-        return quad
-    return snapped if np.abs(snapped - quad).max() <= 2 * SNAP else quad
+    moved = (points + normals * offsets[2:-2][best][:, None]).astype(np.float32)[keep]
+    # The points kept lie side after side: each side's are one run of them.
+    counts = np.bincount(side[keep], minlength=4 * len(quads))
+    ends = np.cumsum(counts)
+    snapped = []
+    for number, quad in enumerate(quads):
+        lines = []
+        for index, (a, b) in enumerate(zip(quad, quad[NEXT])):
+            count, end = counts[4 * number + index], ends[4 * number + index]
+            if count < 4:
+                lines.append((a, b))
+                continue
+            vx, vy, x0, y0 = cv2.fitLine(moved[end - count:end], cv2.DIST_HUBER, 0, 0.01,
+                                         0.01).ravel()
+            lines.append((np.array([x0, y0]), np.array([x0 + vx, y0 + vy])))
+        # Corner i is where side i - 1 meets side i.
+        lines = np.array(lines, np.float64)[PREVIOUS]
+        corners = _corners(lines[:, 0], lines[:, 1])
+        near = corners is not None and np.abs(corners - quad).max() <= 2 * SNAP
+        snapped.append(corners if near else quad)
+    return snapped
 
 
 def _edge_support(image, quad, min_step=EDGE_MIN_STEP):
     """The share of a quadrilateral's sides in view (clockwise corners) that
     run along a sharp edge (stepping at least `min_step` levels) of an RGB
     image (in any channel); parts outside or at the frame's edge are not counted."""
+    return float(_edge_supports(image, quad[None], min_step)[0])
+
+
+def _edge_supports(image, quads, min_step=EDGE_MIN_STEP):
+    """`_edge_support` of each of the quadrilaterals (m, 4, 2), all sampled at
+    once: the straight-sides search weighs up to MAX_LINE_QUADS a frame."""
+    if not len(quads):
+        return np.zeros(0)
     offsets = (-EDGE_WIDE, EDGE_WIDE, -1 - EDGE_STEP, -1 + EDGE_STEP, -EDGE_STEP, EDGE_STEP,
                1 - EDGE_STEP, 1 + EDGE_STEP)
-    points, normals, side = _side_points(quad)
+    points, normals, side = _side_points(quads)
     values, inside = _profile(image, points, normals, offsets)
-    if inside.sum() < MIN_VISIBLE_SIDES * len(points):
-        return 0.0
-    values, side = values[inside], side[inside]
     wide = np.abs(values[:, 0] - values[:, 1]).max(axis=1)
     # Rounding puts the side up to a pixel off the edge: the best of three.
     step = np.abs(values[:, 2::2] - values[:, 3::2]).max(axis=(1, 2))
@@ -901,24 +924,37 @@ def _edge_support(image, quad, min_step=EDGE_MIN_STEP):
     # line (a ruled line on the paper) steps only at close range.
     sharp = (step >= min_step) & (step >= EDGE_SHARPNESS * wide) \
         & (wide >= EDGE_SHARPNESS * step)
+    sides = 4 * len(quads)
+    total = np.bincount(side, minlength=sides).reshape(-1, 4).sum(axis=1)
+    seen = np.bincount(side[inside], minlength=sides).reshape(-1, 4)
+    along = np.bincount(side[inside], weights=sharp[inside], minlength=sides).reshape(-1, 4)
     # Every side in view is an edge: a quadrilateral with one side across the
     # room (a sheet's region merged with a bright patch beside it) is not a sheet.
-    seen = np.bincount(side, minlength=4)
-    along = np.bincount(side, weights=sharp, minlength=4)
     shown = seen >= MIN_SIDE_POINTS
-    if (along[shown] < MIN_SIDE_SUPPORT * seen[shown]).any():
-        return 0.0
-    return float(sharp.mean())
+    broken = (shown & (along < MIN_SIDE_SUPPORT * seen)).any(axis=1)
+    visible = seen.sum(axis=1)
+    hidden = visible < MIN_VISIBLE_SIDES * total
+    return np.where(hidden | broken, 0.0, along.sum(axis=1) / np.maximum(visible, 1))
 
 
 def _brightness(darkest, quad):
     """The mean of the darkest channel inside the quadrilateral and in a band
     just outside it (where it is in view, for a sheet partly out of frame)."""
-    inside = np.zeros(darkest.shape, np.uint8)
-    cv2.fillConvexPoly(inside, np.rint(quad).astype(np.int32), 1)
+    # Only the quadrilateral's box and the band's reach around it are drawn:
+    # the same pixels as on the whole frame, for a fraction of the work.
+    corners = np.rint(quad).astype(np.int32)
+    height, width = darkest.shape
+    reach = BAND // 2 + 1
+    left, top = np.maximum(corners.min(axis=0) - reach, 0)
+    right, bottom = np.minimum(corners.max(axis=0) + reach + 1, (width, height))
+    if left >= right or top >= bottom:
+        return 0.0, 0.0
+    inside = np.zeros((bottom - top, right - left), np.uint8)
+    cv2.fillConvexPoly(inside, corners - (left, top), 1)
     band = cv2.dilate(inside, np.ones((BAND, BAND), np.uint8)) - inside
     if not inside.any() or not band.any():
         return 0.0, 0.0
+    darkest = darkest[top:bottom, left:right]
     return cv2.mean(darkest, inside)[0], cv2.mean(darkest, band)[0]
 
 
