@@ -96,8 +96,9 @@ def firefox(width=1280, height=1000):
                 with driver.using_context("chrome"):
                     assert driver.execute_async_script(SET_DEFAULT_ZOOM_JS,
                                                        script_args=[zoom]) is True
-            viewport = driver.execute_script(VIEWPORT_JS)
-            assert viewport == [width, height], f"Firefox's viewport is {viewport}"
+            # The zoom reaches the open page a moment after the pref is stored.
+            wait_for(driver, lambda d: d.execute_script(VIEWPORT_JS) == [width, height],
+                     f"viewport of {width}x{height} CSS pixels", timeout=10)
             yield driver
         finally:
             driver.cleanup()
