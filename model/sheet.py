@@ -881,7 +881,7 @@ def _snapped_all(image, quads, min_step=EDGE_MIN_STEP):
     moved = (points + normals * offsets[2:-2][best][:, None]).astype(np.float32)[keep]
     # The points kept lie side after side: each side's are one run of them.
     counts = np.bincount(side[keep], minlength=4 * len(quads))
-    ends = np.cumsum(counts)
+    counts, ends = counts.tolist(), np.cumsum(counts).tolist()
     snapped = []
     for number, quad in enumerate(quads):
         lines = []
@@ -1187,11 +1187,15 @@ def _ruled_lines(pale):
     band = max(1, int(LINE_HEIGHT * height))
     if (rows[band:] - rows[:-band]).max(initial=0) < LINE_SHARE * width:
         return lines
+    # Every component's box is the box of its outer contour, one of these:
+    # when no box is a line's, labelling (ten times the cost) is skipped.
+    contours, _ = cv2.findContours(runs, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    boxes = np.array([cv2.boundingRect(contour) for contour in contours]).reshape(-1, 4)
+    if not _line_boxes(boxes[:, 0], boxes[:, 2], boxes[:, 3], pale.shape).any():
+        return lines
     count, labels, stats, _ = cv2.connectedComponentsWithStats(runs, connectivity=8)
-    left, span = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_WIDTH]
-    side = max(1, int(width * 0.1))
-    ruled = (span >= LINE_SHARE * width) & (left < side) & (left + span > width - side) \
-        & (stats[:, cv2.CC_STAT_HEIGHT] <= LINE_HEIGHT * height)
+    ruled = _line_boxes(stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_WIDTH],
+                        stats[:, cv2.CC_STAT_HEIGHT], pale.shape)
     ruled[0] = False
     if not ruled.any():
         return lines
@@ -1203,6 +1207,15 @@ def _ruled_lines(pale):
     below[:-LINE_REACH] = pale[LINE_REACH:]
     lines &= ~((above > 0) & (below > 0))
     return lines
+
+
+def _line_boxes(left, span, tall, shape):
+    """Which boxes (left, width, height) are a ruled line's on a sheet of
+    `shape`: across LINE_SHARE of it, near both of its sides, low."""
+    height, width = shape
+    side = max(1, int(width * 0.1))
+    return (span >= LINE_SHARE * width) & (left < side) & (left + span > width - side) \
+        & (tall <= LINE_HEIGHT * height)
 
 
 def _redrawn(ink, box):
