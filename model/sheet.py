@@ -476,10 +476,11 @@ def _outward_sheets(view):
         if not len(corners):
             continue
         met = (np.abs(_exits(corners, centre)[:, rays] - reach) <= RAY_ON).sum(axis=1) / RAYS
-        for index in np.argsort(-met, kind="stable")[:RAY_QUADS]:
-            if met[index] < MIN_RAY_SUPPORT:
-                break
-            sheet = _snapped(colour, _clockwise(corners[index].astype(np.float32)), FAINT_MIN_STEP)
+        best = [index for index in np.argsort(-met, kind="stable")[:RAY_QUADS]
+                if met[index] >= MIN_RAY_SUPPORT]
+        quads = [_clockwise(corners[index].astype(np.float32)) for index in best]
+        for sheet in _snapped_all(colour, np.array(quads, np.float32).reshape(-1, 4, 2),
+                                  FAINT_MIN_STEP):
             if any(np.abs(sheet - other).max() <= SAME_SHEET for other, _ in judged):
                 continue
             level, _, support = _judged(colour, view.darkest, view.bright, sheet, FAINT_MIN_STEP)
