@@ -17,9 +17,14 @@ bench.browsers). Then, for --seconds:
 It reports, per kind of request, the calls, throughput, p50 and p95; the
 errors and the busy answers (Gradio's full queue); the demo's memory (RSS)
 at the start, its peak, and at the end; the CPU (in cores) the demo's
-processes and the simulated browsers used, which share the machine. Then it measures capacity: --capacity
-browsers stroking back to back for --capacity-seconds, against the demo and
-then against the trivial app, and reports both throughputs and their ratio.
+processes and the simulated browsers used, which share the machine. Then it
+measures capacity: --capacity browsers stroking back to back for
+--capacity-seconds, against the demo and against the trivial app, in
+--capacity-rounds rounds that alternate which app goes first (the machine's
+other work moves one round by up to a fifth). It reports each app's rounds
+and the round of median throughput, and the ratio of the two apps'
+throughputs as the median of the rounds' ratios, each taken between two
+runs side by side in time.
 
 With --workers N (e.g. 1,2) it runs all of this once per N, against N demo
 processes behind nginx (deploy/serve.py, the `make serve` recipe) sharing
@@ -33,6 +38,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import threading
@@ -204,15 +210,35 @@ def one_setup(workers, sketches, keras_home, args):
                                  **(summary(during, ended - began) if during else {})}
             if code:
                 errors.append(f"retrain exited with {code}")
-        result["demo_capacity"], demo_errors = capacity(demo.url, sketches, args.capacity,
-                                                        args.capacity_seconds, demo.pids)
-        result["trivial_capacity"], trivial_errors = capacity(
-            trivial.url, sketches, args.capacity, args.capacity_seconds, trivial.pids)
+        (result["demo_capacity"], result["trivial_capacity"], result["capacity_ratio"],
+         failed) = capacities(demo, trivial, sketches, args)
         result["alive_after"] = demo.alive()
-        errors += demo_errors + trivial_errors
-    result["capacity_ratio"] = round(result["demo_capacity"]["throughput_per_s"]
-                                     / result["trivial_capacity"]["throughput_per_s"], 2)
+        errors += failed
     return result, errors
+
+
+def capacities(demo, trivial, sketches, args):
+    """(the demo's capacity, the trivial app's, the median ratio of their
+    throughputs, errors) over --capacity-rounds rounds: each app's figures
+    are those of its round of median throughput, with every round's
+    throughput and the errors and busy answers of all rounds."""
+    apps = {"demo": demo, "trivial": trivial}
+    rounds, errors = {"demo": [], "trivial": []}, []
+    for n in range(args.capacity_rounds):
+        for name in ("demo", "trivial") if n % 2 == 0 else ("trivial", "demo"):
+            found, failed = capacity(apps[name].url, sketches, args.capacity,
+                                     args.capacity_seconds, apps[name].pids)
+            rounds[name].append(found)
+            errors += failed
+
+    def median_round(results):
+        middle = sorted(results, key=lambda r: r["throughput_per_s"])[len(results) // 2]
+        return {**middle, "rounds_per_s": [r["throughput_per_s"] for r in results],
+                "errors": sum(r["errors"] for r in results),
+                "busy": sum(r["busy"] for r in results)}
+    ratio = statistics.median(d["throughput_per_s"] / t["throughput_per_s"]
+                              for d, t in zip(rounds["demo"], rounds["trivial"]))
+    return median_round(rounds["demo"]), median_round(rounds["trivial"]), round(ratio, 2), errors
 
 
 def report(r, args):
@@ -236,10 +262,12 @@ def report(r, args):
         print(f"  during the {t['seconds']} s retrain (exit {t['exit']}): "
               f"{t.get('calls', 0)} strokes, p95 {t.get('p95_ms')} ms")
     d, t = r["demo_capacity"], r["trivial_capacity"]
-    print(f"  capacity, {args.capacity} browsers back to back: demo {d['throughput_per_s']} "
-          f"strokes/s (p50 {d['p50_ms']} ms, {d['server_cpu_ms_per_call']} ms of server CPU "
-          f"a stroke), trivial app {t['throughput_per_s']} /s (p50 {t['p50_ms']} ms, "
-          f"{t['server_cpu_ms_per_call']} ms): ratio {r['capacity_ratio']}")
+    print(f"  capacity, {args.capacity} browsers back to back, {args.capacity_rounds} rounds "
+          f"(median round): demo {d['throughput_per_s']} strokes/s (rounds {d['rounds_per_s']}; "
+          f"p50 {d['p50_ms']} ms, {d['server_cpu_ms_per_call']} ms of server CPU a stroke), "
+          f"trivial app {t['throughput_per_s']} /s (rounds {t['rounds_per_s']}; p50 "
+          f"{t['p50_ms']} ms, {t['server_cpu_ms_per_call']} ms): ratio {r['capacity_ratio']} "
+          f"(median of the rounds' ratios)")
 
 
 def main(argv=None):
@@ -254,7 +282,10 @@ def main(argv=None):
                         help="strokes per correction, on average")
     parser.add_argument("--capacity", type=int, default=16,
                         help="browsers stroking back to back in the capacity runs")
-    parser.add_argument("--capacity-seconds", type=float, default=20)
+    parser.add_argument("--capacity-seconds", type=float, default=15,
+                        help="length of one capacity run")
+    parser.add_argument("--capacity-rounds", type=int, default=3,
+                        help="capacity runs of each app, alternating which goes first")
     parser.add_argument("--workers", default="1",
                         help="comma-separated numbers of demo processes, each run in turn "
                         "(more than 1 needs nginx)")
@@ -265,9 +296,10 @@ def main(argv=None):
         workers = [int(n) for n in args.workers.split(",")]
     except ValueError:
         parser.error("--workers is a comma-separated list of numbers, e.g. 1,2")
-    if min(workers) < 1 or args.clients < 1 or args.stroke_every < 1 or args.seconds <= 0:
-        parser.error("--workers and --clients must be at least 1, --stroke-every at least "
-                     "1 s, --seconds positive")
+    if min(workers) < 1 or args.clients < 1 or args.stroke_every < 1 or args.seconds <= 0 \
+            or args.capacity_rounds < 1:
+        parser.error("--workers, --clients and --capacity-rounds must be at least 1, "
+                     "--stroke-every at least 1 s, --seconds positive")
     from bench.common import setup
     from bench.demo_latency import make_sketches
     import tempfile

@@ -21,7 +21,7 @@ OPTIONS = {
     "labeler_grid": ("--images", "--db"),
     "latency": ("--calls",),
     "load": ("--clients", "--webcams", "--seconds", "--stroke-every", "--workers",
-             "--retrain"),
+             "--retrain", "--capacity-rounds"),
     "openset": ("--per-class", "--non-sketches", "--seed"),
     "retrain": ("--skip-reference",),
     "webcam": ("--per-class", "--seed", "--streams", "--alpha", "--breakdown"),
@@ -158,3 +158,27 @@ def test_simulated_browsers_send_again_a_request_the_server_closed_unanswered():
         with pytest.raises(httpx.RemoteProtocolError):
             browser.get(url)
     listener.close()
+
+
+def test_the_load_benchs_capacity_ratio_is_the_median_of_side_by_side_rounds(monkeypatch):
+    from argparse import Namespace
+    from types import SimpleNamespace
+    from bench import load
+    # Each run's throughput, in the order run: the machine's other work
+    # slows the trivial app's second run and the whole third round.
+    speeds = iter([40, 80, 60, 50, 20, 40])
+    order = []
+
+    def capacity(url, sketches, clients, seconds, pids):
+        order.append(url)
+        return {"throughput_per_s": next(speeds), "errors": 0, "busy": 1}, []
+    monkeypatch.setattr(load, "capacity", capacity)
+    demo, trivial = SimpleNamespace(url="demo", pids=()), SimpleNamespace(url="trivial", pids=())
+    args = Namespace(capacity_rounds=3, capacity=16, capacity_seconds=1)
+    d, t, ratio, errors = load.capacities(demo, trivial, [], args)
+    assert order == ["demo", "trivial", "trivial", "demo", "demo", "trivial"]
+    # The rounds' ratios are 0.5, 0.83 and 0.5; the medians' ratio would be 0.67.
+    assert ratio == 0.5 and errors == []
+    assert d["rounds_per_s"] == [40, 50, 20] and d["throughput_per_s"] == 40
+    assert t["rounds_per_s"] == [80, 60, 40] and t["throughput_per_s"] == 60
+    assert d["busy"] == t["busy"] == 3
