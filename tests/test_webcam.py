@@ -148,6 +148,27 @@ def test_the_corners_found_lie_on_the_sheets_edges():
     assert np.median(errors) < 3.5
 
 
+
+def test_quadrilaterals_weighed_and_snapped_together_get_what_each_gets_alone():
+    # The straight-sides and outward searches weigh and snap their candidates
+    # in one batch for speed: the answers must be those of one at a time.
+    import cv2
+    from model import sheet
+    rng = np.random.default_rng(4)
+    for photo in photos()[:6]:
+        colour = cv2.GaussianBlur(cv2.resize(photo.image, (320, 240), interpolation=cv2.INTER_AREA),
+                                  (3, 3), 0)
+        true = np.float32(photo.corners) / 2
+        # The sheet itself, near misses, and quadrilaterals partly out of frame.
+        quads = np.float32([true] + [true + rng.normal(0, 6, (4, 2)) for _ in range(8)]
+                           + [true + rng.uniform(-150, 150, 2) for _ in range(4)])
+        for min_step in (sheet.EDGE_MIN_STEP, sheet.FAINT_MIN_STEP):
+            together = sheet._edge_supports(colour, quads, min_step)
+            assert together[0] > 0.5
+            assert [sheet._edge_support(colour, quad, min_step) for quad in quads] == list(together)
+            for alone, snapped in zip(quads, sheet._snapped_all(colour, quads, min_step)):
+                assert np.array_equal(sheet._snapped(colour, alone, min_step), snapped)
+
 def scene(wall, paper, ruled=False, shadow=None, finger=False, pen=4):
     """A plain wall with one sheet in perspective holding a drawn circle and
     line, with sensor noise: (RGB photo, the sheet's corners)."""
