@@ -466,6 +466,8 @@ async def sketch_live_ui(image, kept=None):
         return _sketch_live(image, kept, False)
     except NotLoaded:
         return await asyncio.to_thread(_sketch_live, image, kept)
+
+
 webcam_ui = errors_in_verdict(lambda image, track=None: read_photo(image, "webcam", track),
                               outputs=4)
 
