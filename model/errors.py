@@ -1,5 +1,6 @@
 """The model's errors: what can go wrong between an image and a prediction.
-They derive from db.errors.SketchError and carry their HTTP status."""
+They derive from db.errors.SketchError and carry their HTTP status, except
+NotLoaded, which tells a caller to answer elsewhere and is never shown."""
 from db.errors import SketchError
 
 

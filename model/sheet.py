@@ -504,7 +504,8 @@ def _ink_clusters(colour):
     closed = cv2.morphologyEx(darkest, cv2.MORPH_CLOSE, cv2.getStructuringElement(
         cv2.MORPH_ELLIPSE, (SKETCH_CLOSING, SKETCH_CLOSING)))
     ink = (closed.astype(np.int16) - darkest >= SKETCH_INK).astype(np.uint8)
-    joined = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (SKETCH_JOIN, SKETCH_JOIN)))
+    joined = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
+                                                       (SKETCH_JOIN, SKETCH_JOIN)))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     amount = np.bincount(labels[ink > 0], minlength=count)
     amount[0] = 0
@@ -1058,7 +1059,8 @@ def clean_sheet(sheet):
 
     The sketch is redrawn as a canvas drawing looks: every stroke black,
     STROKE_WIDTH of the sketch's size wide (BROAD_STROKE_WIDTH when drawn
-    broader) with a soft edge, whatever pen or pencil drew it; specks, ruled lines and what touches the sheet's edge dropped."""
+    broader) with a soft edge, whatever pen or pencil drew it; specks, ruled
+    lines and what touches the sheet's edge dropped."""
     ratio = _flattened(sheet)
     ink = _ink(ratio)
     share = ink.mean()
@@ -1222,11 +1224,10 @@ def _line_boxes(left, span, tall, shape):
 def _redrawn(ink, box):
     """The ink drawn again as a canvas drawing looks: black, its strokes
     widened to STROKE_WIDTH of the sketch's longer side (or, when broader,
-    thinned to BROAD_STROKE_WIDTH), on a canvas
-    CANVAS_SIDE pixels across the sketch, scaled up smoothly to the sheet's
-    size. A pen on paper draws thinner and sharper lines, for the size of the
-    drawing, than a finger or a mouse on a small canvas, and the classifier
-    learns from both. Only the part of the sheet around the ink is drawn: the
+    thinned to BROAD_STROKE_WIDTH), on a canvas CANVAS_SIDE pixels across the
+    sketch, scaled up smoothly to the sheet's size. A pen on paper draws
+    thinner and sharper lines, for the size of the drawing, than a finger or
+    a mouse on a small canvas, and the classifier learns from both. Only the part of the sheet around the ink is drawn: the
     rest is white."""
     top, bottom, left, right = box
     side = max(bottom - top, right - left)

@@ -695,9 +695,7 @@ def test_a_stroke_is_answered_on_the_event_loop_and_a_new_version_loaded_in_a_th
     # Another process makes a version live: loading it would hold up the loop.
     live = store.model_version()
     version = store.add_model_version(live["backbone"], live["classes"], live["config"],
-                                      live["metrics"], store.db.execute(
-                                          "SELECT head FROM model_versions WHERE id = ?",
-                                          [live["id"]]).fetchone()[0], live=True)
+                                      live["metrics"], live["head"], live=True)
     threads.clear()
     label, text, kept, *_ = asyncio.run(handlers.sketch_live_ui(drawing))
     assert threads[0] is threading.main_thread() and threads[1] is not threads[0]
