@@ -298,7 +298,7 @@ def main(argv=None):
         parser.error("--workers is a comma-separated list of numbers, e.g. 1,2")
     if min(workers) < 1 or args.clients < 1 or args.stroke_every < 1 or args.seconds <= 0 \
             or args.capacity_rounds < 1:
-        parser.error("--workers, --clients and --capacity-rounds must be at least 1, "
+        parser.error("--workers, --clients, --capacity-rounds must be at least 1, "
                      "--stroke-every at least 1 s, --seconds positive")
     from bench.common import setup
     from bench.demo_latency import make_sketches

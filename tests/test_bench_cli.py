@@ -182,3 +182,9 @@ def test_the_load_benchs_capacity_ratio_is_the_median_of_side_by_side_rounds(mon
     assert d["rounds_per_s"] == [40, 50, 20] and d["throughput_per_s"] == 40
     assert t["rounds_per_s"] == [80, 60, 40] and t["throughput_per_s"] == 60
     assert d["busy"] == t["busy"] == 3
+
+
+def test_the_load_bench_refuses_fewer_than_one_capacity_round():
+    result = run_cli("-m", "bench.load", "--capacity-rounds", "0", check=False)
+    assert result.returncode == 2
+    assert "--capacity-rounds must be at least 1" in result.stderr
