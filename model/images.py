@@ -57,6 +57,12 @@ PREPROCESS_MAX_SIDE = 2048
 INK_CHECK_SIZE = 32
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+# OpenCV works on one thread per call: the server reads many frames at once,
+# each in its own thread, and retraining runs one process a core. Measured on
+# 400 simulated webcam photos, alternating frame by frame in one process on
+# an idle 2-core machine: 8.6 against 10.3 ms of CPU a frame (mean; p95 16.4
+# against 18.1), 8.7 against 8.6 ms of wall clock.
+cv2.setNumThreads(1)
 
 
 def read_file(path):

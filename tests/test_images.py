@@ -2,7 +2,10 @@
 composites, uploads in odd modes, phone photos with EXIF rotation, huge files,
 blank canvases and files that are not images at all. Pillow and NumPy only."""
 import io
+import os
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -14,6 +17,7 @@ from model.errors import BadImage, BlankSketch
 from model.images import (MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MIN_INK_FRACTION, STORED_MAX_SIDE,
                           augment, decode, preprocess, stored_form)
 from model.sketches import dataset, draw
+from tests.helpers.common import ROOT
 
 SIZE = 224
 
@@ -404,3 +408,13 @@ def test_the_paper_level_is_numpys_percentile_to_the_last_bit():
         levels = levels.astype(np.uint8)
         for q in (10, 50, 90):
             assert _percentile(levels, q) == np.percentile(levels, q)
+
+
+def test_importing_preprocessing_keeps_opencv_to_one_thread_a_call():
+    # A fresh interpreter: what a server or a retrain worker gets on import.
+    code = "import cv2; before = cv2.getNumThreads(); import model.images; " \
+           "print(before, cv2.getNumThreads())"
+    before, after = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                   check=True, cwd=ROOT).stdout.split()
+    assert int(before) > 1 or os.cpu_count() == 1
+    assert after == "1"
