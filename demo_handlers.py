@@ -24,8 +24,8 @@ import numpy as np
 
 from db import labeling
 from db.errors import NotFound, SketchError, StorageError
-from model.errors import (BadImage, BlankSketch, NoLiveModel, NotEnoughData, NotLoaded,
-                          WeightsMissing)
+from model.errors import (BadImage, BlankSketch, NoLiveModel, NotEnoughData, WeightsMissing,
+                          WouldBlock)
 from model.images import MAX_IMAGE_BYTES, decode, picture, to_rgb
 from model.sheet import Track
 from service import ingest, lifecycle, teach
@@ -368,17 +368,18 @@ def _classify_or_blank(image):
     return _seen_or_blank(image)[0]
 
 
-def _seen_or_blank(image, track=None, like=False, load=True):
+def _seen_or_blank(image, track=None, like=False, block=True):
     """(the model's answer, what it saw as a picture, and with `like` the
     training examples it looks like as (image id, label) pairs), or Nones
     when there is nothing (no ink) to classify. `track`: a live stream's
     sheet. The API goes without the examples: it does not show them. Not
-    `load` (with `like`): NotLoaded rather than loading anything first."""
+    `block` (with `like`): WouldBlock rather than loading anything or
+    searching a photo first."""
     if image is None:
         return None, None, None
     try:
         if like:
-            result, seen, near = app.model.classify_shown(image, track=track, load=load)
+            result, seen, near = app.model.classify_shown(image, track=track, block=block)
             near = tuple((i, label) for i, label, _ in near)
         else:
             (result, seen), near = app.model.classify_seen(image, track=track), None
@@ -405,15 +406,16 @@ def classify_photo(image):
     return label_value(result) if result else BLANK_LABEL
 
 
-def read_sketch(image, kept=None, load=True):
+def read_sketch(image, kept=None, block=True):
     """The Draw tab's drawing (an RGB image, None when the pad is empty) ->
     (label, verdict, what a correction refers to, what the model saw, the
     training examples it looks like). A correction is bound to the drawing
     the shown answer is about, whose picture is beside it, never to a later
     or earlier canvas. The examples are sent again only when they
     differ from those of the answer before (`kept`): on most strokes they
-    do not. Not `load`: NotLoaded rather than loading anything first."""
-    result, seen, like = _seen_or_blank(image, like=True, load=load)
+    do not. Not `block`: WouldBlock rather than loading anything or
+    searching a photo first."""
+    result, seen, like = _seen_or_blank(image, like=True, block=block)
     if result is None:
         return BLANK_LABEL, verdict(None), None, None, None
     same = kept is not None and kept.get("like") == like
@@ -461,10 +463,11 @@ async def sketch_live_ui(image, kept=None):
     would contend with the loop for Python's interpreter lock at every
     stroke (a fifth of a stroke's server CPU, docs/PERFORMANCE.md). Loading
     a version first, which can take seconds, goes to a worker thread, as
-    every other handler runs."""
+    every other handler runs, and so does a drawing read as a photo (ink
+    along all its edges), whose sheet search takes tens of milliseconds."""
     try:
         return _sketch_live(image, kept, False)
-    except NotLoaded:
+    except WouldBlock:
         return await asyncio.to_thread(_sketch_live, image, kept)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from model import trust
-from model.errors import NoLiveModel, NotLoaded
+from model.errors import NoLiveModel, WouldBlock
 from model.images import preprocess
 
 TOP_K = 3
@@ -31,7 +31,7 @@ class Classifier:
     def refresh(self, load=True):
         """Load the live version if it changed, and take its class names as they
         are now (a class renamed in the labeler). Cheap when nothing changed (one
-        query); NotLoaded instead of any change when not `load`."""
+        query); WouldBlock instead of any change when not `load`."""
         live = self.store.live_version_names()
         if live is None:
             raise NoLiveModel("No model has been trained yet: label some images and run "
@@ -41,7 +41,7 @@ class Classifier:
         if loaded is not None and (loaded.version["id"], loaded.version["classes"]) == live:
             return loaded.version  # the common case: no lock taken on the request path
         if not load:
-            raise NotLoaded(f"version {live_id} is not loaded")
+            raise WouldBlock(f"version {live_id} is not loaded")
         with self._lock:
             if self._loaded is None or self._loaded.version["id"] != live_id:
                 self._loaded = _load(self.store.model_version(live_id))
@@ -74,12 +74,13 @@ class Classifier:
         follows the sheet from frame to frame of a live stream (`preprocess`)."""
         return self.classify_features(image, k, track)[:2]
 
-    def classify_features(self, image, k=TOP_K, track=None, load=True):
-        """(the answer, what the network saw, its backbone features); NotLoaded
-        when the live version is not the one loaded and not `load`."""
-        self.refresh(load)
+    def classify_features(self, image, k=TOP_K, track=None, block=True):
+        """(the answer, what the network saw, its backbone features). Not
+        `block`: WouldBlock when the live version is not the one loaded or
+        the image is a photo to search for its sheet (`preprocess`)."""
+        self.refresh(block)
         size = self._loaded.version["config"]["input_size"]
-        seen = preprocess(image, size, keep_grey=True, track=track)
+        seen = preprocess(image, size, keep_grey=True, track=track, block=block)
         version, probabilities, novelty, vectors = self.probabilities(seen[None])
         return describe(probabilities[0], version["classes"], version["id"], k,
                         novelty[0]), seen, vectors[0]

@@ -1,14 +1,15 @@
 """The model's errors: what can go wrong between an image and a prediction.
 They derive from db.errors.SketchError and carry their HTTP status, except
-NotLoaded, which tells a caller to answer elsewhere and is never shown."""
+WouldBlock, which tells a caller to answer elsewhere and is never shown."""
 from db.errors import SketchError
 
 
-class NotLoaded(Exception):
-    """Answering would first load something (a model version, the look-alike
-    index), and the caller asked not to wait for that: it answers on an event
-    loop, where a load would hold up every request, and loads in a worker
-    thread instead. Not a SketchError: nobody is told."""
+class WouldBlock(Exception):
+    """Answering needs slow work first (loading a model version or the
+    look-alike index, or searching a photo for its sheet of paper: tens of
+    milliseconds), and the caller asked not to wait for it: it answers on an
+    event loop, where that work would hold up every request, and does it in
+    a worker thread instead. Not a SketchError: nobody is told."""
 
 
 class BadImage(SketchError):

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from model.errors import BadImage, BlankSketch
+from model.errors import BadImage, BlankSketch, WouldBlock
 from model.sheet import clean_sheet, find_sketch
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -174,7 +174,8 @@ def stored_form(image):
     return encode_png(image), image.width, image.height
 
 
-def preprocess(image, size, margin=DEFAULT_MARGIN, keep_grey=False, sheets=True, track=None):
+def preprocess(image, size, margin=DEFAULT_MARGIN, keep_grey=False, sheets=True, track=None,
+               block=True):
     """Any image -> uint8 array (size, size, 3), the backbone's input; with
     `keep_grey`, a grey image comes back as (size, size, 1), which the
     backbone's one-channel network takes without copying channels around.
@@ -189,16 +190,17 @@ def preprocess(image, size, margin=DEFAULT_MARGIN, keep_grey=False, sheets=True,
 
     `track` (a `model.sheet.Track`, one per live stream): the sheet is looked
     for first where it was in the stream's previous frame, and the track
-    follows it.
+    follows it. Not `block`: WouldBlock for a photo, whose sheet search takes
+    tens of milliseconds (a caller on an event loop searches it elsewhere).
     """
     # A webcam frame is read as the array it already is: no copies through
     # Pillow on the path that runs several times a second.
     pixels = _rgb_pixels(image) if sheets else None
     if pixels is not None and is_photo(pixels):
-        return _sketch_in_view(pixels, size, margin, keep_grey, track)
+        return _sketch_in_view(pixels, size, margin, keep_grey, track, block)
     rgb = _bounded(to_rgb(image))
     if sheets and pixels is None and is_photo(rgb):
-        return _sketch_in_view(np.asarray(rgb), size, margin, keep_grey, track)
+        return _sketch_in_view(np.asarray(rgb), size, margin, keep_grey, track, block)
     return _ink_crop(rgb, size, margin, keep_grey)
 
 
@@ -275,9 +277,12 @@ def _percentile(levels, q):
     return b - (b - a) * (1 - gamma) if gamma >= 0.5 else a + (b - a) * gamma
 
 
-def _sketch_in_view(pixels, size, margin, keep_grey, track=None):
+def _sketch_in_view(pixels, size, margin, keep_grey, track=None, block=True):
     """The crop to the ink of the clean sketch on the sheet in a photo (an
-    RGB array), or BlankSketch(NO_SKETCH); `track` follows the sheet."""
+    RGB array), or BlankSketch(NO_SKETCH); `track` follows the sheet. Not
+    `block`: WouldBlock instead of the search."""
+    if not block:
+        raise WouldBlock("a photo: its sheet is searched for")
     found = find_sketch(pixels, near=None if track is None else track.near(pixels.shape))
     if track is not None:
         track.follow(pixels.shape, found)

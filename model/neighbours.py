@@ -8,7 +8,7 @@ import threading
 import numpy as np
 
 from db import labeling
-from model.errors import NotLoaded
+from model.errors import WouldBlock
 from model.features import feature_matrix
 from model.trust import unit_rows
 
@@ -32,7 +32,7 @@ class Neighbours:
         if index is not None and index[0] == version["id"]:
             return index
         if not build:
-            raise NotLoaded(f"no look-alike index of version {version['id']}")
+            raise WouldBlock(f"no look-alike index of version {version['id']}")
         with self._lock:
             if self._index is None or self._index[0] != version["id"]:
                 config = version["config"]
@@ -45,7 +45,7 @@ class Neighbours:
 
     def nearest(self, version, vector, k, build=True):
         """[(image id, its label now, cosine similarity)], most similar first,
-        at most `k`; NotLoaded when the version's index is not built and not
+        at most `k`; WouldBlock when the version's index is not built and not
         `build`."""
         _, ids, rows = self._index_for(version, build)
         if not len(ids) or k <= 0:

@@ -15,7 +15,7 @@ import time
 from db import Store, default_path
 from db.errors import SketchError
 from model.classifier import TOP_K
-from model.errors import NoLiveModel, NotEnoughData, NotLoaded, WeightsMissing
+from model.errors import NoLiveModel, NotEnoughData, WeightsMissing, WouldBlock
 from model.neighbours import Neighbours
 from service import corrections
 from service.jobs import Busy, Jobs
@@ -165,20 +165,21 @@ class LiveModel:
         `model.sheet.Track` of a live stream."""
         return self.classifier().classify_seen(image, k=TOP_K, track=track)
 
-    def classify_shown(self, image, track=None, load=True):
+    def classify_shown(self, image, track=None, block=True):
         """(the answer, what the network saw, the LOOKS_LIKE labeled training
         images nearest to it: [(image id, label, cosine similarity)]). Not
-        `load`: NotLoaded rather than starting, loading a version or
-        building its look-alike index first."""
-        if not load and self._classifier is None:
-            raise NotLoaded("no model is loaded")
+        `block`: WouldBlock rather than starting, loading a version,
+        building its look-alike index or searching a photo for its sheet
+        first."""
+        if not block and self._classifier is None:
+            raise WouldBlock("no model is loaded")
         classifier = self.classifier()
         answer, seen, vector = classifier.classify_features(image, k=TOP_K, track=track,
-                                                            load=load)
+                                                            block=block)
         if self._neighbours is None:
             self._neighbours = Neighbours(self.store)
         return answer, seen, self._neighbours.nearest(classifier.version, vector, LOOKS_LIKE,
-                                                      build=load)
+                                                      build=block)
 
     def prediction_or_none(self, image):
         """The live model's answer, or None while there is no model to ask."""

@@ -705,6 +705,35 @@ def test_a_stroke_is_answered_on_the_event_loop_and_a_new_version_loaded_in_a_th
     assert threads == [threading.main_thread()]
 
 
+def test_a_drawing_read_as_a_photo_is_searched_for_its_sheet_in_a_thread(served, monkeypatch):
+    import threading
+    import demo_handlers as handlers
+    from bench import webcam_photos
+    from model import images
+    from model.images import is_photo, to_rgb
+    threads, searched = [], []
+    classify_shown = served.model.classify_shown
+
+    def spied(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return classify_shown(*args, **kwargs)
+    monkeypatch.setattr(served.model, "classify_shown", spied)
+    find_sketch = images.find_sketch
+    monkeypatch.setattr(images, "find_sketch", lambda *args, **kwargs: searched.append(
+        threading.current_thread()) or find_sketch(*args, **kwargs))
+    drawing = draw_shape("square", seed=4)
+    asyncio.run(handlers.sketch_live_ui(drawing))
+    # The pad can send a photo (ink along every edge): its sheet search, tens
+    # of milliseconds, would hold up every request on the event loop.
+    photo = webcam_photos.photo(np.asarray(drawing.convert("L")), seed=7).image
+    assert is_photo(to_rgb(photo))
+    threads.clear()
+    answer = asyncio.run(handlers.sketch_live_ui(photo))
+    assert threads[0] is threading.main_thread() and threads[1] is not threads[0]
+    assert searched and threading.main_thread() not in searched
+    assert answer[0] == handlers.read_sketch(photo)[0]
+
+
 def test_look_alike_thumbnails_are_made_once_and_at_most_like_cache_are_kept(
         served, monkeypatch):
     import demo_handlers as handlers

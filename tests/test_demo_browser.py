@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from bench import ink_latency
-from model.errors import NotLoaded
+from model.errors import WouldBlock
 from tests.helpers.browser import open_browser
 from tests.helpers.common import artifact
 from tests.helpers.demo import (CORRECT_CONTROLS, CORRECT_OPTIONS, PRESS_CLEAN, PRESS_RESULT_JS,
@@ -178,11 +178,11 @@ def test_a_correction_is_bound_to_the_answer_shown_and_cleared_with_the_canvas(
         started, held, answered = threading.Event(), threading.Event(), threading.Event()
         real = app.model.classify_shown
 
-        def slow(*args, load=True, **kwargs):
+        def slow(*args, block=True, **kwargs):
             # Held as an answer waiting for a version to load is: in a worker
             # thread (on the event loop it would hold up every request).
-            if not load:
-                raise NotLoaded("held")
+            if not block:
+                raise WouldBlock("held")
             started.set()
             held.wait(TIMEOUT_MS / 1000)
             try:
