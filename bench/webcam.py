@@ -10,8 +10,9 @@ doodles), drawings -> photos (trained on the clean doodles) and clean drawings
 (the ceiling), each with the product's preprocessing and with the old one
 (no sheet finding: `preprocess` with sheets=False); the share of photos where
 no sketch was found (counted as wrong answers); and milliseconds per frame of
-the preprocessing, wall clock and CPU time of this process (the CPU time is
-less disturbed by other work on a shared machine).
+the preprocessing as the product calls it (one grey channel out), wall clock
+and CPU time of this process (the CPU time is less disturbed by other work on
+a shared machine).
 
 Live streams: --streams simulated streams (`webcam_photos.stream`: one sheet
 held up, moving up to 6 pixels and 1.5 degrees between frames, 8 frames each,
@@ -104,7 +105,7 @@ def main(argv=None):
     def prepared(image, sheets, clock=None):
         started, cpu = time.perf_counter(), time.process_time()
         try:
-            array = preprocess(image, INPUT_SIZE, sheets=sheets)
+            array = preprocess(image, INPUT_SIZE, sheets=sheets, keep_grey=True)
         except BlankSketch:
             array = None
         if clock is not None:
@@ -215,7 +216,7 @@ def _readings(shot):
     def cropped(clean):
         try:
             return None if clean is None else preprocess(Image.fromarray(clean).convert("RGB"),
-                                                         INPUT_SIZE, sheets=False)
+                                                         INPUT_SIZE, sheets=False, keep_grey=True)
         except BlankSketch:
             return None
 
@@ -289,7 +290,7 @@ def _streams(webcam_photos, doodles, seed, pen, preprocess, Track, BlankSketch):
                 counts["frames"] += 1
                 started, cpu = time.perf_counter(), time.process_time()
                 try:
-                    preprocess(frame.image, INPUT_SIZE, track=hint)
+                    preprocess(frame.image, INPUT_SIZE, track=hint, keep_grey=True)
                     read = True
                 except BlankSketch:
                     read = False
