@@ -424,12 +424,11 @@ def _line_sheets(view, faint=False):
             passing.append(quad)
             shares.append(min(visible / area, 1.0))
     judged = []
-    for sheet, share in zip(_snapped_all(colour, np.array(passing, np.float32).reshape(-1, 4, 2),
-                                         min_step), shares):
-        if any(np.abs(sheet - other).max() <= SAME_SHEET for other, _ in judged):
-            continue
-        _, _, support = _judged(colour, darkest, view.bright, sheet, min_step)
-        if support is None:
+    sheets = _snapped_all(colour, np.array(passing, np.float32).reshape(-1, 4, 2), min_step)
+    weighed = _judged_all(colour, darkest, view.bright, sheets, min_step)
+    for sheet, share, (_, _, support) in zip(sheets, shares, weighed):
+        if support is None or any(np.abs(sheet - other).max() <= SAME_SHEET
+                                  for other, _ in judged):
             continue
         judged.append((sheet, share * support ** SUPPORT_WEIGHT))
     yield from _one_paper_sheets(view, judged)
@@ -479,11 +478,12 @@ def _outward_sheets(view):
         best = [index for index in np.argsort(-met, kind="stable")[:RAY_QUADS]
                 if met[index] >= MIN_RAY_SUPPORT]
         quads = [_clockwise(corners[index].astype(np.float32)) for index in best]
-        for sheet in _snapped_all(colour, np.array(quads, np.float32).reshape(-1, 4, 2),
-                                  FAINT_MIN_STEP):
+        sheets = _snapped_all(colour, np.array(quads, np.float32).reshape(-1, 4, 2),
+                              FAINT_MIN_STEP)
+        weighed = _judged_all(colour, view.darkest, view.bright, sheets, FAINT_MIN_STEP)
+        for sheet, (level, _, support) in zip(sheets, weighed):
             if any(np.abs(sheet - other).max() <= SAME_SHEET for other, _ in judged):
                 continue
-            level, _, support = _judged(colour, view.darkest, view.bright, sheet, FAINT_MIN_STEP)
             # The sketch lies on the sheet, and the sheet is among the
             # brightest things in view.
             if support is None or level < RAY_PAPER_LEVEL * view.bright or \
@@ -819,13 +819,28 @@ def _judged(colour, darkest, bright, quad, min_step=EDGE_MIN_STEP):
     """(paper level, level around, edge support) of a snapped quadrilateral;
     the support is None when it cannot be a sheet: not square-cornered, too
     dark, or too little of its outline a sharp edge (stepping `min_step`)."""
-    if not _square_cornered(quad):
-        return 0.0, 0.0, None
-    level, around = _brightness(darkest, quad)
-    if level < MIN_PAPER_LEVEL * bright:
-        return level, around, None
-    support = _edge_support(colour, quad, min_step)
-    return level, around, (support if support >= MIN_EDGE_SUPPORT else None)
+    return _judged_all(colour, darkest, bright, quad[None], min_step)[0]
+
+
+def _judged_all(colour, darkest, bright, quads, min_step=EDGE_MIN_STEP):
+    """`_judged` of each of the quadrilaterals (m, 4, 2), the edge support of
+    those square-cornered and bright enough sampled at once: the
+    straight-sides and outward searches judge several a frame."""
+    judged, weighed = [], []
+    for quad in quads:
+        if not _square_cornered(quad):
+            judged.append((0.0, 0.0, None))
+            continue
+        level, around = _brightness(darkest, quad)
+        judged.append((level, around, None))
+        if level >= MIN_PAPER_LEVEL * bright:
+            weighed.append(len(judged) - 1)
+    supports = _edge_supports(colour, np.array([quads[i] for i in weighed], np.float32)
+                              .reshape(-1, 4, 2), min_step)
+    for index, support in zip(weighed, supports.tolist()):
+        if support >= MIN_EDGE_SUPPORT:
+            judged[index] = judged[index][:2] + (support,)
+    return judged
 
 
 def _side_points(quads):
@@ -903,16 +918,12 @@ def _snapped_all(image, quads, min_step=EDGE_MIN_STEP):
     return snapped
 
 
-def _edge_support(image, quad, min_step=EDGE_MIN_STEP):
-    """The share of a quadrilateral's sides in view (clockwise corners) that
-    run along a sharp edge (stepping at least `min_step` levels) of an RGB
-    image (in any channel); parts outside or at the frame's edge are not counted."""
-    return float(_edge_supports(image, quad[None], min_step)[0])
-
-
 def _edge_supports(image, quads, min_step=EDGE_MIN_STEP):
-    """`_edge_support` of each of the quadrilaterals (m, 4, 2), all sampled at
-    once: the straight-sides search weighs up to MAX_LINE_QUADS a frame."""
+    """For each of the quadrilaterals (m, 4, 2) (clockwise corners), the share
+    of its sides in view that run along a sharp edge (stepping at least
+    `min_step` levels) of an RGB image (in any channel); parts outside or at
+    the frame's edge are not counted. All are sampled at once: the
+    straight-sides search weighs up to MAX_LINE_QUADS a frame."""
     if not len(quads):
         return np.zeros(0)
     offsets = (-EDGE_WIDE, EDGE_WIDE, -1 - EDGE_STEP, -1 + EDGE_STEP, -EDGE_STEP, EDGE_STEP,

@@ -165,9 +165,16 @@ def test_quadrilaterals_weighed_and_snapped_together_get_what_each_gets_alone():
         for min_step in (sheet.EDGE_MIN_STEP, sheet.FAINT_MIN_STEP):
             together = sheet._edge_supports(colour, quads, min_step)
             assert together[0] > 0.5
-            assert [sheet._edge_support(colour, quad, min_step) for quad in quads] == list(together)
+            assert [sheet._edge_supports(colour, quad[None], min_step)[0]
+                    for quad in quads] == list(together)
             for alone, snapped in zip(quads, sheet._snapped_all(colour, quads, min_step)):
                 assert np.array_equal(sheet._snapped(colour, alone, min_step), snapped)
+            darkest = colour.min(axis=2)
+            bright = int(np.percentile(darkest, 95))
+            judged = sheet._judged_all(colour, darkest, bright, quads, min_step)
+            assert judged[0][2] is not None and any(support is None for *_, support in judged)
+            assert [sheet._judged(colour, darkest, bright, quad, min_step)
+                    for quad in quads] == judged
 
 def scene(wall, paper, ruled=False, shadow=None, finger=False, pen=4):
     """A plain wall with one sheet in perspective holding a drawn circle and
@@ -333,15 +340,15 @@ def test_a_sheet_found_by_its_straight_sides_may_hold_a_sketch_in_broad_marker(t
 
 
 def test_an_outline_with_a_side_across_the_wall_is_not_a_sheets():
-    from model.sheet import _edge_support
+    from model.sheet import _edge_supports
     photo, corners = scene((120, 120, 125), (248, 248, 246))
     small = np.ascontiguousarray(photo[::2, ::2])
     quad = corners / 2
-    assert _edge_support(small, quad) > 0.9
     # Three sides on the sheet's edges, the right one out on the plain wall:
     # three quarters of the outline is still a sharp edge.
     wider = quad + np.float32([[0, 0], [40, 0], [40, 0], [0, 0]])
-    assert _edge_support(small, wider) == 0
+    supports = _edge_supports(small, np.float32([quad, wider]))
+    assert supports[0] > 0.9 and supports[1] == 0
 
 
 @pytest.mark.parametrize("pen", [8, 10, 14, 20])
