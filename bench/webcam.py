@@ -93,9 +93,14 @@ def main(argv=None):
 
     def flush(key):
         arrays = pending.pop(key, [])
-        ready = [a for a in arrays if a is not None]
-        vectors = iter(run(np.stack(ready)) if ready else [])
-        features.setdefault(key, []).extend(None if a is None else next(vectors) for a in arrays)
+        # One grey channel or three (a colour photo taken for a drawing): the
+        # backbone takes a batch of one kind at a time.
+        vectors = [None] * len(arrays)
+        for channels in {a.shape[-1] for a in arrays if a is not None}:
+            batch = [i for i, a in enumerate(arrays) if a is not None and a.shape[-1] == channels]
+            for i, vector in zip(batch, run(np.stack([arrays[i] for i in batch]))):
+                vectors[i] = vector
+        features.setdefault(key, []).extend(vectors)
 
     def add(key, array):
         pending.setdefault(key, []).append(array)
