@@ -25,7 +25,9 @@ Heads: the product's NumPy head (`model.head.train_head`, default config),
 trained on one plain view per image, and again with each training image's
 paper view as well (`model.images.on_paper`: the sketch as the webcam path
 reads it from paper, the product's feature view 1); the product's further
-augmented views are left out.
+augmented views are left out. --head-seeds N trains each head with seeds 0
+.. N-1 and reports the mean and range of its accuracy: two heads trained on
+slightly different images differ by up to about a point.
 
 --breakdown: where photos -> photos loses to the clean drawings. Each photo is
 also read with the sheet's TRUE corners (`model.sheet.upright_sheet`, then
@@ -65,6 +67,10 @@ def main(argv=None):
     parser.add_argument("--pen", default="doodle", choices=("doodle", "redrawn"),
                         help="the photos' ink: the doodle's own strokes (default) or its "
                              "centre lines traced by a pen")
+    parser.add_argument("--head-seeds", type=int, default=1,
+                        help="train each head with this many seeds (0, 1, ...) and report the "
+                             "mean accuracy and its range: two heads trained on the same "
+                             "features differ by up to about a point (default 1)")
     parser.add_argument("--breakdown", action="store_true",
                         help="also read each photo with the sheet's true corners and the sheet's "
                              "ink with no camera, and break photos -> photos down by the "
@@ -72,6 +78,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not 1 <= args.per_class <= 500:
         parser.error("--per-class takes 1..500")
+    if args.head_seeds < 1:
+        parser.error("--head-seeds takes 1 or more")
     if not 0 <= args.streams <= args.per_class * 8:
         parser.error("--streams takes 0 up to the test doodles (8 x --per-class)")
     setup(alphas=(args.alpha,))
@@ -152,22 +160,25 @@ def main(argv=None):
         for name, train_kind in (("photos->photos", "photo"), ("drawings->photos", "drawing")):
             accuracy[f"{name} ({path})"] = _accuracy(
                 features[("new" if train_kind == "drawing" else path, train_kind, "train")],
-                labels["train"], features[(path, "photo", "test")], labels["test"], len(classes))
+                labels["train"], features[(path, "photo", "test")], labels["test"], len(classes),
+                args.head_seeds)
     accuracy["clean drawings (both)"] = _accuracy(
         features[("new", "drawing", "train")], labels["train"],
-        features[("new", "drawing", "test")], labels["test"], len(classes))
+        features[("new", "drawing", "test")], labels["test"], len(classes), args.head_seeds)
     for name, kind in (("photos->photos", "photo"), ("drawings->photos", "drawing"),
                        ("clean drawings", "drawing")):
         test = features[("new", "drawing" if name == "clean drawings" else "photo", "test")]
         accuracy[f"{name} (new, paper views)"] = _accuracy(
             features[("new", kind, "train")] + features[("paper", kind, "train")],
-            labels["train"] * 2, test, labels["test"], len(classes))
+            labels["train"] * 2, test, labels["test"], len(classes), args.head_seeds)
     missed = {path: float(np.mean([f is None for split in ("train", "test")
                                    for f in features[(path, "photo", split)]]))
               for path in ("new", "old")}
     breakdown = _breakdown(features, labels, len(classes), conditions) if args.breakdown else None
     result = {
-        "accuracy": {k: round(v, 4) for k, v in accuracy.items()},
+        "accuracy": {k: round(float(np.mean(v)), 4) for k, v in accuracy.items()},
+        "accuracy_range": {k: [round(min(v), 4), round(max(v), 4)] for k, v in accuracy.items()}
+        if args.head_seeds > 1 else None, "head_seeds": args.head_seeds,
         "breakdown": breakdown,
         "no_sketch_found": {k: round(v, 4) for k, v in missed.items()},
         "ms_per_frame": {f"{path} {clock}": {
@@ -184,7 +195,9 @@ def main(argv=None):
         "load_average": {"start": load, "end": [round(v, 2) for v in os.getloadavg()]},
     }
     for name, value in result["accuracy"].items():
-        print(f"{name:>28}: {value:.4f}")
+        spread = result["accuracy_range"]
+        print(f"{name:>28}: {value:.4f}" + (f" ({spread[name][0]:.4f}-{spread[name][1]:.4f}, "
+                                            f"{args.head_seeds} head seeds)" if spread else ""))
     for key in ("no_sketch_found", "ms_per_frame", "streams", "per_class", "pen", "alpha",
                 "seconds", "load_average"):
         print(f"{key:>28}: {result[key]}")
@@ -314,21 +327,24 @@ def _streams(webcam_photos, doodles, seed, pen, preprocess, Track, BlankSketch):
     return result
 
 
-def _accuracy(train, train_labels, test, test_labels, n_classes):
-    """Test accuracy of a head trained on the images that gave features; an
-    image refused as having no sketch counts as a wrong answer."""
-    return float(_right(train, train_labels, test, test_labels, n_classes).mean())
+def _accuracy(train, train_labels, test, test_labels, n_classes, seeds=1):
+    """Test accuracy of a head trained on the images that gave features, once
+    for each head seed 0 .. seeds - 1 (a list); an image refused as having no
+    sketch counts as a wrong answer."""
+    return [float(_right(train, train_labels, test, test_labels, n_classes, seed).mean())
+            for seed in range(seeds)]
 
 
-def _right(train, train_labels, test, test_labels, n_classes):
-    """Whether each test image is answered right by a head trained on the
-    images that gave features; an image refused as having no sketch is wrong."""
+def _right(train, train_labels, test, test_labels, n_classes, seed=0):
+    """Whether each test image is answered right by a head (trained with
+    `seed`) on the images that gave features; an image refused as having no
+    sketch is wrong."""
     from model.config import make_config
     from model.head import forward, train_head
     kept = [i for i, f in enumerate(train) if f is not None]
     x = np.stack([train[i] for i in kept]).astype(np.float32)
     y = np.asarray([train_labels[i] for i in kept])
-    params, _ = train_head(x, y, n_classes, make_config())
+    params, _ = train_head(x, y, n_classes, make_config(seed=seed))
     scored = [i for i, f in enumerate(test) if f is not None]
     right = np.zeros(len(test), bool)
     if scored:

@@ -24,7 +24,7 @@ OPTIONS = {
              "--retrain", "--capacity-rounds"),
     "openset": ("--per-class", "--non-sketches", "--seed"),
     "retrain": ("--skip-reference",),
-    "webcam": ("--per-class", "--seed", "--streams", "--alpha", "--breakdown"),
+    "webcam": ("--per-class", "--seed", "--streams", "--alpha", "--breakdown", "--head-seeds"),
     "webcam_oracle": ("--per-class", "--seed", "--pairs", "--fresh", "--plot"),
 }
 
@@ -188,3 +188,9 @@ def test_the_load_bench_refuses_fewer_than_one_capacity_round():
     result = run_cli("-m", "bench.load", "--capacity-rounds", "0", check=False)
     assert result.returncode == 2
     assert "--capacity-rounds must be at least 1" in result.stderr
+
+
+def test_the_webcam_bench_refuses_fewer_than_one_head_seed():
+    result = run_cli("-m", "bench.webcam", "--head-seeds", "0", check=False)
+    assert result.returncode == 2
+    assert "--head-seeds takes 1 or more" in result.stderr
