@@ -155,6 +155,52 @@ MIN_RAY_SUPPORT = 0.3
 # pale rooms; 0.57 for a patch of the room taken for a sheet).
 SKETCH_MARGIN = 4
 RAY_PAPER_LEVEL = 0.7
+# When no search outlines a sheet at all (a white or pastel sheet on a pale
+# wall whose edge shows nowhere), the paper around the sketch is read: the
+# strongest cluster of dark strokes (`_ink_clusters`), with the clusters within
+# SKETCH_GATHER of its size (a flower's stem a few pixels from its head), in a
+# rectangle SKETCH_PAD of its longer side clear of it (a doodle sits at least
+# 8 % of the sheet from its edges), turned by the straightest line through the
+# outward rays' stops within SKETCH_TURN degrees of upright (the sheet's own
+# sides where they show; sheets turn up to 30 degrees), else upright. It is
+# read only if the cluster is at least SKETCH_MIN_SIDE of the frame's short
+# side across, not one straight stroke (its minimal rectangle at least
+# SKETCH_MIN_ASPECT as wide as long), with at most SKETCH_MAX_STRAIGHT of its
+# ink within STRAIGHT_REACH pixels of a straight segment of its centre lines a
+# quarter of its size long (a room's lines and rectangle outlines), and if a
+# ring SKETCH_RING pixels wide around the rectangle (where in view) is paper:
+# at least RAY_PAPER_LEVEL as bright as the brightest things in view, even
+# (SKETCH_EVEN of it within SKETCH_PAPER_SPREAD levels of its median), one
+# paper (SKETCH_ONE_PAPER, as MIN_ONE_PAPER measures it) and not skin: reddish
+# (red > green > blue) with red - blue at least SKIN_SATURATION of red and
+# red - green at least SKIN_RED of red - blue (skin tones 0.29-0.53 and
+# 0.57-0.63; yellow paper 0.32 but 0.15; white, off-white and pastel paper not
+# reddish or below 0.1). Measured on the 4,800 photos of bench.webcam (seed 0):
+# of the 97 with no sketch found otherwise, 43 read, 42 of them the doodle
+# (precision > 0.8 and recall > 0.6 against its true ink, as
+# tests/test_webcam.py's `overlap`), 1 part of it. Of 100 empty rooms, faces
+# and blank sheets, as many taken for a sketch as before (0, 2, 0); of 400
+# each, 6 empty rooms against 4 (two rectangle outlines on a pale wall,
+# straight share 0.63 and 0.79), 4 faces and 15 blank sheets as before. A
+# face's mouth (0.21 of the short side) is refused by its size and by the skin
+# around it, each alone (26 faces of 100 taken for a sketch without both); the
+# straight share of the sketches read is at most 0.76, of the room's outlines
+# taken for one without that test 0.83-1.0 (2 empty rooms of 100). Turned by
+# the rays, the rectangle is within 6 degrees of the sheet's turn at the median
+# (17 upright).
+STRAIGHT_REACH = 5
+SKETCH_GATHER = 0.3
+SKETCH_PAD = 0.08
+SKETCH_TURN = 35
+SKETCH_MIN_SIDE = 0.23
+SKETCH_MAX_STRAIGHT = 0.8
+SKETCH_MIN_ASPECT = 0.2
+SKETCH_RING = 6
+SKETCH_EVEN = 0.7
+SKETCH_PAPER_SPREAD = 20
+SKETCH_ONE_PAPER = 0.85
+SKIN_SATURATION = 0.2
+SKIN_RED = 0.3
 # At least this share of a sheet's outline is in view.
 MIN_VISIBLE_SIDES = 0.5
 # Canny's hysteresis thresholds for the sheet's outline.
@@ -241,10 +287,13 @@ NEXT, PREVIOUS = np.array([1, 2, 3, 0]), np.array([3, 0, 1, 2])
 
 Sketch = collections.namedtuple("Sketch", "grey corners transform score")
 Sketch.__doc__ = """grey: the clean sketch (uint8, black on white). corners: the sheet's
-corners in the photo, clockwise from top-left, as float32 (4, 2). transform: the
-homography from the photo to `grey`. score: the sheet's share of the frame x
-its rectangularity ** RECTANGULARITY_WEIGHT x the share of its outline that is a
-sharp edge ** SUPPORT_WEIGHT."""
+corners in the photo, clockwise from top-left, as float32 (4, 2); when no
+search outlined the sheet and the paper around the sketch was read instead
+(`_around_sketch`), the corners of that rectangle, around the sketch and
+inside the sheet. transform: the homography from the photo to `grey`. score:
+the sheet's share of the frame x its rectangularity ** RECTANGULARITY_WEIGHT
+x the share of its outline that is a sharp edge ** SUPPORT_WEIGHT (the
+rectangle's share of the frame when read around the sketch)."""
 
 
 class Track:
@@ -288,7 +337,8 @@ def find_sketch(rgb, near=None):
     view = _view(small)
     # Faint outlines are looked for only when no sheet with a sketch is found otherwise.
     sheets = itertools.chain(_sheets(view), _sheets(view, faint=True), _line_sheets(view),
-                             _line_sheets(view, faint=True), _outward_sheets(view))
+                             _line_sheets(view, faint=True), _outward_sheets(view),
+                             _around_sketch(view))
     if near is not None:
         sheets = itertools.chain(_tracked(view, np.asarray(near, np.float32) * scale), sheets)
     grey = None
@@ -493,6 +543,125 @@ def _outward_sheets(view):
             visible, _ = cv2.intersectConvexConvex(sheet, frame)
             judged.append((sheet, min(visible / (width * height), 1.0) * support ** SUPPORT_WEIGHT))
     yield from _one_paper_sheets(view, judged)
+
+
+def _around_sketch(view):
+    """(corners, score) of the paper around the sketch, once or not at all:
+    the last resort when no search outlines a sheet. The strongest cluster
+    of dark strokes (with the clusters near it) is read in a rectangle a
+    margin clear of it, turned as the sheet's sides that the outward rays
+    stop on run (else upright), if it is large enough for a sketch, not
+    mostly straight lines (the room's), and the paper in a ring around the
+    rectangle is bright, even, one paper and not skin (see SKETCH_GATHER).
+    The corners are the rectangle's, not the sheet's (whose edges were not
+    seen); the score is its share of the frame."""
+    darkest = view.darkest
+    height, width = darkest.shape
+    labels, clusters = _ink_clusters(view.colour)
+    if not clusters:
+        return
+    label, (x, y, w, h) = clusters[0]
+    if max(w, h) < SKETCH_MIN_SIDE * min(height, width):
+        return
+    cluster = labels == label
+    # One straight stroke (a line of the room) is narrow along its own direction.
+    _, sides, _ = cv2.minAreaRect(cv2.findNonZero(cluster.astype(np.uint8)))
+    if min(sides) < SKETCH_MIN_ASPECT * max(sides) \
+            or _straight_share(view.colour, cluster) > SKETCH_MAX_STRAIGHT:
+        return
+    quad, ring = _sketch_box(view, labels, label, np.array([x + w / 2, y + h / 2]))
+    frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+    # The rectangle read is in view; the ring around it where it is in view.
+    if (quad < 0).any() or (quad > frame[2]).any():
+        return
+    paper = cv2.morphologyEx(view.paper, cv2.MORPH_CLOSE, cv2.getStructuringElement(
+        cv2.MORPH_RECT, (ONE_PAPER_LINE_WIDTH, ONE_PAPER_LINE_WIDTH)))
+    _, ring = cv2.intersectConvexConvex(ring, frame)
+    if ring is None or not _even_paper_around(view, paper, quad, ring.reshape(-1, 2)):
+        return
+    yield _clockwise(quad), cv2.contourArea(quad) / (width * height)
+
+
+def _sketch_box(view, labels, label, centre):
+    """(the rectangle to read, the ring's outer rectangle) around a cluster
+    of the labelled ink (`_ink_clusters`) and the clusters near it, turned
+    as `_sheet_turn` finds the sheet; float32 (4, 2) each."""
+    cluster = (labels == label).astype(np.uint8)
+    side = max(cv2.boundingRect(cluster)[2:])
+    reach = 2 * int(SKETCH_GATHER * side / 2) + 1
+    near = np.unique(labels[cv2.dilate(cluster, cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (reach, reach))) > 0])
+    sketch = np.isin(labels, near[near > 0]).astype(np.uint8)
+    points = cv2.findNonZero(sketch).reshape(-1, 2).astype(np.float64)
+    angle = _sheet_turn(view, sketch, centre)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    upright = points @ rotation
+    low, high = upright.min(axis=0), upright.max(axis=0)
+    pad = SKETCH_PAD * (high - low).max()
+    box = np.array([[low[0], low[1]], [high[0], low[1]], [high[0], high[1]], [low[0], high[1]]])
+    offsets = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    return ((box + pad * offsets) @ rotation.T).astype(np.float32), \
+        ((box + (pad + SKETCH_RING) * offsets) @ rotation.T).astype(np.float32)
+
+
+def _straight_share(colour, cluster):
+    """The share of the ink in a cluster (a bool mask of the view) within
+    STRAIGHT_REACH of a straight segment of its centre lines (Hough's) a
+    quarter of the cluster's size long or longer: a room's lines and
+    rectangle outlines are straight, a sketch's strokes mostly not."""
+    darkest = cv2.min(cv2.min(colour[..., 0], colour[..., 1]), colour[..., 2])
+    closed = cv2.morphologyEx(darkest, cv2.MORPH_CLOSE, cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (SKETCH_CLOSING, SKETCH_CLOSING)))
+    ink = ((closed.astype(np.int16) - darkest >= SKETCH_INK) & cluster).astype(np.uint8)
+    if not ink.any():
+        return 0.0
+    _, _, w, h = cv2.boundingRect(cluster.astype(np.uint8))
+    found = cv2.HoughLinesP(cv2.ximgproc.thinning(ink * 255), 1, np.pi / 180, 10,
+                            minLineLength=0.25 * max(w, h), maxLineGap=2)
+    if found is None:
+        return 0.0
+    on = np.zeros_like(ink)
+    for x1, y1, x2, y2 in found.reshape(-1, 4):
+        cv2.line(on, (int(x1), int(y1)), (int(x2), int(y2)), 1, STRAIGHT_REACH)
+    return float((on & ink).sum() / int(ink.sum()))
+
+
+def _even_paper_around(view, paper, quad, ring):
+    """Whether the ring between the rectangle `quad` and the polygon `ring`
+    around it is one paper (`paper`: the view's with broad strokes closed
+    over), bright and even."""
+    darkest = view.darkest
+    inside = np.zeros(darkest.shape, np.uint8)
+    cv2.fillConvexPoly(inside, np.rint(ring).astype(np.int32), 1)
+    cv2.fillConvexPoly(inside, np.rint(quad).astype(np.int32), 0)
+    around = darkest[inside > 0].astype(np.float32)
+    if not len(around):
+        return False
+    level = float(np.median(around))
+    even = float(np.mean(np.abs(around - level) <= SKETCH_PAPER_SPREAD))
+    if level < RAY_PAPER_LEVEL * view.bright or even < SKETCH_EVEN:
+        return False
+    # Skin is not paper: reddish (red > green > blue), saturated, its green
+    # well below its red (yellow paper's is close to it).
+    red, green, blue = np.median(view.paper[inside > 0], axis=0).astype(np.float64)
+    if red > green > blue and red - blue >= SKIN_SATURATION * red \
+            and red - green >= SKIN_RED * (red - blue):
+        return False
+    return _one_paper(paper, ring) >= SKETCH_ONE_PAPER
+
+
+def _sheet_turn(view, sketch, centre):
+    """The sheet's turn in the image (radians, within SKETCH_TURN of upright)
+    from the straightest line through the outward rays' stops, or 0."""
+    flat = cv2.morphologyEx(view.paper, cv2.MORPH_OPEN, np.ones((LINE_WIDTH, LINE_WIDTH), np.uint8))
+    edges = cv2.dilate(_edges(view, True), np.ones((3, 3), np.uint8))
+    rays, reach = _ray_stops(flat, edges, sketch.astype(bool), centre)
+    lines = _lines_through(centre + RAY_DIRECTIONS[rays] * reach[:, None])
+    for _, theta in lines:
+        turn = (theta + np.pi / 4) % (np.pi / 2) - np.pi / 4
+        if abs(turn) <= np.radians(SKETCH_TURN):
+            return turn
+    return 0.0
 
 
 def _ink_clusters(colour):

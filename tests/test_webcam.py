@@ -245,6 +245,31 @@ def test_a_pale_sheet_no_outline_bounds_is_found_from_its_sketch_outwards(seed):
     assert precision > 0.8 and recall > 0.8
 
 
+@pytest.mark.parametrize("wall, paper", [
+    ((246, 246, 245), (246, 246, 245)),  # white on white: no edge at all
+    ((244, 244, 242), (247, 247, 246)),  # an edge of 3 levels, lost in the noise
+])
+def test_a_sketch_on_paper_as_pale_as_the_wall_is_read_from_the_paper_around_it(wall, paper):
+    # No search outlines the sheet (none found it before the last resort):
+    # the paper around the sketch is read. The corners are those of the
+    # rectangle read, around the sketch and on the sheet.
+    import cv2
+    photo, corners = scene(wall, paper)
+    sketch = find_sketch(photo)
+    assert sketch is not None
+    assert all(cv2.pointPolygonTest(corners, tuple(map(float, corner)), False) >= 0
+               for corner in sketch.corners)
+    homography = cv2.getPerspectiveTransform(
+        np.float32([[0, 0], [220, 0], [220, 300], [0, 300]]), corners)
+    # The circle (radius 50 about (110, 140) on the sheet) and the line are read whole.
+    drawing = cv2.perspectiveTransform(np.float32([[[60, 140], [160, 140], [110, 90], [110, 190],
+                                                    [70, 200], [150, 90]]]), homography)[0]
+    assert all(cv2.pointPolygonTest(sketch.corners, tuple(map(float, point)), False) > 0
+               for point in drawing)
+    assert (sketch.grey < 128).mean() > 0.01
+    assert preprocess(photo, SIZE).shape == (SIZE, SIZE, 3)
+
+
 def test_faint_outlines_are_looked_for_only_when_no_sheet_is_found(monkeypatch):
     from model import sheet
     searches = []
@@ -596,6 +621,48 @@ def test_a_blank_sheet_framed_by_lines_of_the_room_is_no_sketch_in_view():
     # stroke: 5 of these 60 were taken for a sketch until the inside had to
     # be one paper almost throughout.
     assert refused([webcam_photos.blank_sheet(seed).image for seed in range(40, 100)]) >= 59
+
+
+def on_a_plain_wall(draw, wall):
+    """A photo of a plain wall with something drawn on it (by `draw`, on the
+    float frame), with sensor noise."""
+    frame = np.empty((480, 640, 3), np.float32)
+    frame[:] = wall
+    draw(frame)
+    frame += np.random.default_rng(0).normal(0, 3, frame.shape)
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def test_a_rectangle_or_a_line_on_a_pale_wall_is_not_read_as_a_sketch(monkeypatch):
+    # With no sheet in view, the last resort reads the paper around a
+    # sketch; the lines and rectangle outlines of a room are straight.
+    import cv2
+    from model import sheet
+    outline = on_a_plain_wall(lambda frame: cv2.rectangle(frame, (250, 150), (420, 330),
+                                                          (60, 50, 70), 4), (240, 240, 237))
+    line = on_a_plain_wall(lambda frame: cv2.line(frame, (200, 120), (430, 360), (60, 50, 70), 4),
+                           (240, 240, 237))
+    assert find_sketch(outline) is None and find_sketch(line) is None
+    monkeypatch.setattr(sheet, "SKETCH_MAX_STRAIGHT", 1.0)
+    assert find_sketch(outline) is not None
+
+
+@pytest.mark.parametrize("skin", [(224, 172, 140), (240, 200, 170)])
+def test_a_mouth_on_a_face_is_not_read_as_a_sketch_on_paper(skin, monkeypatch):
+    # A face brighter than the room, its mouth drawn in two strokes as large
+    # as a sketch: the skin around them is not paper.
+    import cv2
+    from model import sheet
+
+    def face(frame):
+        cv2.ellipse(frame, (320, 240), (170, 220), 0, 0, 360, skin, -1)
+        cv2.ellipse(frame, (320, 270), (80, 40), 0, 10, 170, (120, 50, 50), 6)
+        cv2.ellipse(frame, (320, 262), (60, 26), 0, 20, 160, (120, 50, 50), 5)
+
+    photo = on_a_plain_wall(face, (160, 160, 170))
+    assert find_sketch(photo) is None
+    monkeypatch.setattr(sheet, "SKIN_SATURATION", 2.0)
+    assert find_sketch(photo) is not None
 
 
 def test_of_two_sheets_the_one_with_the_sketch_is_read_or_none_is():
