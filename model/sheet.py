@@ -351,7 +351,7 @@ def find_sketch(rgb, near=None):
     return None
 
 
-_View = collections.namedtuple("_View", "paper darkest colour share bright edges")
+_View = collections.namedtuple("_View", "paper darkest colour share bright made")
 
 
 def _view(small):
@@ -359,7 +359,8 @@ def _view(small):
     closed over), its `darkest` channel and that channel's cumulative
     histogram (`share`, as shares of its pixels) and 95th percentile
     (`bright`), a lightly smoothed `colour` copy for the sheet's edges, and
-    `edges`, the edge maps `_edges` has made so far."""
+    `made`, what is made at most once a frame when a search first asks for
+    it (the edge maps of `_edges`, the dark strokes of `_ink_clusters`)."""
     # Thin dark lines on the paper (strokes, ruled lines) would split the sheet
     # into strips: a closing as wide as them paints them over with paper.
     paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE,
@@ -374,11 +375,11 @@ def _edges(view, faint=False):
     """Canny's edges of the view's `paper` (`faint`: of faint outlines, on a
     copy smoothed FAINT_BLUR pixels wide). Made once a frame: the searches
     for regions and for straight sides look at the same edges."""
-    if faint not in view.edges:
-        view.edges[faint] = cv2.Canny(
+    if faint not in view.made:
+        view.made[faint] = cv2.Canny(
             cv2.GaussianBlur(view.paper, (FAINT_BLUR, FAINT_BLUR), 0), FAINT_LOW, FAINT_HIGH) \
             if faint else cv2.Canny(cv2.GaussianBlur(view.paper, (5, 5), 0), EDGE_LOW, EDGE_HIGH)
-    return view.edges[faint]
+    return view.made[faint]
 
 
 def _tracked(view, quad):
@@ -505,7 +506,7 @@ def _outward_sheets(view):
     sides are (see SKETCH_INK)."""
     colour = view.colour
     height, width = view.darkest.shape
-    labels, clusters = _ink_clusters(colour)
+    labels, clusters, _ = _ink_clusters(view)
     if not clusters:
         return
     edges = cv2.dilate(_edges(view, True), np.ones((3, 3), np.uint8))
@@ -557,7 +558,7 @@ def _around_sketch(view):
     seen); the score is its share of the frame."""
     darkest = view.darkest
     height, width = darkest.shape
-    labels, clusters = _ink_clusters(view.colour)
+    labels, clusters, ink = _ink_clusters(view)
     if not clusters:
         return
     label, (x, y, w, h) = clusters[0]
@@ -567,7 +568,7 @@ def _around_sketch(view):
     # One straight stroke (a line of the room) is narrow along its own direction.
     _, sides, _ = cv2.minAreaRect(cv2.findNonZero(cluster.astype(np.uint8)))
     if min(sides) < SKETCH_MIN_ASPECT * max(sides) \
-            or _straight_share(view.colour, cluster) > SKETCH_MAX_STRAIGHT:
+            or _straight_share(ink & cluster, max(w, h)) > SKETCH_MAX_STRAIGHT:
         return
     quad, ring = _sketch_box(view, labels, label, np.array([x + w / 2, y + h / 2]))
     frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
@@ -604,20 +605,16 @@ def _sketch_box(view, labels, label, centre):
         ((box + (pad + SKETCH_RING) * offsets) @ rotation.T).astype(np.float32)
 
 
-def _straight_share(colour, cluster):
-    """The share of the ink in a cluster (a bool mask of the view) within
-    STRAIGHT_REACH of a straight segment of its centre lines (Hough's) a
-    quarter of the cluster's size long or longer: a room's lines and
-    rectangle outlines are straight, a sketch's strokes mostly not."""
-    darkest = cv2.min(cv2.min(colour[..., 0], colour[..., 1]), colour[..., 2])
-    closed = cv2.morphologyEx(darkest, cv2.MORPH_CLOSE, cv2.getStructuringElement(
-        cv2.MORPH_ELLIPSE, (SKETCH_CLOSING, SKETCH_CLOSING)))
-    ink = ((closed.astype(np.int16) - darkest >= SKETCH_INK) & cluster).astype(np.uint8)
+def _straight_share(ink, side):
+    """The share of a cluster's dark strokes (0/1 uint8, `_ink_clusters`)
+    within STRAIGHT_REACH of a straight segment of their centre lines
+    (Hough's) a quarter of the cluster's size (`side`, its longer side) long
+    or longer: a room's lines and rectangle outlines are straight, a
+    sketch's strokes mostly not."""
     if not ink.any():
         return 0.0
-    _, _, w, h = cv2.boundingRect(cluster.astype(np.uint8))
     found = cv2.HoughLinesP(cv2.ximgproc.thinning(ink * 255), 1, np.pi / 180, 10,
-                            minLineLength=0.25 * max(w, h), maxLineGap=2)
+                            minLineLength=0.25 * side, maxLineGap=2)
     if found is None:
         return 0.0
     on = np.zeros_like(ink)
@@ -664,10 +661,17 @@ def _sheet_turn(view, sketch, centre):
     return 0.0
 
 
-def _ink_clusters(colour):
-    """(labels, [(label, box)]): the joined clusters of dark strokes that
-    could be a sketch, most ink first, at most MAX_SKETCHES; box: x, y,
-    width, height."""
+def _ink_clusters(view):
+    """(labels, [(label, box)], the dark strokes (0/1 uint8)): the joined
+    clusters of dark strokes in a `_view` that could be a sketch, most ink
+    first, at most MAX_SKETCHES; box: x, y, width, height. Made once a
+    frame: the outward search and the reading around the sketch both ask."""
+    if "sketches" not in view.made:
+        view.made["sketches"] = _clusters_of(view.colour)
+    return view.made["sketches"]
+
+
+def _clusters_of(colour):
     height, width = colour.shape[:2]
     darkest = cv2.min(cv2.min(colour[..., 0], colour[..., 1]), colour[..., 2])
     closed = cv2.morphologyEx(darkest, cv2.MORPH_CLOSE, cv2.getStructuringElement(
@@ -682,7 +686,7 @@ def _ink_clusters(colour):
     amount[(side < SKETCH_SIDE[0] * min(height, width))
            | (side > SKETCH_SIDE[1] * min(height, width))] = 0
     chosen = [label for label in np.argsort(-amount, kind="stable")[:MAX_SKETCHES] if amount[label]]
-    return labels, [(label, stats[label, :4]) for label in chosen]
+    return labels, [(label, stats[label, :4]) for label in chosen], ink
 
 
 def _ray_stops(paper, edges, sketch, centre):
