@@ -32,7 +32,7 @@ DEFAULT_MARGIN = 0.1
 # Part of the feature cache's key: bump it whenever preprocess(), augment() or
 # on_paper() change what they produce, so that stale cached features are
 # recomputed.
-PREPROCESSING_VERSION = 15
+PREPROCESSING_VERSION = 16
 # is_photo: a drawing's edge is paper, within this many grey levels of it, for
 # at least this share of its pixels. Measured: every Quick, Draw! dev drawing
 # has at least 0.77 (strokes touch its edge), simulated webcam photos at most
