@@ -331,6 +331,14 @@ def card_count(page, name):
     return int(card.inner_text().split("·")[1])
 
 
+RECORD_LABELS_JS = """() => {
+  window.recordLabels = [];
+  const record = document.querySelector('#record');
+  new MutationObserver(() => window.recordLabels.push(record.innerText.trim()))
+    .observe(record, {subtree: true, childList: true, characterData: true});
+}"""
+
+
 def teach_camera_on_triangle(page, press):
     """The Teach tab's webcam started with the triangle card chosen, each
     control pressed by `press` ("click" with a mouse, "tap" with a finger);
@@ -355,6 +363,12 @@ def test_record_held_on_the_teach_tab_adds_webcam_frames_to_the_card_until_let_g
     # A different triangle in every frame: the same picture twice is stored once.
     video = tmp_path / "triangles.y4m"
     write_y4m(video, *[(draw_shape("triangle", seed=seed, size=360), 1) for seed in range(30)])
+
+    def recorded_count():
+        return app.model.store.db.execute(
+            "SELECT count(*) FROM images i JOIN labels l ON l.image_id = i.id"
+            " JOIN classes c ON c.id = l.class_id WHERE c.name = 'triangle'"
+            " AND i.source = 'webcam' AND l.labeled_by = 'teach:local'").fetchone()[0]
     browser = open_browser(playwright, "--use-fake-device-for-media-stream",
                            "--use-fake-ui-for-media-stream",
                            f"--use-file-for-fake-video-capture={video}")
@@ -365,17 +379,24 @@ def test_record_held_on_the_teach_tab_adds_webcam_frames_to_the_card_until_let_g
         record = page.locator("#record")
         record.wait_for(timeout=TIMEOUT_MS)
         idle, busy = re.compile("Hold to record$"), re.compile("let go to stop$")
+        # Every label the button shows: on a busy machine the frames queued
+        # meanwhile can fill the recording as soon as it starts, and the
+        # busy label then shows too briefly for a look to catch.
+        page.evaluate(RECORD_LABELS_JS)
         # Held, it records until `record_frames` frames are in, then stops
         # by itself.
         record.hover()
         page.mouse.down()
-        record.filter(has_text=busy).wait_for(timeout=TIMEOUT_MS)
+        page.wait_for_function("() => window.recordLabels.some(t => /let go to stop$/.test(t))",
+                               timeout=TIMEOUT_MS)
         record.filter(has_text=idle).wait_for(timeout=2 * TIMEOUT_MS)
         page.locator("#class-cards button.thumbnail-item").filter(
             has_text=re.compile(rf"triangle · {before + 3}\b")).wait_for(timeout=TIMEOUT_MS)
         page.mouse.up()
         page.screenshot(path=str(artifact("demo-browser-record.png")), full_page=True)
-        # Held again and let go while it records: it stops.
+        # Held again and let go while it records: it stops. No cap this
+        # time, so that only letting go (or Enter, below) can stop it.
+        monkeypatch.setattr(demo_handlers.settings, "record_frames", 10_000)
         page.mouse.down()
         record.filter(has_text=busy).wait_for(timeout=TIMEOUT_MS)
         page.mouse.up()
@@ -388,11 +409,7 @@ def test_record_held_on_the_teach_tab_adds_webcam_frames_to_the_card_until_let_g
         record.filter(has_text=idle).wait_for(timeout=TIMEOUT_MS)
     finally:
         browser.close()
-    recorded = app.model.store.db.execute(
-        "SELECT count(*) FROM images i JOIN labels l ON l.image_id = i.id"
-        " JOIN classes c ON c.id = l.class_id WHERE c.name = 'triangle'"
-        " AND i.source = 'webcam' AND l.labeled_by = 'teach:local'").fetchone()[0]
-    assert 3 <= recorded <= 9
+    assert recorded_count() >= 3
 
 
 def finger(page):
