@@ -405,7 +405,7 @@ def _tracked(view, quad):
     else:
         return
     height, width = view.darkest.shape
-    frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+    frame = _frame(height, width)
     visible, _ = cv2.intersectConvexConvex(quad, frame)
     if visible < MIN_SHEET_AREA * width * height:
         return
@@ -469,7 +469,7 @@ def _line_sheets(view, faint=False):
             if len(lines) == MAX_LINES:
                 break
     quads = _line_quads(np.array(lines, np.float64), cv2.dilate(edges, np.ones((3, 3), np.uint8)))
-    frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+    frame = _frame(height, width)
     area = width * height
     supports = _edge_supports(colour, np.array(quads, np.float32).reshape(-1, 4, 2), min_step)
     passing, shares = [], []
@@ -517,7 +517,7 @@ def _outward_sheets(view):
     # The paper with thin lines closed over (dark ones) and opened (bright:
     # a ruled line may be lighter than the paper in one channel).
     flat = cv2.morphologyEx(view.paper, cv2.MORPH_OPEN, np.ones((LINE_WIDTH, LINE_WIDTH), np.uint8))
-    frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+    frame = _frame(height, width)
     judged = []
     for label, (x, y, w, h) in clusters:
         centre = np.array([x + w / 2, y + h / 2])
@@ -575,7 +575,7 @@ def _around_sketch(view):
             or _straight_share(ink & cluster, max(w, h)) > SKETCH_MAX_STRAIGHT:
         return
     quad, ring = _sketch_box(view, labels, label, np.array([x + w / 2, y + h / 2]))
-    frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+    frame = _frame(height, width)
     # The rectangle read is in view; the ring around it where it is in view.
     if (quad < 0).any() or (quad > frame[2]).any():
         return
@@ -885,6 +885,12 @@ def _one_paper(colour, quad):
     return float((far <= PAPER_CHROMA).mean())
 
 
+def _frame(height, width):
+    """The frame's corners, clockwise from top-left, as a quadrilateral
+    (float32 (4, 2)): what a sheet's part in view is measured against."""
+    return np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+
+
 def _turn(a, b):
     """Degrees between two line directions (radians, modulo 180 degrees)."""
     d = abs(a - b) % np.pi
@@ -980,7 +986,7 @@ def _fitted(contour, hull, region, hull_area, shape, min_contrast):
     # Only the part in view can be covered: a sheet partly out of frame
     # is as rectangular as one in full view. A quadrilateral that cuts
     # off part of the hull is measured against the hull.
-    frame = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+    frame = _frame(height, width)
     visible, _ = cv2.intersectConvexConvex(quad, frame)
     # Above 1, the region spills out of its quadrilateral: not four sides.
     if region > 1.05 * max(visible, 1.0):
