@@ -364,7 +364,8 @@ def _view(small):
     histogram (`share`, as shares of its pixels) and 95th percentile
     (`bright`), a lightly smoothed `colour` copy for the sheet's edges, and
     `made`, what is made at most once a frame when a search first asks for
-    it (the edge maps of `_edges`, the dark strokes of `_ink_clusters`)."""
+    it (`_once`: the edge maps of `_edges`, the dark strokes of
+    `_ink_clusters`, the paper of `_broad_closed` and `_ray_ground`)."""
     # Thin dark lines on the paper (strokes, ruled lines) would split the sheet
     # into strips: a closing as wide as them paints them over with paper.
     paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE,
@@ -375,15 +376,39 @@ def _view(small):
                  int(np.searchsorted(share, 0.95)), {})
 
 
+def _once(view, key, make):
+    """view.made[key], made by `make()` the first time a frame asks for it."""
+    if key not in view.made:
+        view.made[key] = make()
+    return view.made[key]
+
+
 def _edges(view, faint=False):
     """Canny's edges of the view's `paper` (`faint`: of faint outlines, on a
     copy smoothed FAINT_BLUR pixels wide). Made once a frame: the searches
     for regions and for straight sides look at the same edges."""
-    if faint not in view.made:
-        view.made[faint] = cv2.Canny(
-            cv2.GaussianBlur(view.paper, (FAINT_BLUR, FAINT_BLUR), 0), FAINT_LOW, FAINT_HIGH) \
-            if faint else cv2.Canny(cv2.GaussianBlur(view.paper, (5, 5), 0), EDGE_LOW, EDGE_HIGH)
-    return view.made[faint]
+    return _once(view, ("edges", faint), lambda: cv2.Canny(
+        cv2.GaussianBlur(view.paper, (FAINT_BLUR, FAINT_BLUR), 0), FAINT_LOW, FAINT_HIGH)
+        if faint else cv2.Canny(cv2.GaussianBlur(view.paper, (5, 5), 0), EDGE_LOW, EDGE_HIGH))
+
+
+def _broad_closed(view):
+    """The view's paper with dark lines up to ONE_PAPER_LINE_WIDTH wide
+    closed over, broad strokes included: what `_one_paper` judges. Made once
+    a frame for the straight-sides, outward and around-the-sketch searches."""
+    return _once(view, "broad closed", lambda: cv2.morphologyEx(
+        view.paper, cv2.MORPH_CLOSE, cv2.getStructuringElement(
+            cv2.MORPH_RECT, (ONE_PAPER_LINE_WIDTH, ONE_PAPER_LINE_WIDTH))))
+
+
+def _ray_ground(view):
+    """(paper, edges) that rays cast from a sketch stop on (`_ray_stops`):
+    the paper with thin lines closed over (dark ones) and opened (bright: a
+    ruled line may be lighter than the paper in one channel), and the faint
+    edges thickened by a pixel. Made once a frame."""
+    return _once(view, "ray ground", lambda: (
+        cv2.morphologyEx(view.paper, cv2.MORPH_OPEN, np.ones((LINE_WIDTH, LINE_WIDTH), np.uint8)),
+        cv2.dilate(_edges(view, True), np.ones((3, 3), np.uint8))))
 
 
 def _tracked(view, quad):
@@ -495,8 +520,7 @@ def _one_paper_sheets(view, judged):
     if not judged:
         return
     judged = sorted(judged, key=lambda sheet: -sheet[1])
-    paper = cv2.morphologyEx(view.paper, cv2.MORPH_CLOSE, cv2.getStructuringElement(
-        cv2.MORPH_RECT, (ONE_PAPER_LINE_WIDTH, ONE_PAPER_LINE_WIDTH)))
+    paper = _broad_closed(view)
     # The costliest check last, on the best few.
     yield from itertools.islice(((sheet, score) for sheet, score in judged
                                  if _one_paper(paper, sheet) >= MIN_ONE_PAPER), LINE_READS)
@@ -513,10 +537,7 @@ def _outward_sheets(view):
     labels, clusters, _ = _ink_clusters(view)
     if not clusters:
         return
-    edges = cv2.dilate(_edges(view, True), np.ones((3, 3), np.uint8))
-    # The paper with thin lines closed over (dark ones) and opened (bright:
-    # a ruled line may be lighter than the paper in one channel).
-    flat = cv2.morphologyEx(view.paper, cv2.MORPH_OPEN, np.ones((LINE_WIDTH, LINE_WIDTH), np.uint8))
+    flat, edges = _ray_ground(view)
     frame = _frame(height, width)
     judged = []
     for label, (x, y, w, h) in clusters:
@@ -579,10 +600,8 @@ def _around_sketch(view):
     # The rectangle read is in view; the ring around it where it is in view.
     if (quad < 0).any() or (quad > frame[2]).any():
         return
-    paper = cv2.morphologyEx(view.paper, cv2.MORPH_CLOSE, cv2.getStructuringElement(
-        cv2.MORPH_RECT, (ONE_PAPER_LINE_WIDTH, ONE_PAPER_LINE_WIDTH)))
     _, ring = cv2.intersectConvexConvex(ring, frame)
-    if ring is None or not _even_paper_around(view, paper, quad, ring.reshape(-1, 2)):
+    if ring is None or not _even_paper_around(view, quad, ring.reshape(-1, 2)):
         return
     yield _clockwise(quad), cv2.contourArea(quad) / (width * height)
 
@@ -627,10 +646,9 @@ def _straight_share(ink, side):
     return float((on & ink).sum() / int(ink.sum()))
 
 
-def _even_paper_around(view, paper, quad, ring):
+def _even_paper_around(view, quad, ring):
     """Whether the ring between the rectangle `quad` and the polygon `ring`
-    around it is one paper (`paper`: the view's with broad strokes closed
-    over), bright and even."""
+    around it is one paper (with broad strokes closed over), bright and even."""
     darkest = view.darkest
     inside = np.zeros(darkest.shape, np.uint8)
     cv2.fillConvexPoly(inside, np.rint(ring).astype(np.int32), 1)
@@ -648,14 +666,13 @@ def _even_paper_around(view, paper, quad, ring):
     if red > green > blue and red - blue >= SKIN_SATURATION * red \
             and red - green >= SKIN_RED * (red - blue):
         return False
-    return _one_paper(paper, ring) >= SKETCH_ONE_PAPER
+    return _one_paper(_broad_closed(view), ring) >= SKETCH_ONE_PAPER
 
 
 def _sheet_turn(view, sketch, centre):
     """The sheet's turn in the image (radians, within SKETCH_TURN of upright)
     from the straightest line through the outward rays' stops, or 0."""
-    flat = cv2.morphologyEx(view.paper, cv2.MORPH_OPEN, np.ones((LINE_WIDTH, LINE_WIDTH), np.uint8))
-    edges = cv2.dilate(_edges(view, True), np.ones((3, 3), np.uint8))
+    flat, edges = _ray_ground(view)
     rays, reach = _ray_stops(flat, edges, sketch.astype(bool), centre)
     lines = _lines_through(centre + RAY_DIRECTIONS[rays] * reach[:, None])
     for _, theta in lines:
@@ -670,9 +687,7 @@ def _ink_clusters(view):
     clusters of dark strokes in a `_view` that could be a sketch, most ink
     first, at most MAX_SKETCHES; box: x, y, width, height. Made once a
     frame: the outward search and the reading around the sketch both ask."""
-    if "sketches" not in view.made:
-        view.made["sketches"] = _clusters_of(view.colour)
-    return view.made["sketches"]
+    return _once(view, "sketches", lambda: _clusters_of(view.colour))
 
 
 def _clusters_of(colour):
@@ -1421,8 +1436,8 @@ def _redrawn(ink, box):
     thinned to BROAD_STROKE_WIDTH), on a canvas CANVAS_SIDE pixels across the
     sketch, scaled up smoothly to the sheet's size. A pen on paper draws
     thinner and sharper lines, for the size of the drawing, than a finger or
-    a mouse on a small canvas, and the classifier learns from both. Only the part of the sheet around the ink is drawn: the
-    rest is white."""
+    a mouse on a small canvas, and the classifier learns from both. Only the
+    part of the sheet around the ink is drawn: the rest is white."""
     top, bottom, left, right = box
     side = max(bottom - top, right - left)
     # Room for the widened strokes and the canvas's blur, an even number of pixels.
